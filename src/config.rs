@@ -1,0 +1,123 @@
+//! Configuration: every setting is a flag with an environment variable (the flag wins).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// SQLite (`sqlite://FILE?mode=rwc`, the embedded default) or PostgreSQL (`postgres://…`).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://roster.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// Largest number of pooled connections on PostgreSQL (SQLite uses a fixed pool, see README).
+    #[arg(long, env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+/// How bearer tokens are verified (and, with a shared secret, minted).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JwtConfig {
+    /// HS256 shared secret.
+    #[arg(long, env = "ROSTER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key file: tokens are then RS256 (RSA key) or ES256 (P-256 key).
+    #[arg(
+        long,
+        env = "ROSTER_JWT_PUBLIC_KEY_FILE",
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Required `iss` claim, checked when set.
+    #[arg(long, env = "ROSTER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, checked when set.
+    #[arg(long, env = "ROSTER_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// HTTP limits and behaviour.
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Largest request body in bytes (GraphQL JSON and multipart uploads).
+    #[arg(long, env = "ROSTER_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
+    pub max_body: usize,
+
+    /// Longest time one GraphQL request may run, e.g. `30s` or `2m`.
+    #[arg(long, env = "ROSTER_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Browser origins allowed to call the API (comma-separated), e.g. a dashboard's origin.
+    #[arg(long, env = "ROSTER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+/// Bounds on what one GraphQL operation may ask for.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct QueryLimits {
+    /// Deepest selection nesting of an operation.
+    #[arg(long, env = "ROSTER_MAX_DEPTH", default_value_t = 16)]
+    pub max_depth: usize,
+
+    /// Highest complexity of an operation (list fields count `first` times their selection).
+    #[arg(long, env = "ROSTER_MAX_COMPLEXITY", default_value_t = 20_000)]
+    pub max_complexity: usize,
+
+    /// Most aliased fields in one document.
+    #[arg(long, env = "ROSTER_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+
+    /// Deepest recursion the parser accepts (nested lists, objects and selections).
+    #[arg(long, env = "ROSTER_MAX_RECURSIVE_DEPTH", default_value_t = 32)]
+    pub max_recursive_depth: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 16,
+            max_complexity: 20_000,
+            max_aliases: 30,
+            max_recursive_depth: 32,
+        }
+    }
+}
+
+/// Everything `roster serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROSTER_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub limits: QueryLimits,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,68 @@
+//! Database connection and migrations, for SQLite and PostgreSQL alike.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    TransactionTrait,
+};
+
+use crate::config::DatabaseConfig;
+
+/// SQLite pool size. In WAL mode readers never block the writer, so several connections let
+/// reads run beside a write transaction; and a query on the pool from inside an open
+/// transaction needs a second connection, which a pool of one would wait for forever.
+/// Writers still take turns on the file lock: write transactions begin `IMMEDIATE` and wait
+/// up to `SQLITE_BUSY_TIMEOUT` for it instead of failing.
+pub const SQLITE_POOL_SIZE: u32 = 8;
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Debug)
+        .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
+    if config.database_url.starts_with("sqlite:") {
+        options
+            .max_connections(SQLITE_POOL_SIZE)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+    } else {
+        options.max_connections(config.db_max_connections);
+    }
+    Database::connect(options).await
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock makes several processes that
+/// start together take turns, so each migration runs once.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7310042001)")
+                .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        _ => Migrator::up(db, None).await,
+    }
+}
+
+/// Whether the database answers and every migration of this build is applied.
+pub async fn is_ready(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    db.ping().await?;
+    let pending = Migrator::get_migration_with_status_read_only(db)
+        .await?
+        .into_iter()
+        .any(|m| m.status() == migration::MigrationStatus::Pending);
+    Ok(!pending)
+}

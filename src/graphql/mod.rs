@@ -1,0 +1,49 @@
+//! The GraphQL schema: merges the domain segments and applies the cross-cutting policies.
+
+mod extensions;
+
+pub use extensions::{ErrorPolicy, ExecutionMarker};
+
+use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use sea_orm::DatabaseConnection;
+
+use crate::auth::{AuthQuery, Principal};
+use crate::config::QueryLimits;
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AuthQuery);
+
+pub type RosterSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// The one schema used by the server, the tests and `roster schema`.
+///
+/// It holds no request state: the caller, the database and the DataLoaders go into each
+/// request's data (see [`request_data`]), so nothing can leak or batch across tenants.
+pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
+    Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_recursive_depth)
+        .extension(extensions::AliasLimit(limits.max_aliases))
+        .extension(ErrorPolicy)
+        .extension(extensions::ExecutionTracker)
+        .finish()
+}
+
+/// The SDL, sorted so that `schema.graphql` diffs stay readable.
+pub fn sdl() -> String {
+    build_schema(&QueryLimits::default()).sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}
+
+/// Per-request data: the verified caller and the database. DataLoaders belong here too,
+/// created per request and never shared, so one batch never mixes tenants.
+pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
+    data.insert(principal);
+    data.insert(db.clone());
+}

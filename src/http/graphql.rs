@@ -1,0 +1,416 @@
+//! GraphQL over HTTP: our own handler in front of the schema, so that content negotiation,
+//! status codes, authentication and per-request data follow the GraphQL-over-HTTP spec.
+
+use std::sync::Arc;
+
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ParseRequestError, Request as GraphQLRequest, Variables};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+
+use super::AppState;
+use super::negotiate::{Accepted, BodyKind, ResponseFormat, body_kind, negotiate};
+use crate::auth::{AuthError, Principal};
+use crate::error::ErrorCode;
+use crate::graphql::{ExecutionMarker, request_data};
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQuery) -> Response {
+    let format = match negotiate(&headers, true) {
+        Accepted::Html => return graphiql(),
+        Accepted::NotAcceptable => return not_acceptable(),
+        Accepted::Graphql(format) => format,
+    };
+    let principal = match authenticate(&state, &headers) {
+        Ok(principal) => principal,
+        Err(error) => return unauthorized(format, &error),
+    };
+    let params: GetParams = match serde_urlencoded::from_str(query.0.as_deref().unwrap_or("")) {
+        Ok(params) => params,
+        Err(e) => return bad_request(format, format!("invalid query string: {e}")),
+    };
+    let request = match params.into_request() {
+        Ok(request) => request,
+        Err(message) => return bad_request(format, message),
+    };
+    if is_mutation(&request) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format,
+            ErrorCode::BadUserInput,
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, principal, request, format).await
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let format = match negotiate(&headers, false) {
+        Accepted::Graphql(format) => format,
+        _ => return not_acceptable(),
+    };
+    let principal = match authenticate(&state, &headers) {
+        Ok(principal) => principal,
+        Err(error) => return unauthorized(format, &error),
+    };
+    let Some(kind) = body_kind(&headers) else {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format,
+            ErrorCode::BadUserInput,
+            "send the request as `Content-Type: application/json` (UTF-8), or as \
+             `multipart/form-data` for file uploads",
+        );
+    };
+    let limit = state.http.max_body;
+    if content_length(&headers).is_some_and(|len| len > limit) {
+        return too_large(format, limit);
+    }
+    let request = match kind {
+        BodyKind::Json => read_json(body, limit).await,
+        BodyKind::Multipart(content_type) => read_multipart(body, &content_type, limit).await,
+    };
+    match request {
+        Ok(request) => execute(&state, principal, request, format).await,
+        Err(BodyError::TooLarge) => too_large(format, limit),
+        Err(BodyError::Invalid(message)) => bad_request(format, message),
+    }
+}
+
+/// The GraphiQL page; public, since it only calls the API with the token the user pastes.
+fn graphiql() -> Response {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Roster GraphiQL")
+            .finish(),
+    )
+    .into_response()
+}
+
+async fn execute(
+    state: &AppState,
+    principal: Principal,
+    mut request: GraphQLRequest,
+    format: ResponseFormat,
+) -> Response {
+    let marker = Arc::new(ExecutionMarker::default());
+    request_data(&mut request.data, principal, &state.db);
+    request.data.insert(marker.clone());
+
+    let Ok(response) =
+        tokio::time::timeout(state.http.request_timeout, state.schema.execute(request)).await
+    else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format,
+            ErrorCode::Timeout,
+            format!(
+                "the request took longer than {}; nothing of an unfinished mutation was kept",
+                humantime::format_duration(state.http.request_timeout)
+            ),
+        );
+    };
+
+    // A request error (unparsable, invalid, bad variables) never reached execution: the
+    // response then has no `data` entry at all, and under the new media type answers 400.
+    let executed = marker.executed();
+    let mut body = Map::new();
+    if executed {
+        body.insert("data".into(), to_json(&response.data));
+    }
+    if !response.errors.is_empty() {
+        body.insert("errors".into(), to_json(&response.errors));
+    }
+    if !response.extensions.is_empty() {
+        body.insert("extensions".into(), to_json(&response.extensions));
+    }
+    let status = if !executed && format == ResponseFormat::GraphQLResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut http = json_response(status, format, &Json::Object(body));
+    http.headers_mut().extend(response.http_headers);
+    http
+}
+
+fn to_json(value: &impl serde::Serialize) -> Json {
+    serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+/// The parameters of a GraphQL request.
+struct PostParams {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Json>>,
+    extensions: Option<Map<String, Json>>,
+}
+
+impl PostParams {
+    /// Takes the parameters in the types the spec demands, naming the one that is not:
+    /// a numeric `query`, an array of `variables` or a missing `query` is a 400.
+    fn from_json(body: Json) -> Result<Self, String> {
+        let Json::Object(mut body) = body else {
+            return Err("the body must be a JSON object with a `query` string".into());
+        };
+        let query = match body.remove("query") {
+            Some(Json::String(query)) => query,
+            None | Some(Json::Null) => return Err("the `query` parameter is missing".into()),
+            Some(_) => return Err("the `query` parameter must be a string".into()),
+        };
+        let operation_name = match body.remove("operationName") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(name)) => Some(name),
+            Some(_) => return Err("the `operationName` parameter must be a string".into()),
+        };
+        let object = |name: &str, value: Option<Json>| match value {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(map)) => Ok(Some(map)),
+            Some(_) => Err(format!("the `{name}` parameter must be a JSON object")),
+        };
+        Ok(Self {
+            query,
+            operation_name,
+            variables: object("variables", body.remove("variables"))?,
+            extensions: object("extensions", body.remove("extensions"))?,
+        })
+    }
+
+    fn into_request(self) -> Result<GraphQLRequest, String> {
+        let mut request = GraphQLRequest::new(self.query);
+        request.operation_name = self.operation_name;
+        if let Some(variables) = self.variables {
+            request.variables = Variables::from_json(Json::Object(variables));
+        }
+        for (key, value) in self.extensions.unwrap_or_default() {
+            let value = async_graphql::Value::from_json(value)
+                .map_err(|e| format!("invalid `extensions`: {e}"))?;
+            request.extensions.insert(key, value);
+        }
+        Ok(request)
+    }
+}
+
+/// GET carries the same parameters URL-encoded, `variables` and `extensions` as JSON text.
+#[derive(Deserialize)]
+struct GetParams {
+    query: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GetParams {
+    fn into_request(self) -> Result<GraphQLRequest, String> {
+        let json = |name: &str, text: Option<String>| -> Result<Json, String> {
+            match text.filter(|t| !t.is_empty()) {
+                None => Ok(Json::Null),
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| format!("the `{name}` parameter is not JSON: {e}")),
+            }
+        };
+        let mut body = Map::new();
+        body.insert("query".into(), self.query.map_or(Json::Null, Json::String));
+        body.insert(
+            "operationName".into(),
+            self.operation_name.map_or(Json::Null, Json::String),
+        );
+        body.insert("variables".into(), json("variables", self.variables)?);
+        body.insert("extensions".into(), json("extensions", self.extensions)?);
+        PostParams::from_json(Json::Object(body))?.into_request()
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Invalid(String),
+}
+
+async fn read_json(body: Body, limit: usize) -> Result<GraphQLRequest, BodyError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| body_error(&e))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(BodyError::Invalid(
+            "batched requests are not supported: send one operation per request".into(),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(BodyError::Invalid("the request body is empty".into()));
+    }
+    let json: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| BodyError::Invalid(format!("the body is not valid JSON: {e}")))?;
+    PostParams::from_json(json)
+        .and_then(PostParams::into_request)
+        .map_err(BodyError::Invalid)
+}
+
+async fn read_multipart(
+    body: Body,
+    content_type: &str,
+    limit: usize,
+) -> Result<GraphQLRequest, BodyError> {
+    let limited = Body::new(http_body_util::Limited::new(body, limit));
+    let reader = limited
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .into_async_read();
+    let options = MultipartOptions::default()
+        .max_file_size(limit)
+        .max_num_files(16);
+    async_graphql::http::receive_body(Some(content_type), reader, options)
+        .await
+        .map_err(|e| match e {
+            ParseRequestError::PayloadTooLarge => BodyError::TooLarge,
+            ParseRequestError::Io(ref io)
+                if io.get_ref().is_some_and(|inner| is_length_limit(inner)) =>
+            {
+                BodyError::TooLarge
+            }
+            ParseRequestError::UnsupportedBatch => BodyError::Invalid(
+                "batched requests are not supported: send one operation per request".into(),
+            ),
+            other => BodyError::Invalid(format!("invalid multipart request: {other}")),
+        })
+}
+
+fn body_error(error: &axum::Error) -> BodyError {
+    if is_length_limit(error) {
+        BodyError::TooLarge
+    } else {
+        BodyError::Invalid(format!("cannot read the request body: {error}"))
+    }
+}
+
+/// Whether a body error, somewhere in its chain, is the size limit being hit.
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether the operation a GET would run is a mutation (which GET must never run).
+fn is_mutation(request: &GraphQLRequest) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false; // execution reports the syntax error
+    };
+    let operation = match &document.operations {
+        DocumentOperations::Single(op) => Some(op),
+        DocumentOperations::Multiple(ops) => request.operation_name.as_deref().and_then(|name| {
+            ops.iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, op)| op)
+        }),
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    // A header that is not visible ASCII cannot hold a token: treat it as malformed.
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
+        .transpose()?;
+    state.auth.authenticate_header(header)
+}
+
+/// HTTP 401 with the RFC 6750 challenge and a GraphQL-shaped body.
+pub fn unauthorized(format: ResponseFormat, error: &AuthError) -> Response {
+    let challenge = match error {
+        AuthError::Missing => "Bearer".to_owned(),
+        AuthError::Malformed => {
+            format!("Bearer error=\"invalid_request\", error_description=\"{error}\"")
+        }
+        AuthError::Invalid(_) => {
+            format!("Bearer error=\"invalid_token\", error_description=\"{error}\"")
+        }
+    }
+    .replace(['`'], "'");
+    let mut response = error_response(
+        StatusCode::UNAUTHORIZED,
+        format,
+        ErrorCode::Unauthenticated,
+        error.to_string(),
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn bad_request(format: ResponseFormat, message: impl Into<String>) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format,
+        ErrorCode::BadUserInput,
+        message,
+    )
+}
+
+fn too_large(format: ResponseFormat, limit: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format,
+        ErrorCode::BadUserInput,
+        format!("the request body is larger than the limit of {limit} bytes (ROSTER_MAX_BODY)"),
+    )
+}
+
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        ResponseFormat::Json,
+        ErrorCode::BadUserInput,
+        "accept application/graphql-response+json or application/json",
+    )
+}
+
+/// A response carrying one error and no `data`, for failures before GraphQL runs.
+pub fn error_response(
+    status: StatusCode,
+    format: ResponseFormat,
+    code: ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    let body = json!({
+        "errors": [{ "message": message.into(), "extensions": { "code": code.as_str() } }]
+    });
+    json_response(status, format, &body)
+}
+
+fn json_response(status: StatusCode, format: ResponseFormat, body: &Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body.to_string(),
+    )
+        .into_response()
+}

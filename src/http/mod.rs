@@ -1,0 +1,66 @@
+//! Routes, middleware and the shared application state.
+
+mod graphql;
+mod negotiate;
+mod ops;
+mod ws;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Authenticator;
+use crate::config::HttpConfig;
+use crate::graphql::RosterSchema;
+
+/// What every handler may reach. Cheap to clone: each part is reference-counted.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub schema: RosterSchema,
+    pub auth: Arc<Authenticator>,
+    pub http: Arc<HttpConfig>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> anyhow::Result<Router> {
+    let cors = cors_layer(&state.http.cors_origins)?;
+    let router = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(ws::subscribe))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn(ops::record_metrics))
+        .layer(ops::trace_layer())
+        .with_state(state);
+    Ok(match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
+}
+
+fn cors_layer(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.trim()).with_context(|| format!("invalid CORS origin {o:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]),
+    ))
+}

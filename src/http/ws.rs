@@ -1,0 +1,122 @@
+//! Subscriptions over WebSocket (`graphql-transport-ws`); the token comes in `connection_init`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket, WebSocketProtocols, WsMessage};
+use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt, future};
+
+use super::AppState;
+use crate::error::AppError;
+use crate::graphql::request_data;
+
+/// The close code `graphql-transport-ws` prescribes for a refused `connection_init`.
+const FORBIDDEN: u16 = 4403;
+/// Longest close reason a WebSocket frame can carry.
+const MAX_CLOSE_REASON: usize = 123;
+
+pub async fn subscribe(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(protocol) = protocol(&headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "use the graphql-transport-ws subprotocol (Sec-WebSocket-Protocol)",
+        )
+            .into_response();
+    };
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve(state, protocol, socket))
+}
+
+async fn serve(
+    state: AppState,
+    protocol: WebSocketProtocols,
+    socket: axum::extract::ws::WebSocket,
+) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|message| future::ready(message.is_ok()))
+        .filter_map(|message| {
+            future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+
+    let refused = Arc::new(AtomicBool::new(false));
+    let refused_in_init = refused.clone();
+    let schema = state.schema.clone();
+    let output = WebSocket::new(schema, input, protocol)
+        .on_connection_init(move |payload| async move {
+            let principal = state
+                .auth
+                .authenticate_header(authorization(&payload))
+                .map_err(|e| {
+                    refused_in_init.store(true, Ordering::Release);
+                    AppError::Unauthenticated(e.to_string())
+                })?;
+            let mut data = Data::default();
+            request_data(&mut data, principal, &state.db);
+            Ok(data)
+        })
+        .map(|message| match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => {
+                let code = if refused.load(Ordering::Acquire) {
+                    FORBIDDEN
+                } else {
+                    code
+                };
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: truncate(reason, MAX_CLOSE_REASON).into(),
+                }))
+            }
+        });
+    futures_util::pin_mut!(output);
+    while let Some(message) = output.next().await {
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
+}
+
+/// `{"Authorization": "Bearer …"}`, the key matched case-insensitively as HTTP headers are.
+fn authorization(payload: &serde_json::Value) -> Option<&str> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

@@ -1,0 +1,12 @@
+//! Roster: a GraphQL API server that imports people into a learning platform and reports on
+//! them. `main.rs` only dispatches the command line; everything lives here.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

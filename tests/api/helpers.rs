@@ -1,0 +1,270 @@
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use roster::auth::{Authenticator, Role};
+use roster::config::{DatabaseConfig, HttpConfig, JwtConfig, QueryLimits, ServeConfig};
+use roster::startup::Application;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+pub const TEST_SECRET: &str = "roster-test-secret-that-signs-test-tokens";
+
+/// The databases a test can run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL, as `name::sqlite` and
+/// `name::postgres`. The body gets a fresh server with its own fresh database each time.
+macro_rules! db_test {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            async fn run($app: $crate::helpers::TestApp) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run($crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run($crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await).await
+            }
+        }
+    };
+}
+pub(crate) use db_test;
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    auth: Authenticator,
+}
+
+/// A GraphQL answer: HTTP status, headers and the JSON body.
+#[derive(Debug)]
+pub struct GraphQLResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl GraphQLResponse {
+    /// The `extensions.code` of the first error.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    pub fn error_message(&self) -> &str {
+        self.body["errors"][0]["message"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a server whose configuration the test may adjust first; the JWT settings default
+/// to the test secret.
+pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let database = TestDatabase::create(backend).await;
+    let mut config = ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database: DatabaseConfig {
+            database_url: database.url.clone(),
+            db_max_connections: 5,
+        },
+        jwt: JwtConfig {
+            jwt_secret: Some(TEST_SECRET.to_owned()),
+            ..JwtConfig::default()
+        },
+        http: HttpConfig {
+            max_body: 64 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+        },
+        limits: QueryLimits::default(),
+    };
+    customize(&mut config);
+    let auth = Authenticator::from_config(&config.jwt)
+        .expect("valid test key")
+        .expect("a test key is configured");
+    // The test keeps its own signer; for public-key setups it signs with helpers below.
+    let signer = Authenticator::hs256(
+        config
+            .jwt
+            .jwt_secret
+            .as_deref()
+            .unwrap_or(TEST_SECRET)
+            .as_bytes(),
+        config.jwt.jwt_issuer.clone(),
+        config.jwt.jwt_audience.clone(),
+    );
+    let app = Application::build(config, auth)
+        .await
+        .expect("the application builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        database,
+        auth: signer,
+    }
+}
+
+impl TestApp {
+    /// A real token signed with the test secret, for the default tenant.
+    pub fn token(&self, role: Role) -> String {
+        self.token_for(role, None)
+    }
+
+    pub fn token_for(&self, role: Role, tenant: Option<&str>) -> String {
+        self.auth
+            .mint(
+                &format!("test-{}", role.as_str()),
+                role,
+                tenant,
+                Duration::from_secs(600),
+            )
+            .expect("the test secret signs")
+    }
+
+    pub fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.address)
+    }
+
+    /// POSTs a GraphQL operation as JSON with the given token.
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> GraphQLResponse {
+        let response = self
+            .client
+            .post(self.graphql_url())
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request sent");
+        GraphQLResponse::read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+impl GraphQLResponse {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("HTTP {status}: body is not JSON: {text}"));
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// A database of the test's own: a fresh SQLite file, or a fresh PostgreSQL database that
+/// is dropped when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres_name: Option<String>,
+}
+
+/// The PostgreSQL server the tests use; CI starts it on 127.0.0.1:5432 (trust auth).
+pub fn postgres_admin_url() -> String {
+    std::env::var("ROSTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+impl TestDatabase {
+    async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("roster.db").display()
+                );
+                Self {
+                    url,
+                    _dir: Some(dir),
+                    postgres_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("roster_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(format!("{}/postgres", postgres_admin_url()))
+                    .await
+                    .expect(
+                        "PostgreSQL answers on ROSTER_TEST_POSTGRES_URL (default 127.0.0.1:5432)",
+                    );
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("test database created");
+                let _ = admin.close().await;
+                Self {
+                    url: format!("{}/{name}", postgres_admin_url()),
+                    _dir: None,
+                    postgres_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL test database now, connections and all.
+    pub async fn drop_postgres_now(&self) {
+        if let Some(name) = &self.postgres_name {
+            drop_postgres(name).await;
+        }
+    }
+}
+
+async fn drop_postgres(name: &str) {
+    if let Ok(admin) = Database::connect(format!("{}/postgres", postgres_admin_url())).await {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        let _ = admin.close().await;
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_name.take() {
+            // Drop runs inside the test's runtime, which cannot be blocked on: clean up from
+            // a thread with a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cleanup runtime")
+                    .block_on(drop_postgres(&name));
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real server on a random port with its own database
+//! and talks HTTP/WebSocket to it. All modules compile into this one test binary.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod http;
+mod ops;
+mod schema;
+mod ws;

@@ -1,0 +1,56 @@
+//! Health, readiness and metrics.
+
+use roster::auth::Role;
+use serde_json::json;
+
+use crate::helpers::{Backend, db_test, spawn_app};
+
+db_test! {
+    async fn healthz_and_readyz_answer(app) {
+        let health = app.get("/healthz").await;
+        assert_eq!(health.status(), 200);
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.text().await.unwrap(), "ready");
+    }
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone_while_healthz_stays_200() {
+    let app = spawn_app(Backend::Postgres).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    app.database.drop_postgres_now().await;
+
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_observe_latency() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.graphql(&app.token(Role::Viewer), "{ viewer { role } }", json!({}))
+        .await;
+
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/plain"))
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("roster_http_requests_total{")
+                && l.contains("route=\"/graphql\"")
+                && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("roster_http_request_duration_seconds_bucket{"),
+        "latency is a histogram: {text}"
+    );
+}
