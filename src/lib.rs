@@ -10,3 +10,4 @@ pub mod graphql;
 pub mod http;
 pub mod startup;
 pub mod telemetry;
+pub mod users;
