@@ -1,7 +1,7 @@
 //! GraphQL over HTTP: our own handler in front of the schema, so that content negotiation,
 //! status codes, authentication and per-request data follow the GraphQL-over-HTTP spec.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::parser::types::{DocumentOperations, OperationType};
@@ -88,14 +88,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
 
 /// The GraphiQL page; public, since it only calls the API with the token the user pastes.
 fn graphiql() -> Response {
-    Html(
+    static PAGE: LazyLock<String> = LazyLock::new(|| {
         GraphiQLSource::build()
             .endpoint("/graphql")
             .subscription_endpoint("/graphql/ws")
             .title("Roster GraphiQL")
-            .finish(),
-    )
-    .into_response()
+            .finish()
+    });
+    Html(PAGE.as_str()).into_response()
 }
 
 async fn execute(
@@ -116,7 +116,7 @@ async fn execute(
             format,
             ErrorCode::Timeout,
             format!(
-                "the request took longer than {}; nothing of an unfinished mutation was kept",
+                "the request took longer than {} and was stopped",
                 humantime::format_duration(state.http.request_timeout)
             ),
         );
