@@ -173,15 +173,16 @@ impl Phone {
 /// are refused.
 pub fn parse_date(raw: &str) -> Result<NaiveDate, Problem> {
     let text = raw.trim();
-    let format = if text.contains('.') {
-        "%d.%m.%Y"
+    // chrono also takes unpadded days and months; the seeds' formats are zero-padded.
+    let (format, separators) = if text.contains('.') {
+        ("%d.%m.%Y", [(2, b'.'), (5, b'.')])
     } else {
-        "%Y-%m-%d"
+        ("%Y-%m-%d", [(4, b'-'), (7, b'-')])
     };
-    let shape_ok = match format {
-        "%d.%m.%Y" => text.len() == 10 && text.as_bytes()[2] == b'.' && text.as_bytes()[5] == b'.',
-        _ => text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-',
-    };
+    let shape_ok = text.len() == 10
+        && separators
+            .iter()
+            .all(|&(index, separator)| text.as_bytes()[index] == separator);
     if !shape_ok {
         return Err(Problem::new(
             "INVALID_DATE",
@@ -506,6 +507,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(required_text("  Kyiv ", 10).unwrap(), "Kyiv");
+        assert_eq!(required_text("   ", 10).unwrap_err().code, "REQUIRED");
+        assert_eq!(optional_text("   ", 10).unwrap(), None);
+        assert_eq!(optional_text(" Kyiv", 10).unwrap(), Some("Kyiv".to_owned()));
+        assert_eq!(optional_text("Kyiv", 3).unwrap_err().code, "TOO_LONG");
+        assert_eq!(
+            required_text("a\u{0}b", 10).unwrap_err().code,
+            "INVALID_CHARACTERS"
+        );
     }
 
     #[test]
