@@ -63,10 +63,11 @@ pub enum AppError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The input clashes with what is stored (a taken email, say); each clash is named.
     #[error("{message}")]
     Conflict {
         message: String,
-        field: Option<String>,
+        field_errors: Vec<FieldError>,
     },
     /// Never shown: logged with its whole chain, answered with a generic message.
     #[error("internal error")]
@@ -97,6 +98,17 @@ impl AppError {
             format!("invalid input: {}", names.join(", "))
         };
         Self::BadUserInput {
+            message,
+            field_errors,
+        }
+    }
+
+    /// A clash with stored data; the message is that of the first clash.
+    pub fn conflict(field_errors: Vec<FieldError>) -> Self {
+        let message = field_errors
+            .first()
+            .map_or_else(|| "conflict".to_owned(), |e| e.message.clone());
+        Self::Conflict {
             message,
             field_errors,
         }

@@ -3,7 +3,7 @@
 mod graphql;
 mod token;
 
-pub use graphql::{AuthQuery, RoleGuard, Viewer};
+pub use graphql::{AuthQuery, RoleGuard, Viewer, principal};
 pub use token::{AuthError, Authenticator, KeyError};
 
 use serde::{Deserialize, Serialize};

@@ -80,7 +80,14 @@ fn set_app_error(message: &mut String, extensions: &mut ErrorExtensionValues, er
             tracing::error!(error = ?inner, "internal error");
             *message = "internal error".to_owned();
         }
-        AppError::BadUserInput { field_errors, .. } if !field_errors.is_empty() => {
+        AppError::BadUserInput { field_errors, .. } | AppError::Conflict { field_errors, .. }
+            if !field_errors.is_empty() =>
+        {
+            if let AppError::Conflict { .. } = error
+                && let Some(field) = &field_errors[0].field
+            {
+                extensions.set("field", field.as_str());
+            }
             let value = serde_json::to_value(field_errors)
                 .ok()
                 .and_then(|json| Value::from_json(json).ok());
@@ -88,9 +95,6 @@ fn set_app_error(message: &mut String, extensions: &mut ErrorExtensionValues, er
                 extensions.set("fieldErrors", value);
             }
         }
-        AppError::Conflict {
-            field: Some(field), ..
-        } => extensions.set("field", field.as_str()),
         _ => {}
     }
 }
@@ -223,10 +227,11 @@ mod tests {
         }
 
         async fn conflict(&self) -> Result<bool, AppError> {
-            Err(AppError::Conflict {
-                message: "email already used".into(),
-                field: Some("user.email".into()),
-            })
+            Err(AppError::conflict(vec![FieldError::new(
+                "user.email",
+                "TAKEN",
+                "email already used",
+            )]))
         }
     }
 

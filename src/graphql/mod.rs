@@ -1,34 +1,45 @@
 //! The GraphQL schema: merges the domain segments and applies the cross-cutting policies.
 
 mod extensions;
+pub mod scalars;
 
 pub use extensions::{ErrorPolicy, ExecutionMarker};
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{AuthQuery, Principal};
 use crate::config::QueryLimits;
+use crate::users::graphql::{UsersMutation, UsersQuery, loaders};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery);
+pub struct QueryRoot(AuthQuery, UsersQuery);
 
-pub type RosterSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+/// Every mutation needs the `admin` role; each field carries its guard.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(UsersMutation);
+
+pub type RosterSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// The one schema used by the server, the tests and `roster schema`.
 ///
 /// It holds no request state: the caller, the database and the DataLoaders go into each
 /// request's data (see [`request_data`]), so nothing can leak or batch across tenants.
 pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
-    Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(limits.max_recursive_depth)
-        .extension(extensions::AliasLimit(limits.max_aliases))
-        .extension(ErrorPolicy)
-        .extension(extensions::ExecutionTracker)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(limits.max_recursive_depth)
+    .extension(extensions::AliasLimit(limits.max_aliases))
+    .extension(ErrorPolicy)
+    .extension(extensions::ExecutionTracker)
+    .finish()
 }
 
 /// The SDL, sorted so that `schema.graphql` diffs stay readable.
@@ -44,6 +55,7 @@ pub fn sdl() -> String {
 /// Per-request data: the verified caller and the database. DataLoaders belong here too,
 /// created per request and never shared, so one batch never mixes tenants.
 pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
+    loaders(data, db, &principal.tenant);
     data.insert(principal);
     data.insert(db.clone());
 }

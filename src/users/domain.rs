@@ -2,7 +2,9 @@
 //! a [`Problem`]; [`Problems`] collects them with their input paths so that one request
 //! reports every bad field at once.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2};
 use chrono::NaiveDate;
 
@@ -49,6 +51,10 @@ impl Problems {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// `Ok` when nothing was wrong, else one `BAD_USER_INPUT` naming every field.
@@ -298,8 +304,8 @@ impl PasswordHashString {
     pub const MIN_PASSWORD_LEN: usize = 8;
     const MAX_PASSWORD_LEN: usize = 1024;
 
-    /// Hashes a plain password with Argon2id (the crate's recommended parameters).
-    pub fn hash(password: &str) -> Result<Self, Problem> {
+    /// Whether a plain password is acceptable: its length only, as NIST SP 800-63B advises.
+    pub fn check_plain(password: &str) -> Result<(), Problem> {
         let length = password.chars().count();
         if length < Self::MIN_PASSWORD_LEN {
             return Err(Problem::new(
@@ -310,6 +316,23 @@ impl PasswordHashString {
         if length > Self::MAX_PASSWORD_LEN {
             return Err(Problem::too_long(Self::MAX_PASSWORD_LEN));
         }
+        Ok(())
+    }
+
+    /// Whether `password` is the one `stored` (an argon2id PHC string) was made from.
+    /// Hashes of other algorithms never match here, so the password is hashed anew.
+    pub fn verify(stored: &str, password: &str) -> bool {
+        PasswordHash::new(stored).is_ok_and(|hash| {
+            hash.algorithm == Algorithm::Argon2id.ident()
+                && Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+        })
+    }
+
+    /// Hashes a plain password with Argon2id (the crate's recommended parameters).
+    pub fn hash(password: &str) -> Result<Self, Problem> {
+        Self::check_plain(password)?;
         let salt = SaltString::generate(&mut OsRng);
         let hash = Argon2::default()
             .hash_password(password.as_bytes(), &salt)

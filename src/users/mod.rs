@@ -1,4 +1,9 @@
 //! The user domain: who a person is, parsed once at the boundary into types that cannot
-//! hold an invalid value. No GraphQL in here.
+//! hold an invalid value, and stored per tenant. Only `graphql` knows about GraphQL.
 
 pub mod domain;
+pub mod graphql;
+pub mod import;
+pub mod lookup;
+pub mod profile;
+pub mod store;

@@ -268,3 +268,82 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+impl TestApp {
+    /// Every stored user, tag and attribute, read straight from the database: two equal
+    /// snapshots mean nothing was written in between.
+    pub async fn snapshot(&self) -> String {
+        use entity::{user_attributes, user_tags, users};
+        use sea_orm::{EntityTrait, QueryOrder};
+
+        let db = Database::connect(&self.database.url)
+            .await
+            .expect("test database answers");
+        let users = users::Entity::find()
+            .order_by_asc(users::Column::Id)
+            .all(&db)
+            .await
+            .unwrap();
+        let tags = user_tags::Entity::find()
+            .order_by_asc(user_tags::Column::UserId)
+            .order_by_asc(user_tags::Column::Tag)
+            .all(&db)
+            .await
+            .unwrap();
+        let attributes = user_attributes::Entity::find()
+            .order_by_asc(user_attributes::Column::UserId)
+            .order_by_asc(user_attributes::Column::Name)
+            .all(&db)
+            .await
+            .unwrap();
+        let _ = db.close().await;
+        format!("{users:?}\n{tags:?}\n{attributes:?}")
+    }
+
+    /// The stored row of one user of the default tenant, by external id.
+    pub async fn stored_user(&self, external_id: &str) -> Option<entity::users::Model> {
+        use entity::users;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        let db = Database::connect(&self.database.url)
+            .await
+            .expect("test database answers");
+        let user = users::Entity::find()
+            .filter(users::Column::ExternalId.eq(external_id))
+            .one(&db)
+            .await
+            .unwrap();
+        let _ = db.close().await;
+        user
+    }
+}
+
+impl GraphQLResponse {
+    /// `extensions.fieldErrors` of the first error as `(field, code)` pairs.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.body["errors"][0]["extensions"]["fieldErrors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["field"].as_str().unwrap_or_default().to_owned(),
+                            e["code"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `data`, after checking that there were no errors.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        &self.body["data"]
+    }
+}

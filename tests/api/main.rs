@@ -8,4 +8,5 @@ mod cli;
 mod http;
 mod ops;
 mod schema;
+mod users;
 mod ws;

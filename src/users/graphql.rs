@@ -1,0 +1,617 @@
+//! The GraphQL face of the user domain: types, loaders and resolvers, each a thin
+//! translation to and from the domain.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::users;
+use sea_orm::DatabaseConnection;
+
+use super::domain;
+use super::import::{self, UserImportOptions};
+use super::lookup::UserKey;
+use super::profile::{self, Patch, RawAttribute, RawUser};
+use super::store::{self, UserFilter as DomainFilter};
+use crate::auth::{Role, RoleGuard, TenantId, principal};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::scalars::{Date, IdCursor};
+
+/// Largest page of `users`.
+pub const MAX_PAGE: i32 = 500;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "profile::Gender")]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+}
+
+/// User interface languages.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "profile::Language")]
+pub enum Language {
+    En,
+    Uk,
+    De,
+    Es,
+    Et,
+    Tr,
+    Ru,
+    Nl,
+    Fr,
+}
+
+/// What an attribute's value is checked against.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "domain::AttributeType")]
+pub enum AttributeType {
+    /// Any text up to 1000 characters.
+    String,
+    /// A decimal such as `-12.50`.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A `Date`; stored as `YYYY-MM-DD`.
+    Date,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+#[graphql(remote = "import::ImportMode")]
+pub enum ImportMode {
+    /// Only new users; an existing one is a `CONFLICT`.
+    CreateOnly,
+    /// Only existing users; a missing one is `NOT_FOUND`.
+    UpdateOnly,
+    /// Create or update.
+    #[default]
+    Upsert,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
+#[graphql(remote = "import::MatchBy")]
+pub enum MatchBy {
+    /// The user with the same `(source, externalId)`.
+    #[default]
+    ExternalId,
+    /// The user with the same email (case-insensitive), else the same `(source,
+    /// externalId)`. A user found by email takes the sent `source` and `externalId`.
+    Email,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "import::RowAction")]
+pub enum RowAction {
+    Created,
+    Updated,
+    /// The user already was exactly as sent; nothing was written.
+    Unchanged,
+    Skipped,
+    Failed,
+}
+
+/// A named value of a user. With a `null` value in an import, the user does not have it.
+#[derive(InputObject)]
+pub struct AttributeInput {
+    pub name: String,
+    pub value: Option<String>,
+    #[graphql(default_with = "AttributeType::String")]
+    pub r#type: AttributeType,
+    /// Groups attributes, as seed 004's attribute classes do.
+    pub class: Option<String>,
+}
+
+/// One person as an HR system sends it. Omitted optional fields keep their stored value
+/// (unless `replace`), an explicit `null` clears one.
+#[derive(InputObject)]
+pub struct UserImportInput {
+    /// The id in the sending system; with `source`, identifies the user in the tenant.
+    pub external_id: String,
+    /// Namespaces external ids of different systems; `default` when omitted.
+    pub source: Option<String>,
+    /// Unique per tenant, compared case-insensitively.
+    pub email: String,
+    /// Unique per tenant, case-insensitively; defaults to the email.
+    pub login: MaybeUndefined<String>,
+    pub first_name: String,
+    pub middle_name: MaybeUndefined<String>,
+    pub last_name: String,
+    pub title: MaybeUndefined<String>,
+    /// At least 8 characters; stored as an Argon2id hash, never returned. `replace` never
+    /// clears it; send `null` to remove it.
+    pub password: MaybeUndefined<String>,
+    /// An already hashed password: a PHC string of argon2id, or a bcrypt hash.
+    pub password_hash: MaybeUndefined<String>,
+    /// Not in the future.
+    pub birth_date: MaybeUndefined<Date>,
+    pub gender: MaybeUndefined<Gender>,
+    /// Defaults to true for a new user; `null` sets it back to true.
+    pub active: MaybeUndefined<bool>,
+    /// E.164, e.g. `+380971234567`; spaces, dashes and brackets are dropped.
+    pub phone: MaybeUndefined<String>,
+    pub city: MaybeUndefined<String>,
+    pub department: MaybeUndefined<String>,
+    pub position: MaybeUndefined<String>,
+    pub company: MaybeUndefined<String>,
+    pub work_contact: MaybeUndefined<String>,
+    /// Code of the user's unit in the organisational structure.
+    pub structure_uid: MaybeUndefined<String>,
+    pub language: MaybeUndefined<Language>,
+    pub facebook_id: MaybeUndefined<String>,
+    pub google_id: MaybeUndefined<String>,
+    pub employment_start_date: MaybeUndefined<Date>,
+    /// Not before `employmentStartDate`.
+    pub employment_end_date: MaybeUndefined<Date>,
+    pub position_assigned_date: MaybeUndefined<Date>,
+    /// Trimmed, lower-cased and de-duplicated; replaces the user's tags.
+    pub tags: MaybeUndefined<Vec<String>>,
+    /// Replaces the user's attributes.
+    pub attributes: MaybeUndefined<Vec<AttributeInput>>,
+    /// Any JSON, up to 64 KiB; kept for integrations, never shown to the user.
+    pub custom_info: MaybeUndefined<Json<serde_json::Value>>,
+}
+
+fn patch<T, U>(value: MaybeUndefined<T>, convert: impl FnOnce(T) -> U) -> Patch<U> {
+    match value {
+        MaybeUndefined::Undefined => Patch::Keep,
+        MaybeUndefined::Null => Patch::Clear,
+        MaybeUndefined::Value(value) => Patch::Set(convert(value)),
+    }
+}
+
+fn same<T>(value: T) -> T {
+    value
+}
+
+fn date_text(date: Date) -> String {
+    date.0
+}
+
+impl From<UserImportInput> for RawUser {
+    fn from(input: UserImportInput) -> Self {
+        Self {
+            external_id: input.external_id,
+            source: input.source,
+            email: input.email,
+            login: patch(input.login, same),
+            first_name: input.first_name,
+            middle_name: patch(input.middle_name, same),
+            last_name: input.last_name,
+            title: patch(input.title, same),
+            password: patch(input.password, same),
+            password_hash: patch(input.password_hash, same),
+            birth_date: patch(input.birth_date, date_text),
+            gender: patch(input.gender, Into::into),
+            active: patch(input.active, same),
+            phone: patch(input.phone, same),
+            city: patch(input.city, same),
+            department: patch(input.department, same),
+            position: patch(input.position, same),
+            company: patch(input.company, same),
+            work_contact: patch(input.work_contact, same),
+            structure_uid: patch(input.structure_uid, same),
+            language: patch(input.language, Into::into),
+            facebook_id: patch(input.facebook_id, same),
+            google_id: patch(input.google_id, same),
+            employment_start_date: patch(input.employment_start_date, date_text),
+            employment_end_date: patch(input.employment_end_date, date_text),
+            position_assigned_date: patch(input.position_assigned_date, date_text),
+            tags: patch(input.tags, same),
+            attributes: patch(input.attributes, |attributes| {
+                attributes
+                    .into_iter()
+                    .map(|a| RawAttribute {
+                        name: a.name,
+                        value: a.value,
+                        kind: a.r#type.into(),
+                        class: a.class,
+                    })
+                    .collect()
+            }),
+            custom_info: patch(input.custom_info, |json| json.0),
+        }
+    }
+}
+
+/// How an import treats each user.
+#[derive(InputObject, Default)]
+pub struct ImportOptions {
+    #[graphql(default_with = "ImportMode::Upsert")]
+    pub mode: ImportMode,
+    #[graphql(default_with = "MatchBy::ExternalId")]
+    pub match_by: MatchBy,
+    /// True: every omitted optional field is cleared (a full override). The password is kept.
+    #[graphql(default)]
+    pub replace: bool,
+    /// Check and decide everything, report the action, write nothing.
+    #[graphql(default)]
+    pub dry_run: bool,
+}
+
+impl From<ImportOptions> for UserImportOptions {
+    fn from(options: ImportOptions) -> Self {
+        Self {
+            mode: options.mode.into(),
+            match_by: options.match_by.into(),
+            replace: options.replace,
+            dry_run: options.dry_run,
+        }
+    }
+}
+
+/// One user, by exactly one of `id`, `externalId` (with `source`, default `default`) or
+/// `email` (case-insensitive).
+#[derive(InputObject)]
+pub struct UserLookup {
+    pub id: Option<ID>,
+    pub external_id: Option<String>,
+    pub source: Option<String>,
+    pub email: Option<String>,
+}
+
+impl UserLookup {
+    pub fn key(&self, path: &str) -> AppResult<UserKey> {
+        UserKey::from_parts(
+            self.id.as_ref().map(|id| id.as_str()),
+            self.external_id.as_deref(),
+            self.source.as_deref(),
+            self.email.as_deref(),
+            path,
+        )
+    }
+}
+
+/// Narrows `users`; every filter given must hold.
+#[derive(InputObject, Default)]
+pub struct UserFilter {
+    /// Each word must occur (case-insensitively) in the first or last name, the email, the
+    /// login or the external id.
+    pub search: Option<String>,
+    pub active: Option<bool>,
+    /// Users with this tag (compared lower-cased).
+    pub tag: Option<String>,
+    /// Users of exactly this department.
+    pub department: Option<String>,
+    pub source: Option<String>,
+}
+
+impl From<UserFilter> for DomainFilter {
+    fn from(filter: UserFilter) -> Self {
+        Self {
+            search: filter.search,
+            active: filter.active,
+            tag: filter.tag,
+            department: filter.department,
+            source: filter.source,
+        }
+    }
+}
+
+/// A named value of a user.
+#[derive(SimpleObject)]
+pub struct Attribute {
+    pub name: String,
+    /// In the canonical form of its type (dates as `YYYY-MM-DD`).
+    pub value: Option<String>,
+    pub r#type: AttributeType,
+    pub class: Option<String>,
+}
+
+impl From<profile::Attribute> for Attribute {
+    fn from(attribute: profile::Attribute) -> Self {
+        Self {
+            name: attribute.name,
+            value: Some(attribute.value),
+            r#type: attribute.kind.into(),
+            class: attribute.class,
+        }
+    }
+}
+
+/// A person of the caller's tenant.
+pub struct User(pub users::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn external_id(&self) -> &str {
+        &self.0.external_id
+    }
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn login(&self) -> &str {
+        &self.0.login
+    }
+    async fn first_name(&self) -> &str {
+        &self.0.first_name
+    }
+    async fn middle_name(&self) -> Option<&str> {
+        self.0.middle_name.as_deref()
+    }
+    async fn last_name(&self) -> &str {
+        &self.0.last_name
+    }
+    /// First, middle and last name, separated by spaces.
+    async fn full_name(&self) -> String {
+        [
+            Some(self.0.first_name.as_str()),
+            self.0.middle_name.as_deref(),
+            Some(self.0.last_name.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+    async fn title(&self) -> Option<&str> {
+        self.0.title.as_deref()
+    }
+    async fn birth_date(&self) -> Option<Date> {
+        self.0.birth_date.map(Date::from)
+    }
+    async fn gender(&self) -> Option<Gender> {
+        self.0
+            .gender
+            .as_deref()
+            .and_then(profile::Gender::from_stored)
+            .map(Into::into)
+    }
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+    async fn city(&self) -> Option<&str> {
+        self.0.city.as_deref()
+    }
+    async fn department(&self) -> Option<&str> {
+        self.0.department.as_deref()
+    }
+    async fn position(&self) -> Option<&str> {
+        self.0.position.as_deref()
+    }
+    async fn company(&self) -> Option<&str> {
+        self.0.company.as_deref()
+    }
+    async fn work_contact(&self) -> Option<&str> {
+        self.0.work_contact.as_deref()
+    }
+    async fn structure_uid(&self) -> Option<&str> {
+        self.0.structure_uid.as_deref()
+    }
+    async fn language(&self) -> Option<Language> {
+        self.0
+            .language
+            .as_deref()
+            .and_then(profile::Language::from_stored)
+            .map(Into::into)
+    }
+    async fn facebook_id(&self) -> Option<&str> {
+        self.0.facebook_id.as_deref()
+    }
+    async fn google_id(&self) -> Option<&str> {
+        self.0.google_id.as_deref()
+    }
+    async fn employment_start_date(&self) -> Option<Date> {
+        self.0.employment_start_date.map(Date::from)
+    }
+    async fn employment_end_date(&self) -> Option<Date> {
+        self.0.employment_end_date.map(Date::from)
+    }
+    async fn position_assigned_date(&self) -> Option<Date> {
+        self.0.position_assigned_date.map(Date::from)
+    }
+    /// Lower-cased, sorted.
+    async fn tags(&self, ctx: &Context<'_>) -> AppResult<Vec<String>> {
+        let loader = ctx.data_unchecked::<DataLoader<TagsLoader>>();
+        Ok(loader.load_one(self.0.id).await?.unwrap_or_default())
+    }
+    /// Sorted by name.
+    async fn attributes(&self, ctx: &Context<'_>) -> AppResult<Vec<Attribute>> {
+        let loader = ctx.data_unchecked::<DataLoader<AttributesLoader>>();
+        Ok(loader
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Attribute::from)
+            .collect())
+    }
+    async fn custom_info(&self) -> Option<Json<serde_json::Value>> {
+        self.0.custom_info.clone().map(Json)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When an import last changed the user; an `UNCHANGED` import leaves it.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// Tags of many users in one query per request level.
+pub struct TagsLoader {
+    pub db: DatabaseConnection,
+    pub tenant: TenantId,
+}
+
+impl Loader<i64> for TagsLoader {
+    type Value = Vec<String>;
+    type Error = AppError;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, AppError> {
+        Ok(store::tags_of(&self.db, &self.tenant, ids).await?)
+    }
+}
+
+/// Attributes of many users in one query per request level.
+pub struct AttributesLoader {
+    pub db: DatabaseConnection,
+    pub tenant: TenantId,
+}
+
+impl Loader<i64> for AttributesLoader {
+    type Value = Vec<profile::Attribute>;
+    type Error = AppError;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, AppError> {
+        Ok(store::attributes_of(&self.db, &self.tenant, ids).await?)
+    }
+}
+
+/// The loaders of one request, bound to its tenant.
+pub fn loaders(data: &mut async_graphql::Data, db: &DatabaseConnection, tenant: &TenantId) {
+    data.insert(DataLoader::new(
+        TagsLoader {
+            db: db.clone(),
+            tenant: tenant.clone(),
+        },
+        tokio::spawn,
+    ));
+    data.insert(DataLoader::new(
+        AttributesLoader {
+            db: db.clone(),
+            tenant: tenant.clone(),
+        },
+        tokio::spawn,
+    ));
+}
+
+/// What `importUser` did (in a dry run: would do), counted as seed 001 counts.
+#[derive(SimpleObject)]
+pub struct ImportUserPayload {
+    pub action: RowAction,
+    /// The user as stored; in a dry run, as it is now (`null` when it would be created).
+    pub user: Option<User>,
+    pub created: i32,
+    pub updated: i32,
+    /// 1 when `active` went from true to false.
+    pub blocked: i32,
+    /// 1 when `active` went from false to true.
+    pub unblocked: i32,
+    pub warnings: Vec<String>,
+}
+
+/// `totalCount` of a `users` page: counted only when asked for.
+pub struct UserTotal {
+    tenant: TenantId,
+    filter: DomainFilter,
+}
+
+#[Object]
+impl UserTotal {
+    /// Users matching the filter, on all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let count = store::count(db, &self.tenant, &self.filter).await?;
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+    }
+}
+
+pub type UserConnection = Connection<IdCursor, User, UserTotal>;
+
+#[derive(Default)]
+pub struct UsersQuery;
+
+#[Object]
+impl UsersQuery {
+    /// One user of the caller's tenant, or `null`.
+    async fn user(&self, ctx: &Context<'_>, lookup: UserLookup) -> AppResult<Option<User>> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let key = lookup.key("lookup")?;
+        Ok(store::find(db, &principal.tenant, &key).await?.map(User))
+    }
+
+    /// Users of the caller's tenant in the order they were created, `first` at a time
+    /// (at most 500).
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+        filter: Option<UserFilter>,
+    ) -> AppResult<UserConnection> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(AppError::invalid_fields(vec![FieldError::new(
+                "first",
+                "OUT_OF_RANGE",
+                format!("must be between 0 and {MAX_PAGE}"),
+            )]));
+        }
+        let after = after
+            .map(|cursor| IdCursor::decode_cursor(&cursor))
+            .transpose()
+            .map_err(|message| {
+                AppError::invalid_fields(vec![FieldError::new("after", "INVALID_CURSOR", message)])
+            })?;
+        let filter: DomainFilter = filter.unwrap_or_default().into();
+        let limit = u64::try_from(first).unwrap_or(0);
+        let mut rows = store::page(
+            db,
+            &principal.tenant,
+            &filter,
+            after.map(|c| c.0),
+            limit + 1,
+        )
+        .await?;
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(first as usize);
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            has_next,
+            UserTotal {
+                tenant: principal.tenant.clone(),
+                filter,
+            },
+        );
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|user| Edge::new(IdCursor(user.id), User(user))),
+        );
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct UsersMutation;
+
+#[Object]
+impl UsersMutation {
+    /// Creates or updates one user, synchronously and all-or-nothing: any bad field or clash
+    /// writes nothing and names every offending field.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn import_user(
+        &self,
+        ctx: &Context<'_>,
+        user: UserImportInput,
+        options: Option<ImportOptions>,
+    ) -> AppResult<ImportUserPayload> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let options = UserImportOptions::from(options.unwrap_or_default());
+        let outcome = import::import_user(db, &principal.tenant, user.into(), &options).await?;
+        let count = |yes: bool| i32::from(yes);
+        Ok(ImportUserPayload {
+            action: outcome.action.into(),
+            user: outcome.user.map(User),
+            created: count(outcome.action == import::RowAction::Created),
+            updated: count(outcome.action == import::RowAction::Updated),
+            blocked: count(outcome.blocked),
+            unblocked: count(outcome.unblocked),
+            warnings: outcome.warnings,
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! Importing one user: find, decide, write — all or nothing.
+//!
+//! [`decide`] is the whole decision (which user is meant, what it becomes, which action
+//! that is, what clashes) and writes nothing; [`import_user`] runs it in one write
+//! transaction and applies it. Bulk imports use the very same [`decide`].
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::users;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+
+use super::lookup::UserKey;
+use super::profile::{Profile, RawUser, UserChanges};
+use super::store;
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    CreateOnly,
+    UpdateOnly,
+    #[default]
+    Upsert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatchBy {
+    /// The user with the same `(source, externalId)`.
+    #[default]
+    ExternalId,
+    /// The user with the same email (case-insensitive), else the same `(source, externalId)`;
+    /// a user matched by email takes the sent `(source, externalId)`.
+    Email,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowAction {
+    Created,
+    Updated,
+    Unchanged,
+    Skipped,
+    Failed,
+}
+
+/// The options of `ImportOptions` that apply to each user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserImportOptions {
+    pub mode: ImportMode,
+    pub match_by: MatchBy,
+    /// Omitted optional fields are cleared.
+    pub replace: bool,
+    /// Decide and report, write nothing.
+    pub dry_run: bool,
+}
+
+/// What importing one user did (or, in a dry run, would do).
+#[derive(Debug, Clone)]
+pub struct ImportOutcome {
+    pub action: RowAction,
+    /// The user as stored afterwards; in a dry run, as it is now (`None` if it would be new).
+    pub user: Option<users::Model>,
+    /// `active` went from true to false.
+    pub blocked: bool,
+    /// `active` went from false to true.
+    pub unblocked: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The decision for one user, made before anything is written.
+#[derive(Debug)]
+pub enum Decision {
+    Create(Profile),
+    Update {
+        user: users::Model,
+        before: Box<Profile>,
+        after: Box<Profile>,
+    },
+    Unchanged(users::Model),
+}
+
+/// Decides what importing `changes` means for the stored users of `tenant`.
+pub async fn decide(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    changes: &UserChanges,
+    options: &UserImportOptions,
+    today: NaiveDate,
+) -> AppResult<Decision> {
+    let by_key = UserKey::External {
+        source: changes.source.clone(),
+        external_id: changes.external_id.clone(),
+    };
+    let existing = match options.match_by {
+        MatchBy::ExternalId => store::find(conn, tenant, &by_key).await?,
+        MatchBy::Email => {
+            let by_email = UserKey::Email(changes.email.normalized());
+            match store::find(conn, tenant, &by_email).await? {
+                Some(user) => Some(user),
+                None => store::find(conn, tenant, &by_key).await?,
+            }
+        }
+    };
+    match (options.mode, &existing) {
+        (ImportMode::CreateOnly, Some(_)) => {
+            let (field, what) = match options.match_by {
+                MatchBy::ExternalId => ("externalId", "this source and externalId"),
+                MatchBy::Email => ("email", "this email"),
+            };
+            return Err(AppError::conflict(vec![FieldError::new(
+                changes.path(field),
+                "EXISTS",
+                format!("a user with {what} already exists, and mode is CREATE_ONLY"),
+            )]));
+        }
+        (ImportMode::UpdateOnly, None) => {
+            return Err(AppError::NotFound(format!(
+                "no user with externalId {:?} in source {:?}{}, and mode is UPDATE_ONLY",
+                changes.external_id,
+                changes.source,
+                match options.match_by {
+                    MatchBy::Email => format!(" nor with email {:?}", changes.email.as_str()),
+                    MatchBy::ExternalId => String::new(),
+                }
+            )));
+        }
+        _ => {}
+    }
+
+    let before = match &existing {
+        Some(user) => Some(store::profile_of(conn, tenant, user).await?),
+        None => None,
+    };
+    let after = changes
+        .apply(before.as_ref(), options.replace, today)
+        .map_err(AppError::invalid_fields)?;
+    if let (Some(user), Some(before)) = (&existing, &before)
+        && *before == after
+    {
+        return Ok(Decision::Unchanged(user.clone()));
+    }
+
+    let clashes = clashes(
+        &store::holders_of(conn, tenant, &after, existing.as_ref().map(|u| u.id)).await?,
+        &after,
+        changes,
+    );
+    if !clashes.is_empty() {
+        return Err(AppError::conflict(clashes));
+    }
+    Ok(match (existing, before) {
+        (Some(user), Some(before)) => Decision::Update {
+            user,
+            before: Box::new(before),
+            after: Box::new(after),
+        },
+        _ => Decision::Create(after),
+    })
+}
+
+/// Each unique value of `profile` that another user already holds.
+fn clashes(others: &[users::Model], profile: &Profile, changes: &UserChanges) -> Vec<FieldError> {
+    let mut clashes = Vec::new();
+    let email_key = profile.email_key();
+    let login_key = profile.login_key();
+    if others.iter().any(|o| o.email_key == email_key) {
+        clashes.push(FieldError::new(
+            changes.path("email"),
+            "TAKEN",
+            format!("email {:?} is already used by another user", profile.email),
+        ));
+    }
+    if others.iter().any(|o| o.login_key == login_key) {
+        clashes.push(FieldError::new(
+            changes.path("login"),
+            "TAKEN",
+            format!("login {:?} is already used by another user", profile.login),
+        ));
+    }
+    if others
+        .iter()
+        .any(|o| o.source == profile.source && o.external_id == profile.external_id)
+    {
+        clashes.push(FieldError::new(
+            changes.path("externalId"),
+            "TAKEN",
+            format!(
+                "externalId {:?} in source {:?} belongs to another user",
+                profile.external_id, profile.source
+            ),
+        ));
+    }
+    clashes
+}
+
+/// Writes a decision; returns the stored user.
+pub async fn apply(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    decision: &Decision,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    match decision {
+        Decision::Create(profile) => store::insert(conn, tenant, profile, now).await,
+        Decision::Update {
+            user,
+            before,
+            after,
+        } => store::update(conn, tenant, user.id, before, after, now).await,
+        Decision::Unchanged(user) => Ok(user.clone()),
+    }
+}
+
+/// `importUser`: parses, decides and writes one user in one transaction.
+pub async fn import_user(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    raw: RawUser,
+    options: &UserImportOptions,
+) -> AppResult<ImportOutcome> {
+    let changes = UserChanges::parse(raw, "user").map_err(AppError::invalid_fields)?;
+    let now = Utc::now();
+    let txn = db::begin_write(db).await?;
+    let decision = decide(&txn, tenant, &changes, options, now.date_naive()).await?;
+    let (action, blocked, unblocked) = match &decision {
+        Decision::Create(_) => (RowAction::Created, false, false),
+        Decision::Update { before, after, .. } => (
+            RowAction::Updated,
+            before.active && !after.active,
+            !before.active && after.active,
+        ),
+        Decision::Unchanged(_) => (RowAction::Unchanged, false, false),
+    };
+    let user = if options.dry_run {
+        txn.rollback().await?;
+        match decision {
+            Decision::Create(_) => None,
+            Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user),
+        }
+    } else {
+        let written = apply(&txn, tenant, &decision, now).await;
+        let user = match written {
+            Ok(user) => user,
+            Err(error) => return Err(write_error(error, &changes)),
+        };
+        txn.commit()
+            .await
+            .map_err(|error| write_error(error, &changes))?;
+        Some(user)
+    };
+    let mut warnings = Vec::new();
+    if options.dry_run {
+        warnings.push("dry run: nothing was written".to_owned());
+    }
+    Ok(ImportOutcome {
+        action,
+        user,
+        blocked,
+        unblocked,
+        warnings,
+    })
+}
+
+/// A write that lost a race for a unique value (another request took the email meanwhile)
+/// is a conflict like any other; everything else is internal.
+fn write_error(error: DbErr, changes: &UserChanges) -> AppError {
+    match store::unique_violation_field(&error) {
+        Some(field) => AppError::conflict(vec![FieldError::new(
+            changes.path(field),
+            "TAKEN",
+            format!("{field} is already used by another user"),
+        )]),
+        None => error.into(),
+    }
+}

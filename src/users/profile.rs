@@ -1,0 +1,627 @@
+//! What an import says about a user, and what a user is after it.
+//!
+//! [`RawUser`] is the input as it arrives (any transport), with every optional field in one
+//! of three states ([`Patch`]): omitted, explicit `null`, or a value. [`UserChanges::parse`]
+//! turns it into checked values, collecting every problem with its input path.
+//! [`UserChanges::apply`] merges the changes into the user's previous [`Profile`] by the
+//! contract's rules: omitted fields keep their value, `null` clears, `replace` clears every
+//! omitted optional field. Two profiles compare equal exactly when an import changes nothing.
+
+use chrono::NaiveDate;
+use serde_json::Value as Json;
+
+use super::domain::{
+    AttributeType, Email, PasswordHashString, Phone, Problem, Problems, Tags, optional_text,
+    parse_date, required_text,
+};
+use crate::error::FieldError;
+
+/// One optional input field: left out, sent as `null`, or sent with a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Patch<U> {
+        match self {
+            Self::Keep => Patch::Keep,
+            Self::Clear => Patch::Clear,
+            Self::Set(value) => Patch::Set(f(value)),
+        }
+    }
+
+    pub fn is_keep(&self) -> bool {
+        matches!(self, Self::Keep)
+    }
+
+    /// Checks a sent value; a refused value is recorded and the field is left as it was.
+    fn check<U>(
+        self,
+        problems: &mut Problems,
+        path: String,
+        parse: impl FnOnce(T) -> Result<U, Problem>,
+    ) -> Patch<U> {
+        match self {
+            Self::Keep => Patch::Keep,
+            Self::Clear => Patch::Clear,
+            Self::Set(value) => problems
+                .check(path, parse(value))
+                .map_or(Patch::Keep, Patch::Set),
+        }
+    }
+
+    /// The value after the change, given the value before it.
+    fn merge(&self, before: Option<T>, replace: bool) -> Option<T>
+    where
+        T: Clone,
+    {
+        match self {
+            Self::Set(value) => Some(value.clone()),
+            Self::Clear => None,
+            Self::Keep if replace => None,
+            Self::Keep => before,
+        }
+    }
+}
+
+impl<T> Patch<Option<T>> {
+    /// Blank text parsed to `None` means the same as `null`.
+    fn flatten(self) -> Patch<T> {
+        match self {
+            Self::Set(Some(value)) => Patch::Set(value),
+            Self::Set(None) | Self::Clear => Patch::Clear,
+            Self::Keep => Patch::Keep,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    En,
+    Uk,
+    De,
+    Es,
+    Et,
+    Tr,
+    Ru,
+    Nl,
+    Fr,
+}
+
+/// The stored spelling of the small enums, which is also their GraphQL name.
+macro_rules! stored_names {
+    ($type:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+
+            pub fn from_stored(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+stored_names!(Gender { Male => "MALE", Female => "FEMALE", Other => "OTHER" });
+stored_names!(Language {
+    En => "EN", Uk => "UK", De => "DE", Es => "ES", Et => "ET",
+    Tr => "TR", Ru => "RU", Nl => "NL", Fr => "FR",
+});
+stored_names!(AttributeType {
+    String => "STRING", Number => "NUMBER", Boolean => "BOOLEAN", Date => "DATE",
+});
+
+/// One attribute as sent; a `null` value means the user does not have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAttribute {
+    pub name: String,
+    pub value: Option<String>,
+    pub kind: AttributeType,
+    pub class: Option<String>,
+}
+
+/// One attribute as stored: its value in the canonical form of its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: String,
+    pub kind: AttributeType,
+    pub class: Option<String>,
+}
+
+/// A user as an import sends it, before any checking.
+#[derive(Debug, Clone, Default)]
+pub struct RawUser {
+    pub external_id: String,
+    pub source: Option<String>,
+    pub email: String,
+    pub login: Patch<String>,
+    pub first_name: String,
+    pub middle_name: Patch<String>,
+    pub last_name: String,
+    pub title: Patch<String>,
+    pub password: Patch<String>,
+    pub password_hash: Patch<String>,
+    pub birth_date: Patch<String>,
+    pub gender: Patch<Gender>,
+    pub active: Patch<bool>,
+    pub phone: Patch<String>,
+    pub city: Patch<String>,
+    pub department: Patch<String>,
+    pub position: Patch<String>,
+    pub company: Patch<String>,
+    pub work_contact: Patch<String>,
+    pub structure_uid: Patch<String>,
+    pub language: Patch<Language>,
+    pub facebook_id: Patch<String>,
+    pub google_id: Patch<String>,
+    pub employment_start_date: Patch<String>,
+    pub employment_end_date: Patch<String>,
+    pub position_assigned_date: Patch<String>,
+    pub tags: Patch<Vec<String>>,
+    pub attributes: Patch<Vec<RawAttribute>>,
+    pub custom_info: Patch<Json>,
+}
+
+/// Everything Roster keeps about a user, apart from its id and timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub source: String,
+    pub external_id: String,
+    pub email: String,
+    pub login: String,
+    pub first_name: String,
+    pub middle_name: Option<String>,
+    pub last_name: String,
+    pub title: Option<String>,
+    pub password_hash: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<Gender>,
+    pub active: bool,
+    pub phone: Option<String>,
+    pub city: Option<String>,
+    pub department: Option<String>,
+    pub position: Option<String>,
+    pub company: Option<String>,
+    pub work_contact: Option<String>,
+    pub structure_uid: Option<String>,
+    pub language: Option<Language>,
+    pub facebook_id: Option<String>,
+    pub google_id: Option<String>,
+    pub employment_start_date: Option<NaiveDate>,
+    pub employment_end_date: Option<NaiveDate>,
+    pub position_assigned_date: Option<NaiveDate>,
+    /// Sorted, so that equal sets compare equal.
+    pub tags: Vec<String>,
+    /// Sorted by name.
+    pub attributes: Vec<Attribute>,
+    pub custom_info: Option<Json>,
+}
+
+impl Profile {
+    pub fn email_key(&self) -> String {
+        self.email.to_lowercase()
+    }
+
+    pub fn login_key(&self) -> String {
+        self.login.to_lowercase()
+    }
+}
+
+/// The source of users whose import names none.
+pub const DEFAULT_SOURCE: &str = "default";
+
+const NAME_LEN: usize = 100;
+const TEXT_LEN: usize = 255;
+const KEY_LEN: usize = 255;
+const SOURCE_LEN: usize = 100;
+const ATTRIBUTES_MAX: usize = 200;
+const CUSTOM_INFO_MAX_BYTES: usize = 64 * 1024;
+
+/// How the password changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PasswordChange {
+    /// A plain password: kept as it is when the stored hash already matches it.
+    Plain(String),
+    Hashed(PasswordHashString),
+}
+
+/// The checked changes of one import.
+#[derive(Debug, Clone)]
+pub struct UserChanges {
+    pub source: String,
+    pub external_id: String,
+    pub email: Email,
+    login: Patch<String>,
+    first_name: String,
+    middle_name: Patch<String>,
+    last_name: String,
+    title: Patch<String>,
+    password: Patch<PasswordChange>,
+    birth_date: Patch<NaiveDate>,
+    gender: Patch<Gender>,
+    active: Patch<bool>,
+    phone: Patch<String>,
+    city: Patch<String>,
+    department: Patch<String>,
+    position: Patch<String>,
+    company: Patch<String>,
+    work_contact: Patch<String>,
+    structure_uid: Patch<String>,
+    language: Patch<Language>,
+    facebook_id: Patch<String>,
+    google_id: Patch<String>,
+    employment_start_date: Patch<NaiveDate>,
+    employment_end_date: Patch<NaiveDate>,
+    position_assigned_date: Patch<NaiveDate>,
+    tags: Patch<Vec<String>>,
+    attributes: Patch<Vec<Attribute>>,
+    custom_info: Patch<Json>,
+    /// Where the input sits, e.g. `user`; field paths are `{prefix}.{field}`.
+    prefix: String,
+}
+
+impl UserChanges {
+    /// Checks every field of `raw`; all problems are reported together, each under
+    /// `{prefix}.{field}`.
+    pub fn parse(raw: RawUser, prefix: &str) -> Result<Self, Vec<FieldError>> {
+        let mut problems = Problems::default();
+        let path = |field: &str| format!("{prefix}.{field}");
+        let text = |problems: &mut Problems, field: &str, patch: Patch<String>, max: usize| {
+            patch
+                .check(problems, path(field), |v| optional_text(&v, max))
+                .flatten()
+        };
+        let date = |problems: &mut Problems, field: &str, patch: Patch<String>| {
+            patch.check(problems, path(field), |v| parse_date(&v))
+        };
+
+        let external_id =
+            problems.check(path("externalId"), required_text(&raw.external_id, KEY_LEN));
+        let source = match raw.source {
+            Some(source) => problems.check(path("source"), required_text(&source, SOURCE_LEN)),
+            None => Some(DEFAULT_SOURCE.to_owned()),
+        };
+        let email = problems.check(path("email"), Email::parse(&raw.email));
+        let login = text(&mut problems, "login", raw.login, Email::MAX_LEN);
+        let first_name =
+            problems.check(path("firstName"), required_text(&raw.first_name, NAME_LEN));
+        let last_name = problems.check(path("lastName"), required_text(&raw.last_name, NAME_LEN));
+
+        let password = match (raw.password, raw.password_hash) {
+            (Patch::Keep, Patch::Keep) => Patch::Keep,
+            (Patch::Keep | Patch::Clear, Patch::Clear) | (Patch::Clear, Patch::Keep) => {
+                Patch::Clear
+            }
+            (Patch::Set(password), Patch::Keep | Patch::Clear) => problems
+                .check(path("password"), PasswordHashString::check_plain(&password))
+                .map_or(Patch::Keep, |()| {
+                    Patch::Set(PasswordChange::Plain(password))
+                }),
+            (Patch::Keep | Patch::Clear, Patch::Set(hash)) => problems
+                .check(path("passwordHash"), PasswordHashString::parse(&hash))
+                .map_or(Patch::Keep, |hash| Patch::Set(PasswordChange::Hashed(hash))),
+            (Patch::Set(_), Patch::Set(_)) => {
+                problems.add(
+                    path("passwordHash"),
+                    Problem::new(
+                        "CONFLICTING_FIELDS",
+                        "give either password or passwordHash, not both",
+                    ),
+                );
+                Patch::Keep
+            }
+        };
+
+        let phone = raw
+            .phone
+            .map(|p| (!p.trim().is_empty()).then_some(p))
+            .flatten()
+            .check(&mut problems, path("phone"), |p| {
+                Phone::parse(&p).map(|p| p.as_str().to_owned())
+            });
+
+        let birth_date = date(&mut problems, "birthDate", raw.birth_date);
+        let employment_start_date = date(
+            &mut problems,
+            "employmentStartDate",
+            raw.employment_start_date,
+        );
+        let employment_end_date = date(&mut problems, "employmentEndDate", raw.employment_end_date);
+        let position_assigned_date = date(
+            &mut problems,
+            "positionAssignedDate",
+            raw.position_assigned_date,
+        );
+
+        let tags = match raw.tags {
+            Patch::Set(tags) => match Tags::parse(tags.iter().map(String::as_str)) {
+                Ok(tags) => {
+                    let mut tags = tags.as_slice().to_vec();
+                    tags.sort();
+                    Patch::Set(tags)
+                }
+                Err(tag_problems) => {
+                    for (index, problem) in tag_problems {
+                        problems.add(format!("{prefix}.tags[{index}]"), problem);
+                    }
+                    Patch::Keep
+                }
+            },
+            Patch::Clear => Patch::Clear,
+            Patch::Keep => Patch::Keep,
+        };
+
+        let attributes = match raw.attributes {
+            Patch::Set(attributes) => {
+                parse_attributes(attributes, &format!("{prefix}.attributes"), &mut problems)
+                    .map_or(Patch::Keep, Patch::Set)
+            }
+            Patch::Clear => Patch::Clear,
+            Patch::Keep => Patch::Keep,
+        };
+
+        let custom_info = raw
+            .custom_info
+            .check(&mut problems, path("customInfo"), |info| {
+                let size = serde_json::to_vec(&info).map_or(usize::MAX, |bytes| bytes.len());
+                if size > CUSTOM_INFO_MAX_BYTES {
+                    Err(Problem::new(
+                        "TOO_LONG",
+                        format!("must be at most {CUSTOM_INFO_MAX_BYTES} bytes of JSON"),
+                    ))
+                } else {
+                    Ok(info)
+                }
+            });
+        let custom_info = match custom_info {
+            Patch::Set(Json::Null) => Patch::Clear,
+            other => other,
+        };
+
+        let (Some(source), Some(external_id), Some(email), Some(first_name), Some(last_name)) =
+            (source, external_id, email, first_name, last_name)
+        else {
+            return Err(problems.into_field_errors());
+        };
+        let changes = Self {
+            source,
+            external_id,
+            email,
+            first_name,
+            last_name,
+            login,
+            middle_name: text(&mut problems, "middleName", raw.middle_name, NAME_LEN),
+            title: text(&mut problems, "title", raw.title, NAME_LEN),
+            password,
+            birth_date,
+            gender: raw.gender,
+            active: raw.active,
+            phone,
+            city: text(&mut problems, "city", raw.city, TEXT_LEN),
+            department: text(&mut problems, "department", raw.department, TEXT_LEN),
+            position: text(&mut problems, "position", raw.position, TEXT_LEN),
+            company: text(&mut problems, "company", raw.company, TEXT_LEN),
+            work_contact: text(&mut problems, "workContact", raw.work_contact, TEXT_LEN),
+            structure_uid: text(&mut problems, "structureUid", raw.structure_uid, TEXT_LEN),
+            language: raw.language,
+            facebook_id: text(&mut problems, "facebookId", raw.facebook_id, TEXT_LEN),
+            google_id: text(&mut problems, "googleId", raw.google_id, TEXT_LEN),
+            employment_start_date,
+            employment_end_date,
+            position_assigned_date,
+            tags,
+            attributes,
+            custom_info,
+            prefix: prefix.to_owned(),
+        };
+        if problems.is_empty() {
+            Ok(changes)
+        } else {
+            Err(problems.into_field_errors())
+        }
+    }
+
+    /// The user after these changes, given the user before them (`None` when new).
+    ///
+    /// Rules that span fields (the end of employment not before its start, a birth date not
+    /// in the future) are checked on the result, as a field kept from before counts too.
+    pub fn apply(
+        &self,
+        before: Option<&Profile>,
+        replace: bool,
+        today: NaiveDate,
+    ) -> Result<Profile, Vec<FieldError>> {
+        let keep = |f: fn(&Profile) -> Option<String>| before.and_then(f);
+        let email = self.email.as_str().to_owned();
+        let login = match (&self.login, before) {
+            (Patch::Set(login), _) => login.clone(),
+            (Patch::Keep, Some(before)) if !replace => before.login.clone(),
+            _ => email.clone(),
+        };
+        let password_hash = match &self.password {
+            Patch::Set(PasswordChange::Plain(password)) => {
+                match before.and_then(|b| b.password_hash.as_deref()) {
+                    Some(stored) if PasswordHashString::verify(stored, password) => {
+                        Some(stored.to_owned())
+                    }
+                    _ => Some(
+                        PasswordHashString::hash(password)
+                            .map_err(|problem| {
+                                vec![FieldError::new(
+                                    self.path("password"),
+                                    problem.code,
+                                    problem.message,
+                                )]
+                            })?
+                            .as_str()
+                            .to_owned(),
+                    ),
+                }
+            }
+            Patch::Set(PasswordChange::Hashed(hash)) => Some(hash.as_str().to_owned()),
+            Patch::Clear => None,
+            // A password is a credential, not profile data: `replace` never drops it.
+            Patch::Keep => before.and_then(|b| b.password_hash.clone()),
+        };
+        let active = match self.active {
+            Patch::Set(active) => active,
+            Patch::Keep if !replace => before.is_none_or(|b| b.active),
+            _ => true,
+        };
+        let profile = Profile {
+            source: self.source.clone(),
+            external_id: self.external_id.clone(),
+            email,
+            login,
+            first_name: self.first_name.clone(),
+            middle_name: self
+                .middle_name
+                .merge(keep(|b| b.middle_name.clone()), replace),
+            last_name: self.last_name.clone(),
+            title: self.title.merge(keep(|b| b.title.clone()), replace),
+            password_hash,
+            birth_date: self
+                .birth_date
+                .merge(before.and_then(|b| b.birth_date), replace),
+            gender: self.gender.merge(before.and_then(|b| b.gender), replace),
+            active,
+            phone: self.phone.merge(keep(|b| b.phone.clone()), replace),
+            city: self.city.merge(keep(|b| b.city.clone()), replace),
+            department: self
+                .department
+                .merge(keep(|b| b.department.clone()), replace),
+            position: self.position.merge(keep(|b| b.position.clone()), replace),
+            company: self.company.merge(keep(|b| b.company.clone()), replace),
+            work_contact: self
+                .work_contact
+                .merge(keep(|b| b.work_contact.clone()), replace),
+            structure_uid: self
+                .structure_uid
+                .merge(keep(|b| b.structure_uid.clone()), replace),
+            language: self
+                .language
+                .merge(before.and_then(|b| b.language), replace),
+            facebook_id: self
+                .facebook_id
+                .merge(keep(|b| b.facebook_id.clone()), replace),
+            google_id: self.google_id.merge(keep(|b| b.google_id.clone()), replace),
+            employment_start_date: self
+                .employment_start_date
+                .merge(before.and_then(|b| b.employment_start_date), replace),
+            employment_end_date: self
+                .employment_end_date
+                .merge(before.and_then(|b| b.employment_end_date), replace),
+            position_assigned_date: self
+                .position_assigned_date
+                .merge(before.and_then(|b| b.position_assigned_date), replace),
+            tags: self
+                .tags
+                .merge(before.map(|b| b.tags.clone()), replace)
+                .unwrap_or_default(),
+            attributes: self
+                .attributes
+                .merge(before.map(|b| b.attributes.clone()), replace)
+                .unwrap_or_default(),
+            custom_info: self
+                .custom_info
+                .merge(before.and_then(|b| b.custom_info.clone()), replace),
+        };
+
+        let mut problems = Problems::default();
+        if profile.birth_date.is_some_and(|born| born > today) {
+            problems.add(
+                self.path("birthDate"),
+                Problem::new("IN_FUTURE", "must not be in the future"),
+            );
+        }
+        if let (Some(start), Some(end)) =
+            (profile.employment_start_date, profile.employment_end_date)
+            && end < start
+        {
+            problems.add(
+                self.path("employmentEndDate"),
+                Problem::new(
+                    "BEFORE_START",
+                    format!("must not be before the employment start date {start}"),
+                ),
+            );
+        }
+        if problems.is_empty() {
+            Ok(profile)
+        } else {
+            Err(problems.into_field_errors())
+        }
+    }
+
+    /// The input path of one field, e.g. `user.email`.
+    pub fn path(&self, field: &str) -> String {
+        format!("{}.{field}", self.prefix)
+    }
+}
+
+fn parse_attributes(
+    attributes: Vec<RawAttribute>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<Attribute>> {
+    let problems_before = problems.len();
+    if attributes.len() > ATTRIBUTES_MAX {
+        problems.add(
+            path,
+            Problem::new("TOO_MANY", format!("at most {ATTRIBUTES_MAX} attributes")),
+        );
+        return None;
+    }
+    let mut parsed: Vec<Attribute> = Vec::with_capacity(attributes.len());
+    for (index, attribute) in attributes.into_iter().enumerate() {
+        let at = |field: &str| format!("{path}[{index}].{field}");
+        let name = problems.check(at("name"), required_text(&attribute.name, NAME_LEN));
+        let class = problems
+            .check(
+                at("class"),
+                attribute
+                    .class
+                    .as_deref()
+                    .map_or(Ok(None), |c| optional_text(c, NAME_LEN)),
+            )
+            .flatten();
+        let value = match attribute.value {
+            Some(value) => problems.check(at("value"), attribute.kind.check(&value)),
+            None => None,
+        };
+        let Some(name) = name else { continue };
+        if parsed.iter().any(|a| a.name == name) {
+            problems.add(
+                at("name"),
+                Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
+            );
+            continue;
+        }
+        if let Some(value) = value {
+            parsed.push(Attribute {
+                name,
+                value,
+                kind: attribute.kind,
+                class,
+            });
+        }
+    }
+    if problems.len() > problems_before {
+        return None;
+    }
+    parsed.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(parsed)
+}

@@ -1,0 +1,402 @@
+//! Reading and writing users, their tags and their attributes. Every function takes the
+//! tenant and filters by it: no query here can see another tenant's rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{user_attributes, user_tags, users};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+
+use super::lookup::UserKey;
+use super::profile::{Attribute, Gender, Language, Profile};
+use crate::auth::TenantId;
+use crate::users::domain::AttributeType;
+
+/// Filters of the `users` listing; every one set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Every word must occur in the first or last name, the email, the login or the
+    /// external id (case-insensitive).
+    pub search: Option<String>,
+    pub active: Option<bool>,
+    /// Compared lower-cased, as tags are stored.
+    pub tag: Option<String>,
+    /// Exact department name.
+    pub department: Option<String>,
+    pub source: Option<String>,
+}
+
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &UserKey,
+) -> Result<Option<users::Model>, DbErr> {
+    let condition = match key {
+        UserKey::Id(id) => users::Column::Id.eq(*id),
+        UserKey::External {
+            source,
+            external_id,
+        } => users::Column::Source
+            .eq(source.as_str())
+            .and(users::Column::ExternalId.eq(external_id.as_str())),
+        UserKey::Email(email) => users::Column::EmailKey.eq(email.to_lowercase()),
+    };
+    users::Entity::find()
+        .filter(users::Column::Tenant.eq(tenant.as_str()))
+        .filter(condition)
+        .one(conn)
+        .await
+}
+
+/// Other users of the tenant that hold the email, the login or the key of `profile`.
+pub async fn holders_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: &Profile,
+    except: Option<i64>,
+) -> Result<Vec<users::Model>, DbErr> {
+    let mut query = users::Entity::find()
+        .filter(users::Column::Tenant.eq(tenant.as_str()))
+        .filter(
+            Condition::any()
+                .add(users::Column::EmailKey.eq(profile.email_key()))
+                .add(users::Column::LoginKey.eq(profile.login_key()))
+                .add(
+                    users::Column::Source
+                        .eq(profile.source.as_str())
+                        .and(users::Column::ExternalId.eq(profile.external_id.as_str())),
+                ),
+        );
+    if let Some(id) = except {
+        query = query.filter(users::Column::Id.ne(id));
+    }
+    query.all(conn).await
+}
+
+/// Tags of each of `ids`, sorted; users without tags are absent from the map.
+pub async fn tags_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, DbErr> {
+    let rows = user_tags::Entity::find()
+        .filter(user_tags::Column::Tenant.eq(tenant.as_str()))
+        .filter(user_tags::Column::UserId.is_in(ids.iter().copied()))
+        .order_by_asc(user_tags::Column::UserId)
+        .order_by_asc(user_tags::Column::Tag)
+        .all(conn)
+        .await?;
+    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+    for row in rows {
+        tags.entry(row.user_id).or_default().push(row.tag);
+    }
+    Ok(tags)
+}
+
+/// Attributes of each of `ids`, sorted by name.
+pub async fn attributes_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<Attribute>>, DbErr> {
+    let rows = user_attributes::Entity::find()
+        .filter(user_attributes::Column::Tenant.eq(tenant.as_str()))
+        .filter(user_attributes::Column::UserId.is_in(ids.iter().copied()))
+        .order_by_asc(user_attributes::Column::UserId)
+        .order_by_asc(user_attributes::Column::Name)
+        .all(conn)
+        .await?;
+    let mut attributes: HashMap<i64, Vec<Attribute>> = HashMap::new();
+    for row in rows {
+        attributes
+            .entry(row.user_id)
+            .or_default()
+            .push(attribute_from(row));
+    }
+    Ok(attributes)
+}
+
+fn attribute_from(row: user_attributes::Model) -> Attribute {
+    Attribute {
+        kind: AttributeType::from_stored(&row.kind).unwrap_or(AttributeType::String),
+        name: row.name,
+        value: row.value,
+        class: row.class,
+    }
+}
+
+/// The whole profile of a stored user, tags and attributes included.
+pub async fn profile_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user: &users::Model,
+) -> Result<Profile, DbErr> {
+    let tags = tags_of(conn, tenant, &[user.id])
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    let attributes = attributes_of(conn, tenant, &[user.id])
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    Ok(profile_from(user, tags, attributes))
+}
+
+pub fn profile_from(user: &users::Model, tags: Vec<String>, attributes: Vec<Attribute>) -> Profile {
+    Profile {
+        source: user.source.clone(),
+        external_id: user.external_id.clone(),
+        email: user.email.clone(),
+        login: user.login.clone(),
+        first_name: user.first_name.clone(),
+        middle_name: user.middle_name.clone(),
+        last_name: user.last_name.clone(),
+        title: user.title.clone(),
+        password_hash: user.password_hash.clone(),
+        birth_date: user.birth_date,
+        gender: user.gender.as_deref().and_then(Gender::from_stored),
+        active: user.active,
+        phone: user.phone.clone(),
+        city: user.city.clone(),
+        department: user.department.clone(),
+        position: user.position.clone(),
+        company: user.company.clone(),
+        work_contact: user.work_contact.clone(),
+        structure_uid: user.structure_uid.clone(),
+        language: user.language.as_deref().and_then(Language::from_stored),
+        facebook_id: user.facebook_id.clone(),
+        google_id: user.google_id.clone(),
+        employment_start_date: user.employment_start_date,
+        employment_end_date: user.employment_end_date,
+        position_assigned_date: user.position_assigned_date,
+        tags,
+        attributes,
+        custom_info: user.custom_info.clone(),
+    }
+}
+
+/// The user row of a profile; `id` and `created_at` are left to the caller.
+fn columns(tenant: &TenantId, profile: &Profile, now: DateTime<Utc>) -> users::ActiveModel {
+    let p = profile.clone();
+    users::ActiveModel {
+        tenant: Set(tenant.as_str().to_owned()),
+        email_key: Set(p.email_key()),
+        login_key: Set(p.login_key()),
+        source: Set(p.source),
+        external_id: Set(p.external_id),
+        email: Set(p.email),
+        login: Set(p.login),
+        first_name: Set(p.first_name),
+        middle_name: Set(p.middle_name),
+        last_name: Set(p.last_name),
+        title: Set(p.title),
+        password_hash: Set(p.password_hash),
+        birth_date: Set(p.birth_date),
+        gender: Set(p.gender.map(|g| g.as_str().to_owned())),
+        active: Set(p.active),
+        phone: Set(p.phone),
+        city: Set(p.city),
+        department: Set(p.department),
+        position: Set(p.position),
+        company: Set(p.company),
+        work_contact: Set(p.work_contact),
+        structure_uid: Set(p.structure_uid),
+        language: Set(p.language.map(|l| l.as_str().to_owned())),
+        facebook_id: Set(p.facebook_id),
+        google_id: Set(p.google_id),
+        employment_start_date: Set(p.employment_start_date),
+        employment_end_date: Set(p.employment_end_date),
+        position_assigned_date: Set(p.position_assigned_date),
+        custom_info: Set(p.custom_info),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profile: &Profile,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    let mut row = columns(tenant, profile, now);
+    row.created_at = Set(now);
+    let user = users::Entity::insert(row).exec_with_returning(conn).await?;
+    replace_tags(conn, tenant, user.id, &profile.tags).await?;
+    replace_attributes(conn, tenant, user.id, &profile.attributes).await?;
+    Ok(user)
+}
+
+/// Writes what differs between `before` and `after`; tags and attributes only when changed.
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: i64,
+    before: &Profile,
+    after: &Profile,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    let mut row = columns(tenant, after, now);
+    row.id = sea_orm::ActiveValue::Unchanged(id);
+    // `id` was found in `tenant` within the caller's transaction.
+    let user = row.update(conn).await?;
+    if before.tags != after.tags {
+        replace_tags(conn, tenant, id, &after.tags).await?;
+    }
+    if before.attributes != after.attributes {
+        replace_attributes(conn, tenant, id, &after.attributes).await?;
+    }
+    Ok(user)
+}
+
+async fn replace_tags(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user_id: i64,
+    tags: &[String],
+) -> Result<(), DbErr> {
+    user_tags::Entity::delete_many()
+        .filter(user_tags::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await?;
+    if tags.is_empty() {
+        return Ok(());
+    }
+    user_tags::Entity::insert_many(tags.iter().map(|tag| user_tags::ActiveModel {
+        user_id: Set(user_id),
+        tag: Set(tag.clone()),
+        tenant: Set(tenant.as_str().to_owned()),
+    }))
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+async fn replace_attributes(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user_id: i64,
+    attributes: &[Attribute],
+) -> Result<(), DbErr> {
+    user_attributes::Entity::delete_many()
+        .filter(user_attributes::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await?;
+    if attributes.is_empty() {
+        return Ok(());
+    }
+    user_attributes::Entity::insert_many(attributes.iter().map(|a| user_attributes::ActiveModel {
+        user_id: Set(user_id),
+        name: Set(a.name.clone()),
+        tenant: Set(tenant.as_str().to_owned()),
+        value: Set(a.value.clone()),
+        kind: Set(a.kind.as_str().to_owned()),
+        class: Set(a.class.clone()),
+    }))
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which unique rule a failed write broke, as the input field that names it.
+pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {
+    match error.sql_err()? {
+        SqlErr::UniqueConstraintViolation(message) => Some(if message.contains("email_key") {
+            "email"
+        } else if message.contains("login_key") {
+            "login"
+        } else {
+            "externalId"
+        }),
+        _ => None,
+    }
+}
+
+fn filter_condition(tenant: &TenantId, filter: &UserFilter) -> Condition {
+    let mut condition = Condition::all().add(users::Column::Tenant.eq(tenant.as_str()));
+    if let Some(search) = &filter.search {
+        for word in search.split_whitespace() {
+            let pattern =
+                LikeExpr::new(format!("%{}%", escape_like(&word.to_lowercase()))).escape('\\');
+            let mut any = Condition::any();
+            for column in [
+                users::Column::FirstName,
+                users::Column::LastName,
+                users::Column::EmailKey,
+                users::Column::LoginKey,
+                users::Column::ExternalId,
+            ] {
+                any = any.add(Func::lower(Expr::col(column)).like(pattern.clone()));
+            }
+            condition = condition.add(any);
+        }
+    }
+    if let Some(active) = filter.active {
+        condition = condition.add(users::Column::Active.eq(active));
+    }
+    if let Some(department) = &filter.department {
+        condition = condition.add(users::Column::Department.eq(department.trim()));
+    }
+    if let Some(source) = &filter.source {
+        condition = condition.add(users::Column::Source.eq(source.trim()));
+    }
+    if let Some(tag) = &filter.tag {
+        condition = condition.add(
+            users::Column::Id.in_subquery(
+                Query::select()
+                    .column(user_tags::Column::UserId)
+                    .from(user_tags::Entity)
+                    .and_where(user_tags::Column::Tenant.eq(tenant.as_str()))
+                    .and_where(user_tags::Column::Tag.eq(tag.trim().to_lowercase()))
+                    .to_owned(),
+            ),
+        );
+    }
+    condition
+}
+
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Up to `limit` users after the one with id `after`, in id order (the order they were
+/// created in, stable under inserts elsewhere).
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    filter: &UserFilter,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<users::Model>, DbErr> {
+    let mut query = users::Entity::find().filter(filter_condition(tenant, filter));
+    if let Some(after) = after {
+        query = query.filter(users::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(users::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+pub async fn count(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    filter: &UserFilter,
+) -> Result<u64, DbErr> {
+    users::Entity::find()
+        .filter(filter_condition(tenant, filter))
+        .count(conn)
+        .await
+}
