@@ -331,7 +331,7 @@ fn is_mutation(request: &GraphQLRequest) -> bool {
     operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {
+pub(super) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {
     // A header that is not visible ASCII cannot hold a token: treat it as malformed.
     let header = headers
         .get(header::AUTHORIZATION)

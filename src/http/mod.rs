@@ -1,5 +1,6 @@
 //! Routes, middleware and the shared application state.
 
+mod exports;
 mod graphql;
 mod negotiate;
 mod ops;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let router = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(ws::subscribe))
+        .route("/exports/users.csv", get(exports::users_csv))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

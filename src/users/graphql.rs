@@ -19,6 +19,8 @@ use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::scalars::{Date, IdCursor};
 
+/// Page size of `users` when `first` is not given.
+pub const DEFAULT_PAGE: i32 = 50;
 /// Largest page of `users`.
 pub const MAX_PAGE: i32 = 500;
 
@@ -534,16 +536,17 @@ impl UsersQuery {
     }
 
     /// Users of the caller's tenant in the order they were created, `first` at a time
-    /// (at most 500).
+    /// (default 50, at most 500).
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
         filter: Option<UserFilter>,
     ) -> AppResult<UserConnection> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
+        let first = first.unwrap_or(DEFAULT_PAGE);
         if !(0..=MAX_PAGE).contains(&first) {
             return Err(AppError::invalid_fields(vec![FieldError::new(
                 "first",

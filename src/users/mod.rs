@@ -2,6 +2,7 @@
 //! hold an invalid value, and stored per tenant. Only `graphql` knows about GraphQL.
 
 pub mod domain;
+pub mod export;
 pub mod graphql;
 pub mod import;
 pub mod lookup;

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod http;
+mod listing;
 mod ops;
 mod schema;
 mod users;
