@@ -625,3 +625,140 @@ fn parse_attributes(
     parsed.sort_by(|a, b| a.name.cmp(&b.name));
     Some(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawUser {
+        RawUser {
+            external_id: "cl1".into(),
+            email: "Ann@Example.com".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            ..RawUser::default()
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().filter_map(|e| e.field.as_deref()).collect()
+    }
+
+    #[test]
+    fn a_new_user_gets_the_defaults() {
+        let changes = UserChanges::parse(raw(), "user").unwrap();
+        let profile = changes.apply(None, false, today()).unwrap();
+        assert_eq!(profile.source, DEFAULT_SOURCE);
+        assert_eq!(
+            profile.login, "Ann@Example.com",
+            "login defaults to the email"
+        );
+        assert_eq!(profile.email_key(), "ann@example.com");
+        assert!(profile.active);
+        assert!(profile.tags.is_empty() && profile.password_hash.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_path() {
+        let bad = RawUser {
+            external_id: " ".into(),
+            email: "nope".into(),
+            phone: Patch::Set("123".into()),
+            birth_date: Patch::Set("31.02.1988".into()),
+            tags: Patch::Set(vec!["ok".into(), "".into()]),
+            attributes: Patch::Set(vec![RawAttribute {
+                name: "n".into(),
+                value: Some("x".into()),
+                kind: AttributeType::Number,
+                class: None,
+            }]),
+            ..raw()
+        };
+        let errors = UserChanges::parse(bad, "users[3]").unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "users[3].externalId",
+                "users[3].email",
+                "users[3].phone",
+                "users[3].birthDate",
+                "users[3].tags[1]",
+                "users[3].attributes[0].value",
+            ]
+        );
+    }
+
+    #[test]
+    fn keep_clear_and_replace() {
+        let first = RawUser {
+            city: Patch::Set("Kyiv".into()),
+            department: Patch::Set("Sales".into()),
+            tags: Patch::Set(vec!["B".into(), "a".into()]),
+            active: Patch::Set(false),
+            ..raw()
+        };
+        let before = UserChanges::parse(first, "user")
+            .unwrap()
+            .apply(None, false, today())
+            .unwrap();
+        assert_eq!(before.tags, ["a", "b"], "sorted, lower-cased");
+
+        let omitted = UserChanges::parse(raw(), "user").unwrap();
+        assert_eq!(
+            omitted.apply(Some(&before), false, today()).unwrap(),
+            before
+        );
+
+        let cleared = UserChanges::parse(
+            RawUser {
+                city: Patch::Clear,
+                department: Patch::Set("   ".into()),
+                ..raw()
+            },
+            "user",
+        )
+        .unwrap()
+        .apply(Some(&before), false, today())
+        .unwrap();
+        assert_eq!((cleared.city, cleared.department), (None, None));
+        assert_eq!(cleared.tags, before.tags);
+
+        let replaced = omitted.apply(Some(&before), true, today()).unwrap();
+        assert_eq!(replaced.city, None);
+        assert!(replaced.tags.is_empty());
+        assert!(replaced.active, "replace resets active to its default");
+    }
+
+    #[test]
+    fn rules_across_fields_see_kept_values() {
+        let before = UserChanges::parse(
+            RawUser {
+                employment_start_date: Patch::Set("2020-05-01".into()),
+                ..raw()
+            },
+            "user",
+        )
+        .unwrap()
+        .apply(None, false, today())
+        .unwrap();
+        let ends_early = UserChanges::parse(
+            RawUser {
+                employment_end_date: Patch::Set("01.04.2020".into()),
+                birth_date: Patch::Set("2026-11-24".into()),
+                ..raw()
+            },
+            "user",
+        )
+        .unwrap()
+        .apply(Some(&before), false, today())
+        .unwrap_err();
+        assert_eq!(
+            fields(&ends_early),
+            ["user.birthDate", "user.employmentEndDate"]
+        );
+    }
+}

@@ -395,3 +395,20 @@ db_test! {
         assert_eq!(lookup(&app, &viewer, json!({ "id": "999999" })).await.data()["user"], Value::Null);
     }
 }
+
+db_test! {
+    async fn the_readme_example_runs_as_printed(app) {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find("```graphql\nmutation ImportJohn").expect("the README has the example");
+        let example = &readme[start + "```graphql\n".len()..];
+        let example = &example[..example.find("```").unwrap()];
+        let response = app.graphql(&app.token(Role::Admin), example, Value::Null).await;
+        let result = &response.data()["importUser"];
+        assert_eq!(result["action"], "CREATED");
+        assert_eq!(result["user"]["fullName"], "John Smith");
+        assert_eq!(result["user"]["birthDate"], "1988-07-26");
+        assert_eq!(result["user"]["tags"], json!(["kyiv", "management"]));
+        let again = app.graphql(&app.token(Role::Admin), example, Value::Null).await;
+        assert_eq!(again.data()["importUser"]["action"], "UNCHANGED");
+    }
+}
