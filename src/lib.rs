@@ -1,6 +1,7 @@
 //! Roster: a GraphQL API server that imports people into a learning platform and reports on
 //! them. `main.rs` only dispatches the command line; everything lives here.
 
+pub mod approvers;
 pub mod auth;
 pub mod cli;
 pub mod config;

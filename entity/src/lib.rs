@@ -1,6 +1,7 @@
 //! Database entities of Roster. Each table has its own module; the application never writes
 //! SQL strings for these tables, it goes through these models and `sea-query`.
 
+pub mod approver_links;
 pub mod user_attributes;
 pub mod user_tags;
 pub mod users;

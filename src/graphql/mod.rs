@@ -8,6 +8,7 @@ pub use extensions::{ErrorPolicy, ExecutionMarker};
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
+use crate::approvers::graphql::ApproversMutation;
 use crate::auth::{AuthQuery, Principal};
 use crate::config::QueryLimits;
 use crate::users::graphql::{UsersMutation, UsersQuery, loaders};
@@ -19,7 +20,7 @@ pub struct QueryRoot(AuthQuery, UsersQuery);
 /// Every mutation needs the `admin` role; each field carries its guard.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(UsersMutation);
+pub struct MutationRoot(UsersMutation, ApproversMutation);
 
 pub type RosterSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -56,6 +57,7 @@ pub fn sdl() -> String {
 /// created per request and never shared, so one batch never mixes tenants.
 pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
     loaders(data, db, &principal.tenant);
+    crate::approvers::graphql::loaders(data, db, &principal.tenant);
     data.insert(principal);
     data.insert(db.clone());
 }

@@ -15,6 +15,7 @@ use super::import::{self, UserImportOptions};
 use super::lookup::UserKey;
 use super::profile::{self, Patch, RawAttribute, RawUser};
 use super::store::{self, UserFilter as DomainFilter};
+use crate::approvers::graphql::{ApproverLink, ApproversLoader, ManageesLoader};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::scalars::{Date, IdCursor};
@@ -429,6 +430,28 @@ impl User {
             .map(Attribute::from)
             .collect())
     }
+    /// Who approves for this user.
+    async fn approvers(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
+        let loader = ctx.data_unchecked::<DataLoader<ApproversLoader>>();
+        Ok(loader
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(ApproverLink)
+            .collect())
+    }
+    /// Whom this user approves for (or, as `NON_APPROVING_MANAGER`, sees).
+    async fn managees(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
+        let loader = ctx.data_unchecked::<DataLoader<ManageesLoader>>();
+        Ok(loader
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(ApproverLink)
+            .collect())
+    }
     async fn custom_info(&self) -> Option<Json<serde_json::Value>> {
         self.0.custom_info.clone().map(Json)
     }
@@ -438,6 +461,21 @@ impl User {
     /// When an import last changed the user; an `UNCHANGED` import leaves it.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+}
+
+/// Users by id, within the request's tenant, in one query per request level.
+pub struct UserByIdLoader {
+    pub db: DatabaseConnection,
+    pub tenant: TenantId,
+}
+
+impl Loader<i64> for UserByIdLoader {
+    type Value = users::Model;
+    type Error = AppError;
+
+    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, users::Model>, AppError> {
+        Ok(store::by_ids(&self.db, &self.tenant, ids).await?)
     }
 }
 
@@ -473,6 +511,13 @@ impl Loader<i64> for AttributesLoader {
 
 /// The loaders of one request, bound to its tenant.
 pub fn loaders(data: &mut async_graphql::Data, db: &DatabaseConnection, tenant: &TenantId) {
+    data.insert(DataLoader::new(
+        UserByIdLoader {
+            db: db.clone(),
+            tenant: tenant.clone(),
+        },
+        tokio::spawn,
+    ));
     data.insert(DataLoader::new(
         TagsLoader {
             db: db.clone(),

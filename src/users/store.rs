@@ -52,6 +52,22 @@ pub async fn find(
         .await
 }
 
+/// Users of the tenant with the given ids; ids of other tenants are absent.
+pub async fn by_ids(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, users::Model>, DbErr> {
+    Ok(users::Entity::find()
+        .filter(users::Column::Tenant.eq(tenant.as_str()))
+        .filter(users::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|user| (user.id, user))
+        .collect())
+}
+
 /// Other users of the tenant that hold the email, the login or the key of `profile`.
 pub async fn holders_of(
     conn: &impl ConnectionTrait,

@@ -270,10 +270,10 @@ impl Drop for TestDatabase {
 }
 
 impl TestApp {
-    /// Every stored user, tag and attribute, read straight from the database: two equal
+    /// Every stored user, tag, attribute and approver link, read straight from the database: two equal
     /// snapshots mean nothing was written in between.
     pub async fn snapshot(&self) -> String {
-        use entity::{user_attributes, user_tags, users};
+        use entity::{approver_links, user_attributes, user_tags, users};
         use sea_orm::{EntityTrait, QueryOrder};
 
         let db = Database::connect(&self.database.url)
@@ -296,8 +296,15 @@ impl TestApp {
             .all(&db)
             .await
             .unwrap();
+        let links = approver_links::Entity::find()
+            .order_by_asc(approver_links::Column::UserId)
+            .order_by_asc(approver_links::Column::ApproverId)
+            .order_by_asc(approver_links::Column::Label)
+            .all(&db)
+            .await
+            .unwrap();
         let _ = db.close().await;
-        format!("{users:?}\n{tags:?}\n{attributes:?}")
+        format!("{users:?}\n{tags:?}\n{attributes:?}\n{links:?}")
     }
 
     /// The stored row of one user of the default tenant, by external id.

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod approvers;
 mod auth;
 mod cli;
 mod http;

@@ -1,0 +1,289 @@
+//! Approvers (seed 003): who approves whose bookings, and who sees whom. No GraphQL here
+//! but in `graphql`.
+//!
+//! A user's approver set is checked as a whole before anything is written: each approver
+//! exists and is active in the tenant, nobody approves for themself, at most one `MANAGER`
+//! and one `HIGHER_MANAGER`, a `NON_APPROVING_MANAGER` never approves, and `MANAGER` links
+//! never form a cycle (checked against the links stored in the database).
+
+pub mod graphql;
+pub mod store;
+
+use std::collections::HashSet;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use chrono::Utc;
+use entity::users::Model as User;
+
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::users::lookup::UserKey;
+use crate::users::store as users;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    /// The direct manager: sees and approves.
+    Manager,
+    /// Sees, never approves.
+    NonApprovingManager,
+    /// The manager's manager: sees and approves bookings over a price.
+    HigherManager,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manager => "MANAGER",
+            Self::NonApprovingManager => "NON_APPROVING_MANAGER",
+            Self::HigherManager => "HIGHER_MANAGER",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<Self> {
+        [
+            Self::Manager,
+            Self::NonApprovingManager,
+            Self::HigherManager,
+        ]
+        .into_iter()
+        .find(|label| label.as_str() == text)
+    }
+
+    /// At most one link of this label per user.
+    fn is_single(self) -> bool {
+        matches!(self, Self::Manager | Self::HigherManager)
+    }
+}
+
+/// One approver as an input names it.
+#[derive(Debug, Clone)]
+pub struct ApproverSpec {
+    pub approver: UserKey,
+    pub label: Label,
+    /// `None`: true for `MANAGER` and `HIGHER_MANAGER`, false for `NON_APPROVING_MANAGER`.
+    pub can_approve: Option<bool>,
+}
+
+/// One checked link of a user's approver set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Link {
+    pub approver_id: i64,
+    pub label: Label,
+    pub can_approve: bool,
+}
+
+/// Longest `MANAGER` chain followed when looking for a cycle; deeper chains are refused.
+const MAX_CHAIN: usize = 1000;
+
+/// Checks a whole approver set for the user `user_id` (`None` for a user not yet stored);
+/// the problems of `specs[i]` are named under `path(i)`.
+pub async fn check_set(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user_id: Option<i64>,
+    specs: &[ApproverSpec],
+    path: impl Fn(usize) -> String,
+) -> AppResult<Result<Vec<Link>, Vec<FieldError>>> {
+    let mut problems = Vec::new();
+    let mut links: Vec<Link> = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let at = |field: &str| format!("{}.{field}", path(index));
+        let can_approve = match (spec.label, spec.can_approve) {
+            (Label::NonApprovingManager, Some(true)) => {
+                problems.push(FieldError::new(
+                    at("canApprove"),
+                    "NOT_ALLOWED",
+                    "a NON_APPROVING_MANAGER never approves",
+                ));
+                continue;
+            }
+            (Label::NonApprovingManager, _) => false,
+            (_, can_approve) => can_approve.unwrap_or(true),
+        };
+        let Some(approver) = users::find(conn, tenant, &spec.approver).await? else {
+            problems.push(FieldError::new(
+                at("approver"),
+                "NOT_FOUND",
+                "no such user: an approver must be an existing, active user",
+            ));
+            continue;
+        };
+        if Some(approver.id) == user_id {
+            problems.push(FieldError::new(
+                at("approver"),
+                "SELF",
+                "nobody approves for themself",
+            ));
+            continue;
+        }
+        if !approver.active {
+            problems.push(FieldError::new(
+                at("approver"),
+                "INACTIVE",
+                format!("{} is not active", approver.email),
+            ));
+            continue;
+        }
+        if links
+            .iter()
+            .any(|l| l.approver_id == approver.id && l.label == spec.label)
+        {
+            problems.push(FieldError::new(
+                at("approver"),
+                "DUPLICATE",
+                "this approver is given twice with this label",
+            ));
+            continue;
+        }
+        if spec.label.is_single() && links.iter().any(|l| l.label == spec.label) {
+            problems.push(FieldError::new(
+                at("label"),
+                "TOO_MANY",
+                format!("a user has at most one {}", spec.label.as_str()),
+            ));
+            continue;
+        }
+        if spec.label == Label::Manager
+            && let Some(user_id) = user_id
+            && manages_through(conn, tenant, approver.id, user_id).await?
+        {
+            problems.push(FieldError::new(
+                at("approver"),
+                "CYCLE",
+                format!(
+                    "{} is managed, directly or not, by this user: MANAGER links cannot form a cycle",
+                    approver.email
+                ),
+            ));
+            continue;
+        }
+        links.push(Link {
+            approver_id: approver.id,
+            label: spec.label,
+            can_approve,
+        });
+    }
+    Ok(if problems.is_empty() {
+        links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+        Ok(links)
+    } else {
+        Err(problems)
+    })
+}
+
+/// Whether `user_id` is `from` or one of its managers, following stored `MANAGER` links
+/// upwards from `from`.
+async fn manages_through(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    from: i64,
+    user_id: i64,
+) -> AppResult<bool> {
+    let mut seen = HashSet::new();
+    let mut current = from;
+    loop {
+        if current == user_id {
+            return Ok(true);
+        }
+        if !seen.insert(current) || seen.len() > MAX_CHAIN {
+            return Ok(false);
+        }
+        match store::manager_of(conn, tenant, current).await? {
+            Some(manager) => current = manager,
+            None => return Ok(false),
+        }
+    }
+}
+
+async fn find_user(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &UserKey,
+) -> AppResult<User> {
+    users::find(conn, tenant, key)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user".to_owned()))
+}
+
+/// `setApprovers`: the user's approver set becomes exactly `specs`.
+pub async fn set_approvers(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    user: &UserKey,
+    specs: &[ApproverSpec],
+) -> AppResult<User> {
+    let txn = db::begin_write(db).await?;
+    let user = find_user(&txn, tenant, user).await?;
+    let links = check_set(&txn, tenant, Some(user.id), specs, |i| {
+        format!("approvers[{i}]")
+    })
+    .await?
+    .map_err(AppError::invalid_fields)?;
+    store::replace_set(&txn, tenant, user.id, &links, Utc::now()).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// `addApprover`: adds one link, or changes `canApprove` of the same approver and label.
+pub async fn add_approver(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    user: &UserKey,
+    spec: &ApproverSpec,
+) -> AppResult<User> {
+    let txn = db::begin_write(db).await?;
+    let user = find_user(&txn, tenant, user).await?;
+    let mut links = check_set(
+        &txn,
+        tenant,
+        Some(user.id),
+        std::slice::from_ref(spec),
+        |_| "approver".to_owned(),
+    )
+    .await?
+    .map_err(AppError::invalid_fields)?;
+    let added = links.remove(0);
+    let mut set = store::set_of(&txn, tenant, user.id).await?;
+    set.retain(|l| !(l.approver_id == added.approver_id && l.label == added.label));
+    if added.label.is_single() && set.iter().any(|l| l.label == added.label) {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "approver.label",
+            "TOO_MANY",
+            format!(
+                "the user already has a {}: remove it first, or use setApprovers",
+                added.label.as_str()
+            ),
+        )]));
+    }
+    set.push(added);
+    set.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+    store::replace_set(&txn, tenant, user.id, &set, Utc::now()).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// `removeApprover`: removes every link from the user to this approver, whatever its label.
+/// Removing an approver who has no link to the user changes nothing.
+pub async fn remove_approver(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    user: &UserKey,
+    approver: &UserKey,
+) -> AppResult<User> {
+    let txn = db::begin_write(db).await?;
+    let user = find_user(&txn, tenant, user).await?;
+    let Some(approver) = users::find(&txn, tenant, approver).await? else {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "approver",
+            "NOT_FOUND",
+            "no such user",
+        )]));
+    };
+    let mut set = store::set_of(&txn, tenant, user.id).await?;
+    set.retain(|l| l.approver_id != approver.id);
+    store::replace_set(&txn, tenant, user.id, &set, Utc::now()).await?;
+    txn.commit().await?;
+    Ok(user)
+}

@@ -1,0 +1,200 @@
+//! Approver links (seed 003): setApprovers, addApprover, removeApprover and their rules.
+
+use roster::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{GraphQLResponse, TestApp, db_test};
+use crate::users::{import, import_as};
+
+const LINKS: &str = "id approvers { approver { externalId } label canApprove user { externalId } } \
+    managees { user { externalId } label }";
+
+async fn person(app: &TestApp, external_id: &str) {
+    import(
+        app,
+        json!({
+            "externalId": external_id, "email": format!("{external_id}@example.com"),
+            "firstName": external_id, "lastName": "Person"
+        }),
+        Value::Null,
+    )
+    .await
+    .data();
+}
+
+async fn set(app: &TestApp, user: &str, approvers: Value) -> GraphQLResponse {
+    let query = format!(
+        "mutation($u: UserLookup!, $a: [ApproverInput!]!) {{ setApprovers(user: $u, approvers: $a) {{ {LINKS} }} }}"
+    );
+    app.graphql(
+        &app.token(Role::Admin),
+        &query,
+        json!({ "u": { "externalId": user }, "a": approvers }),
+    )
+    .await
+}
+
+async fn add(app: &TestApp, user: &str, approver: Value) -> GraphQLResponse {
+    let query = format!(
+        "mutation($u: UserLookup!, $a: ApproverInput!) {{ addApprover(user: $u, approver: $a) {{ {LINKS} }} }}"
+    );
+    app.graphql(
+        &app.token(Role::Admin),
+        &query,
+        json!({ "u": { "externalId": user }, "a": approver }),
+    )
+    .await
+}
+
+fn by(external_id: &str) -> Value {
+    json!({ "externalId": external_id })
+}
+
+/// `(approver, label, canApprove)` of the user's approvers.
+async fn approvers_of(app: &TestApp, user: &str) -> Vec<(String, String, bool)> {
+    let query = format!("query($u: UserLookup!) {{ user(lookup: $u) {{ {LINKS} }} }}");
+    let response = app
+        .graphql(&app.token(Role::Viewer), &query, json!({ "u": by(user) }))
+        .await;
+    let mut links: Vec<(String, String, bool)> = response.data()["user"]["approvers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["user"]["externalId"], user);
+            (
+                l["approver"]["externalId"].as_str().unwrap().to_owned(),
+                l["label"].as_str().unwrap().to_owned(),
+                l["canApprove"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    links.sort();
+    links
+}
+
+fn link(approver: &str, label: &str, can_approve: bool) -> (String, String, bool) {
+    (approver.to_owned(), label.to_owned(), can_approve)
+}
+
+db_test! {
+    async fn approver_sets_follow_seed_003(app) {
+        for who in ["emp", "boss", "top", "peer"] {
+            person(&app, who).await;
+        }
+        let done = set(&app, "emp", json!([
+            { "approver": by("boss") },
+            { "approver": by("top"), "label": "HIGHER_MANAGER" },
+            { "approver": by("peer"), "label": "NON_APPROVING_MANAGER" },
+        ]))
+        .await;
+        done.data();
+        assert_eq!(
+            approvers_of(&app, "emp").await,
+            [link("boss", "MANAGER", true), link("peer", "NON_APPROVING_MANAGER", false), link("top", "HIGHER_MANAGER", true)],
+            "each label's defaults"
+        );
+        let managees = lookup_managees(&app, "boss").await;
+        assert_eq!(managees, [("emp".to_owned(), "MANAGER".to_owned())]);
+
+        // A manager who does not approve, when asked.
+        set(&app, "emp", json!([{ "approver": by("boss"), "canApprove": false }])).await.data();
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", false)], "setApprovers replaces");
+
+        add(&app, "emp", json!({ "approver": by("top"), "label": "HIGHER_MANAGER" })).await.data();
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", false), link("top", "HIGHER_MANAGER", true)]);
+
+        let removed = app
+            .graphql(
+                &app.token(Role::Admin),
+                "mutation { removeApprover(user: { externalId: \"emp\" }, approver: { externalId: \"boss\" }) { id } }",
+                Value::Null,
+            )
+            .await;
+        removed.data();
+        assert_eq!(approvers_of(&app, "emp").await, [link("top", "HIGHER_MANAGER", true)]);
+
+        set(&app, "emp", json!([])).await.data();
+        assert!(approvers_of(&app, "emp").await.is_empty(), "[] clears");
+    }
+}
+
+async fn lookup_managees(app: &TestApp, user: &str) -> Vec<(String, String)> {
+    let query = format!("query($u: UserLookup!) {{ user(lookup: $u) {{ {LINKS} }} }}");
+    let response = app
+        .graphql(&app.token(Role::Viewer), &query, json!({ "u": by(user) }))
+        .await;
+    response.data()["user"]["managees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["user"]["externalId"].as_str().unwrap().to_owned(),
+                l["label"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What the case is, whose set, the approvers, and the `(field, code)` pairs expected.
+type BadSet = (
+    &'static str,
+    &'static str,
+    Value,
+    Vec<(&'static str, &'static str)>,
+);
+
+db_test! {
+    async fn bad_approver_sets_are_refused_and_write_nothing(app) {
+        for who in ["a", "b", "c", "d", "e", "gone"] {
+            person(&app, who).await;
+        }
+        import(&app, json!({ "externalId": "gone", "email": "gone@example.com", "firstName": "gone", "lastName": "Person", "active": false }), Value::Null).await.data();
+        let other = app.token_for(Role::Admin, Some("elsewhere"));
+        import_as(&app, &other, json!({ "externalId": "stranger", "email": "s@example.com", "firstName": "S", "lastName": "T" }), Value::Null).await.data();
+        // A chain e → d → c → b (each managed by the next).
+        for (user, manager) in [("b", "c"), ("c", "d"), ("d", "e")] {
+            set(&app, user, json!([{ "approver": by(manager) }])).await.data();
+        }
+
+        let cases: Vec<BadSet> = vec![
+            ("approver does not exist", "a", json!([{ "approver": by("nobody") }]), vec![("approvers[0].approver", "NOT_FOUND")]),
+            ("approver of another tenant", "a", json!([{ "approver": by("stranger") }]), vec![("approvers[0].approver", "NOT_FOUND")]),
+            ("inactive approver", "a", json!([{ "approver": by("gone") }]), vec![("approvers[0].approver", "INACTIVE")]),
+            ("self", "a", json!([{ "approver": by("a") }]), vec![("approvers[0].approver", "SELF")]),
+            ("non-approving that approves", "a", json!([{ "approver": by("b"), "label": "NON_APPROVING_MANAGER", "canApprove": true }]), vec![("approvers[0].canApprove", "NOT_ALLOWED")]),
+            ("two managers", "a", json!([{ "approver": by("b") }, { "approver": by("c") }]), vec![("approvers[1].label", "TOO_MANY")]),
+            ("two higher managers", "a", json!([{ "approver": by("b"), "label": "HIGHER_MANAGER" }, { "approver": by("c"), "label": "HIGHER_MANAGER" }]), vec![("approvers[1].label", "TOO_MANY")]),
+            ("2-long cycle", "c", json!([{ "approver": by("b") }]), vec![("approvers[0].approver", "CYCLE")]),
+            ("4-long cycle", "e", json!([{ "approver": by("b") }]), vec![("approvers[0].approver", "CYCLE")]),
+            ("several at once", "a", json!([{ "approver": by("nobody") }, { "approver": by("a"), "label": "HIGHER_MANAGER" }]), vec![("approvers[0].approver", "NOT_FOUND"), ("approvers[1].approver", "SELF")]),
+        ];
+        let before = app.snapshot().await;
+        for (what, user, approvers, fields) in cases {
+            let response = set(&app, user, approvers).await;
+            assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{what}: {}", response.body);
+            let expected: Vec<(String, String)> = fields.iter().map(|(f, c)| (f.to_string(), c.to_string())).collect();
+            assert_eq!(response.field_errors(), expected, "{what}");
+            assert!(!response.body.to_string().contains("s@example.com"), "{what}: nothing of another tenant shows");
+            assert_eq!(app.snapshot().await, before, "{what}: nothing written");
+        }
+
+        // addApprover keeps the same rules, and a second MANAGER is refused there too.
+        let second = add(&app, "b", json!({ "approver": by("a") })).await;
+        assert_eq!(second.error_code(), Some("BAD_USER_INPUT"));
+        assert_eq!(second.field_errors(), vec![("approver.label".to_owned(), "TOO_MANY".to_owned())]);
+        let cycle = add(&app, "e", json!({ "approver": by("c"), "label": "MANAGER" })).await;
+        assert_eq!(cycle.field_errors(), vec![("approver.approver".to_owned(), "CYCLE".to_owned())]);
+        assert_eq!(app.snapshot().await, before);
+
+        let viewer = app.graphql(
+            &app.token(Role::Viewer),
+            "mutation { setApprovers(user: { externalId: \"a\" }, approvers: []) { id } }",
+            Value::Null,
+        ).await;
+        assert_eq!(viewer.error_code(), Some("FORBIDDEN"));
+        let missing = set(&app, "nobody", json!([])).await;
+        assert_eq!(missing.error_code(), Some("NOT_FOUND"));
+    }
+}
