@@ -66,6 +66,21 @@ pub struct ApproverSpec {
     pub can_approve: Option<bool>,
 }
 
+/// What an import says about the user's approvers.
+#[derive(Debug, Clone, Default)]
+pub enum ApproverChange {
+    /// Neither `approvers` nor `managerExternalId` was sent.
+    #[default]
+    Keep,
+    /// `approvers` was sent (with `managerExternalId`'s manager appended, when sent too):
+    /// the set becomes exactly this. `approvers: null` is an empty set. Each spec comes
+    /// with the input path its problems are named under.
+    Replace(Vec<(ApproverSpec, String)>),
+    /// Only `managerExternalId` was sent: the `MANAGER` link becomes this one (`None`, for
+    /// `null`, removes it); other labels stay.
+    SetManager(Option<UserKey>),
+}
+
 /// One checked link of a user's approver set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Link {
@@ -78,18 +93,18 @@ pub struct Link {
 const MAX_CHAIN: usize = 1000;
 
 /// Checks a whole approver set for the user `user_id` (`None` for a user not yet stored);
-/// the problems of `specs[i]` are named under `path(i)`.
+/// the problem of `specs[i]` with its `field` is named `path(i, field)`.
 pub async fn check_set(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     user_id: Option<i64>,
     specs: &[ApproverSpec],
-    path: impl Fn(usize) -> String,
+    path: impl Fn(usize, &str) -> String,
 ) -> AppResult<Result<Vec<Link>, Vec<FieldError>>> {
     let mut problems = Vec::new();
     let mut links: Vec<Link> = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
-        let at = |field: &str| format!("{}.{field}", path(index));
+        let at = |field: &str| path(index, field);
         let can_approve = match (spec.label, spec.can_approve) {
             (Label::NonApprovingManager, Some(true)) => {
                 problems.push(FieldError::new(
@@ -216,8 +231,8 @@ pub async fn set_approvers(
 ) -> AppResult<User> {
     let txn = db::begin_write(db).await?;
     let user = find_user(&txn, tenant, user).await?;
-    let links = check_set(&txn, tenant, Some(user.id), specs, |i| {
-        format!("approvers[{i}]")
+    let links = check_set(&txn, tenant, Some(user.id), specs, |i, field| {
+        format!("approvers[{i}].{field}")
     })
     .await?
     .map_err(AppError::invalid_fields)?;
@@ -240,7 +255,7 @@ pub async fn add_approver(
         tenant,
         Some(user.id),
         std::slice::from_ref(spec),
-        |_| "approver".to_owned(),
+        |_, field| format!("approver.{field}"),
     )
     .await?
     .map_err(AppError::invalid_fields)?;

@@ -15,7 +15,8 @@ use super::import::{self, UserImportOptions};
 use super::lookup::UserKey;
 use super::profile::{self, Patch, RawAttribute, RawUser};
 use super::store::{self, UserFilter as DomainFilter};
-use crate::approvers::graphql::{ApproverLink, ApproversLoader, ManageesLoader};
+use crate::approvers::graphql::{ApproverInput, ApproverLink, ApproversLoader, ManageesLoader};
+use crate::approvers::{ApproverChange, ApproverSpec, Label};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::scalars::{Date, IdCursor};
@@ -155,6 +156,64 @@ pub struct UserImportInput {
     pub attributes: MaybeUndefined<Vec<AttributeInput>>,
     /// Any JSON, up to 64 KiB; kept for integrations, never shown to the user.
     pub custom_info: MaybeUndefined<Json<serde_json::Value>>,
+    /// When sent, replaces the user's approver set (`null` or `[]` removes every approver),
+    /// in the same transaction as the rest of the import.
+    pub approvers: MaybeUndefined<Vec<ApproverInput>>,
+    /// Shorthand for one `MANAGER` approver: the external id of a user of the same source.
+    /// Alone, it replaces only the `MANAGER` link (`null` removes it); with `approvers`, it
+    /// is added to that set.
+    pub manager_external_id: MaybeUndefined<String>,
+}
+
+impl UserImportInput {
+    /// The user's fields, and what the import says about its approvers.
+    pub fn into_parts(mut self) -> AppResult<(RawUser, ApproverChange)> {
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(|| profile::DEFAULT_SOURCE.to_owned());
+        let manager = match std::mem::take(&mut self.manager_external_id) {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(external_id) => Some(Some(UserKey::from_parts(
+                None,
+                Some(&external_id),
+                Some(&source),
+                None,
+                "user.managerExternalId",
+            )?)),
+        };
+        let approvers = match std::mem::take(&mut self.approvers) {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(Vec::new()),
+            MaybeUndefined::Value(approvers) => Some(
+                approvers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let path = format!("user.approvers[{i}]");
+                        Ok((a.spec(&path)?, path))
+                    })
+                    .collect::<AppResult<Vec<_>>>()?,
+            ),
+        };
+        let change = match (approvers, manager) {
+            (None, None) => ApproverChange::Keep,
+            (None, Some(manager)) => ApproverChange::SetManager(manager),
+            (Some(mut specs), manager) => {
+                specs.extend(manager.flatten().map(|key| {
+                    let spec = ApproverSpec {
+                        approver: key,
+                        label: Label::Manager,
+                        can_approve: None,
+                    };
+                    (spec, import::MANAGER_PATH.to_owned())
+                }));
+                ApproverChange::Replace(specs)
+            }
+        };
+        Ok((self.into(), change))
+    }
 }
 
 fn patch<T, U>(value: MaybeUndefined<T>, convert: impl FnOnce(T) -> U) -> Patch<U> {
@@ -650,7 +709,9 @@ impl UsersMutation {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let options = UserImportOptions::from(options.unwrap_or_default());
-        let outcome = import::import_user(db, &principal.tenant, user.into(), &options).await?;
+        let (user, approvers) = user.into_parts()?;
+        let outcome =
+            import::import_user(db, &principal.tenant, user, &approvers, &options).await?;
         let count = |yes: bool| i32::from(yes);
         Ok(ImportUserPayload {
             action: outcome.action.into(),

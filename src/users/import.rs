@@ -11,6 +11,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use super::lookup::UserKey;
 use super::profile::{Profile, RawUser, UserChanges};
 use super::store;
+use crate::approvers::store::{self as approver_store, Side};
+use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
@@ -76,6 +78,16 @@ pub enum Decision {
         after: Box<Profile>,
     },
     Unchanged(users::Model),
+}
+
+impl Decision {
+    /// The stored user this decision is about; `None` for a new one.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Self::Create(_) => None,
+            Self::Update { user, .. } | Self::Unchanged(user) => Some(user.id),
+        }
+    }
 }
 
 /// Decides what importing `changes` means for the stored users of `tenant`.
@@ -210,17 +222,107 @@ pub async fn apply(
     }
 }
 
-/// `importUser`: parses, decides and writes one user in one transaction.
+/// The input path of `managerExternalId`.
+pub const MANAGER_PATH: &str = "user.managerExternalId";
+
+/// The approver set a decided user gets, checked; `None` when it stays as stored.
+async fn decide_links(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    decision: &Decision,
+    approvers: &ApproverChange,
+    replace: bool,
+) -> AppResult<Option<Vec<Link>>> {
+    let user_id = decision.user_id();
+    let current = match user_id {
+        Some(id) => approver_store::set_of(conn, tenant, id).await?,
+        None => Vec::new(),
+    };
+    let (specs, paths, mut links): (Vec<ApproverSpec>, Vec<String>, Vec<Link>) = match approvers {
+        ApproverChange::Keep if replace => (Vec::new(), Vec::new(), Vec::new()),
+        ApproverChange::Keep => return Ok(None),
+        ApproverChange::Replace(specs) => {
+            let (specs, paths) = specs.iter().cloned().unzip();
+            (specs, paths, Vec::new())
+        }
+        // Only the new manager is checked; the other stored links stay as they are.
+        ApproverChange::SetManager(manager) => (
+            manager
+                .iter()
+                .map(|key| ApproverSpec {
+                    approver: key.clone(),
+                    label: Label::Manager,
+                    can_approve: None,
+                })
+                .collect(),
+            vec![MANAGER_PATH.to_owned()],
+            current
+                .iter()
+                .filter(|link| link.label != Label::Manager)
+                .cloned()
+                .collect(),
+        ),
+    };
+    links.extend(
+        // A problem of `managerExternalId` is named by that field alone.
+        approvers::check_set(conn, tenant, user_id, &specs, |i, field| {
+            if paths[i] == MANAGER_PATH {
+                MANAGER_PATH.to_owned()
+            } else {
+                format!("{}.{field}", paths[i])
+            }
+        })
+        .await?
+        .map_err(AppError::invalid_fields)?,
+    );
+    links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+    Ok((links != current).then_some(links))
+}
+
+/// Warns when a user who approves for others is deactivated: their managees keep a link
+/// to an inactive approver until someone else is set.
+async fn managee_warning(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user: &users::Model,
+) -> AppResult<Option<String>> {
+    let links = approver_store::links_by(conn, tenant, Side::Approver, &[user.id])
+        .await?
+        .remove(&user.id)
+        .unwrap_or_default();
+    if links.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<i64> = links.iter().map(|l| l.user_id).collect();
+    let mut managees: Vec<String> = store::by_ids(conn, tenant, &ids)
+        .await?
+        .into_values()
+        .map(|u| u.external_id)
+        .collect();
+    managees.sort();
+    managees.dedup();
+    Ok(Some(format!(
+        "{} is now inactive but still approves for {} user(s): {}",
+        user.email,
+        managees.len(),
+        managees.join(", ")
+    )))
+}
+
+/// `importUser`: parses, decides and writes one user, and its approvers, in one
+/// transaction.
 pub async fn import_user(
     db: &DatabaseConnection,
     tenant: &TenantId,
     raw: RawUser,
+    approvers: &ApproverChange,
     options: &UserImportOptions,
 ) -> AppResult<ImportOutcome> {
     let changes = UserChanges::parse(raw, "user").map_err(AppError::invalid_fields)?;
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
     let decision = decide(&txn, tenant, &changes, options, now.date_naive()).await?;
+    let links = decide_links(&txn, tenant, &decision, approvers, options.replace).await?;
     let (action, blocked, unblocked) = match &decision {
         Decision::Create(_) => (RowAction::Created, false, false),
         Decision::Update { before, after, .. } => (
@@ -228,8 +330,13 @@ pub async fn import_user(
             before.active && !after.active,
             !before.active && after.active,
         ),
+        Decision::Unchanged(_) if links.is_some() => (RowAction::Updated, false, false),
         Decision::Unchanged(_) => (RowAction::Unchanged, false, false),
     };
+    let mut warnings = Vec::new();
+    if blocked && let Decision::Update { user, .. } = &decision {
+        warnings.extend(managee_warning(&txn, tenant, user).await?);
+    }
     let user = if options.dry_run {
         txn.rollback().await?;
         match decision {
@@ -237,17 +344,16 @@ pub async fn import_user(
             Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user),
         }
     } else {
-        let written = apply(&txn, tenant, &decision, now).await;
-        let user = match written {
-            Ok(user) => user,
-            Err(error) => return Err(write_error(error, &changes)),
+        let written = match apply(&txn, tenant, &decision, now).await {
+            Ok(user) => write_links(&txn, tenant, user, links.as_deref(), now).await,
+            Err(error) => Err(error),
         };
+        let user = written.map_err(|error| write_error(error, &changes))?;
         txn.commit()
             .await
             .map_err(|error| write_error(error, &changes))?;
         Some(user)
     };
-    let mut warnings = Vec::new();
     if options.dry_run {
         warnings.push("dry run: nothing was written".to_owned());
     }
@@ -258,6 +364,22 @@ pub async fn import_user(
         unblocked,
         warnings,
     })
+}
+
+/// Writes a changed approver set; the user's `updatedAt` moves with it.
+async fn write_links(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user: users::Model,
+    links: Option<&[Link]>,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    let Some(links) = links else { return Ok(user) };
+    approver_store::replace_set(conn, tenant, user.id, links, now).await?;
+    if user.updated_at == now {
+        return Ok(user);
+    }
+    store::touch(conn, user, now).await
 }
 
 /// A write that lost a race for a unique value (another request took the email meanwhile)

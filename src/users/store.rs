@@ -269,6 +269,17 @@ pub async fn update(
     Ok(user)
 }
 
+/// Moves `updated_at` of a user whose related rows (its approvers) changed.
+pub async fn touch(
+    conn: &impl ConnectionTrait,
+    user: users::Model,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    let mut row: users::ActiveModel = user.into();
+    row.updated_at = Set(now);
+    row.update(conn).await
+}
+
 async fn replace_tags(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,

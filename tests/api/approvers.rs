@@ -198,3 +198,80 @@ db_test! {
         assert_eq!(missing.error_code(), Some("NOT_FOUND"));
     }
 }
+
+db_test! {
+    async fn import_user_sets_approvers_in_the_same_transaction(app) {
+        for who in ["boss", "top"] {
+            person(&app, who).await;
+        }
+        let emp = |extra: Value| {
+            let mut user = json!({ "externalId": "emp", "email": "emp@example.com", "firstName": "E", "lastName": "P" });
+            for (k, v) in extra.as_object().unwrap() {
+                user[k] = v.clone();
+            }
+            user
+        };
+        let created = import(&app, emp(json!({ "managerExternalId": "boss" })), Value::Null).await;
+        assert_eq!(created.data()["importUser"]["action"], "CREATED");
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", true)]);
+
+        // The same again is unchanged; omitting approvers keeps them.
+        let again = import(&app, emp(json!({ "managerExternalId": "boss" })), Value::Null).await;
+        assert_eq!(again.data()["importUser"]["action"], "UNCHANGED");
+        assert_eq!(import(&app, emp(json!({})), Value::Null).await.data()["importUser"]["action"], "UNCHANGED");
+
+        // A change of approvers alone is an update.
+        let higher = import(&app, emp(json!({ "approvers": [{ "approver": by("top"), "label": "HIGHER_MANAGER" }], "managerExternalId": "boss" })), Value::Null).await;
+        assert_eq!(higher.data()["importUser"]["action"], "UPDATED");
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", true), link("top", "HIGHER_MANAGER", true)]);
+
+        // managerExternalId alone replaces only the MANAGER link.
+        import(&app, emp(json!({ "managerExternalId": null })), Value::Null).await.data();
+        assert_eq!(approvers_of(&app, "emp").await, [link("top", "HIGHER_MANAGER", true)]);
+
+        // A bad approver fails the whole import: the new city is not written either.
+        let before = app.snapshot().await;
+        let bad = import(&app, emp(json!({ "city": "Kyiv", "approvers": [{ "approver": by("nobody") }], "managerExternalId": "emp" })), Value::Null).await;
+        assert_eq!(bad.error_code(), Some("BAD_USER_INPUT"), "{}", bad.body);
+        let mut fields = bad.field_errors();
+        fields.sort();
+        assert_eq!(fields, vec![
+            ("user.approvers[0].approver".to_owned(), "NOT_FOUND".to_owned()),
+            ("user.managerExternalId".to_owned(), "SELF".to_owned()),
+        ]);
+        assert_eq!(app.snapshot().await, before);
+
+        // A new user whose manager does not exist is not created.
+        let orphan = import(&app, json!({ "externalId": "new", "email": "new@example.com", "firstName": "N", "lastName": "U", "managerExternalId": "ghost" }), Value::Null).await;
+        assert_eq!(orphan.field_errors(), vec![("user.managerExternalId".to_owned(), "NOT_FOUND".to_owned())]);
+        assert_eq!(app.snapshot().await, before);
+
+        // approvers: [] clears.
+        import(&app, emp(json!({ "approvers": [] })), Value::Null).await.data();
+        assert!(approvers_of(&app, "emp").await.is_empty());
+    }
+}
+
+db_test! {
+    async fn deactivating_an_approver_warns_about_their_managees(app) {
+        for who in ["boss", "ann", "bob"] {
+            person(&app, who).await;
+        }
+        for who in ["ann", "bob"] {
+            set(&app, who, json!([{ "approver": by("boss") }])).await.data();
+        }
+        let deactivated = import(
+            &app,
+            json!({ "externalId": "boss", "email": "boss@example.com", "firstName": "boss", "lastName": "Person", "active": false }),
+            Value::Null,
+        )
+        .await;
+        let payload = &deactivated.data()["importUser"];
+        assert_eq!(payload["blocked"], 1);
+        let warnings = payload["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let warning = warnings[0].as_str().unwrap();
+        assert!(warning.contains("2 user(s): ann, bob"), "{warning}");
+        assert_eq!(approvers_of(&app, "ann").await, [link("boss", "MANAGER", true)], "links stay");
+    }
+}
