@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use crate::config::DatabaseConfig;
+use crate::telemetry;
 
 /// SQLite pool size. In WAL mode readers never block the writer, so several connections let
 /// reads run beside a write transaction; and a query on the pool from inside an open
@@ -39,7 +40,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     } else {
         options.max_connections(config.db_max_connections);
     }
-    Database::connect(options).await
+    let mut db = Database::connect(options).await?;
+    db.set_metric_callback(|info| {
+        metrics::counter!(telemetry::DB_STATEMENTS, "failed" => if info.failed { "true" } else { "false" })
+            .increment(1);
+        metrics::histogram!(telemetry::DB_DURATION).record(info.elapsed.as_secs_f64());
+    });
+    Ok(db)
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes several processes that

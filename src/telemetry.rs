@@ -29,6 +29,10 @@ pub fn init_logging(format: LogFormat) {
 
 pub const HTTP_REQUESTS: &str = "roster_http_requests_total";
 pub const HTTP_DURATION: &str = "roster_http_request_duration_seconds";
+/// SQL statements run, labelled `failed`; a constant count per request shows DataLoaders
+/// batching.
+pub const DB_STATEMENTS: &str = "roster_db_statements_total";
+pub const DB_DURATION: &str = "roster_db_statement_duration_seconds";
 
 /// The process-wide Prometheus recorder; `metrics` macros anywhere in the code report to it.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -42,6 +46,14 @@ pub fn metrics_handle() -> PrometheusHandle {
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     ],
                 )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(DB_DURATION.to_owned()),
+                        &[
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                        ],
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder)
                 .expect("the Prometheus recorder is installed once, with valid buckets")
         })

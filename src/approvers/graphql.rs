@@ -4,14 +4,13 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, InputObject, Object};
-use entity::approver_links;
 use sea_orm::DatabaseConnection;
 
-use super::store::{self, Side};
+use super::store::{self, ResolvedLink, Side};
 use super::{ApproverSpec, Label};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult};
-use crate::users::graphql::{User, UserByIdLoader, UserLookup};
+use crate::users::graphql::{User, UserLookup};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Default)]
 #[graphql(remote = "Label")]
@@ -48,53 +47,38 @@ impl ApproverInput {
 }
 
 /// Who approves for whom.
-pub struct ApproverLink(pub approver_links::Model);
-
-impl ApproverLink {
-    async fn load_user(ctx: &Context<'_>, id: i64) -> AppResult<User> {
-        ctx.data_unchecked::<DataLoader<UserByIdLoader>>()
-            .load_one(id)
-            .await?
-            .map(User)
-            .ok_or_else(|| {
-                AppError::internal(anyhow::anyhow!("approver link to missing user {id}"))
-            })
-    }
-}
+pub struct ApproverLink(pub ResolvedLink);
 
 #[Object]
 impl ApproverLink {
     /// The user whose bookings are approved.
-    async fn user(&self, ctx: &Context<'_>) -> AppResult<User> {
-        Self::load_user(ctx, self.0.user_id).await
+    async fn user(&self) -> User {
+        User::from(self.0.user.clone())
     }
     /// The user who approves (or only sees, for `NON_APPROVING_MANAGER`).
-    async fn approver(&self, ctx: &Context<'_>) -> AppResult<User> {
-        Self::load_user(ctx, self.0.approver_id).await
+    async fn approver(&self) -> User {
+        User::from(self.0.approver.clone())
     }
     async fn label(&self) -> ApproverLabel {
-        Label::from_stored(&self.0.label)
+        Label::from_stored(&self.0.link.label)
             .unwrap_or(Label::NonApprovingManager)
             .into()
     }
     async fn can_approve(&self) -> bool {
-        self.0.can_approve
+        self.0.link.can_approve
     }
 }
 
-/// Links grouped by the user they are for, or by their approver.
+/// Links with their users, grouped by the user they are for, or by their approver.
 pub struct LinksLoader {
     pub db: DatabaseConnection,
     pub tenant: TenantId,
     pub side: Side,
 }
 
-impl Loader<i64> for LinksLoader {
-    type Value = Vec<approver_links::Model>;
-    type Error = AppError;
-
-    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, AppError> {
-        Ok(store::links_by(&self.db, &self.tenant, self.side, ids).await?)
+impl LinksLoader {
+    async fn load_links(&self, ids: &[i64]) -> AppResult<HashMap<i64, Vec<ResolvedLink>>> {
+        Ok(store::resolved_links_by(&self.db, &self.tenant, self.side, ids).await?)
     }
 }
 
@@ -104,20 +88,20 @@ pub struct ApproversLoader(pub LinksLoader);
 pub struct ManageesLoader(pub LinksLoader);
 
 impl Loader<i64> for ApproversLoader {
-    type Value = Vec<approver_links::Model>;
+    type Value = Vec<ResolvedLink>;
     type Error = AppError;
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, AppError> {
-        self.0.load(ids).await
+        self.0.load_links(ids).await
     }
 }
 
 impl Loader<i64> for ManageesLoader {
-    type Value = Vec<approver_links::Model>;
+    type Value = Vec<ResolvedLink>;
     type Error = AppError;
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, Self::Value>, AppError> {
-        self.0.load(ids).await
+        self.0.load_links(ids).await
     }
 }
 
@@ -159,7 +143,7 @@ impl ApproversMutation {
             .enumerate()
             .map(|(i, a)| a.spec(&format!("approvers[{i}]")))
             .collect::<AppResult<Vec<_>>>()?;
-        Ok(User(
+        Ok(User::from(
             super::set_approvers(db, &principal.tenant, &key, &specs).await?,
         ))
     }
@@ -176,7 +160,7 @@ impl ApproversMutation {
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let key = user.key("user")?;
         let spec = approver.spec("approver")?;
-        Ok(User(
+        Ok(User::from(
             super::add_approver(db, &principal.tenant, &key, &spec).await?,
         ))
     }
@@ -193,7 +177,7 @@ impl ApproversMutation {
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let key = user.key("user")?;
         let approver = approver.key("approver")?;
-        Ok(User(
+        Ok(User::from(
             super::remove_approver(db, &principal.tenant, &key, &approver).await?,
         ))
     }

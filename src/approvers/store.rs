@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::approver_links;
+use entity::{approver_links, users};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{Label, Link};
 use crate::auth::TenantId;
+use crate::users::store as user_store;
 
 /// The `MANAGER` of a user, if any.
 pub async fn manager_of(
@@ -63,6 +64,48 @@ pub async fn links_by(
         grouped.entry(key).or_default().push(row);
     }
     Ok(grouped)
+}
+
+/// A link with the users at both its ends.
+#[derive(Debug, Clone)]
+pub struct ResolvedLink {
+    pub link: approver_links::Model,
+    pub user: users::Model,
+    pub approver: users::Model,
+}
+
+/// Like [`links_by`], each link with both its users: two statements for any number of ids.
+pub async fn resolved_links_by(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    side: Side,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<ResolvedLink>>, DbErr> {
+    let links = links_by(conn, tenant, side, ids).await?;
+    let mut ends: Vec<i64> = links
+        .values()
+        .flatten()
+        .flat_map(|l| [l.user_id, l.approver_id])
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    let users = user_store::by_ids(conn, tenant, &ends).await?;
+    Ok(links
+        .into_iter()
+        .map(|(id, links)| {
+            let resolved = links
+                .into_iter()
+                .filter_map(|link| {
+                    Some(ResolvedLink {
+                        user: users.get(&link.user_id)?.clone(),
+                        approver: users.get(&link.approver_id)?.clone(),
+                        link,
+                    })
+                })
+                .collect();
+            (id, resolved)
+        })
+        .collect())
 }
 
 /// The stored approver set of one user, in the order [`super::check_set`] produces.

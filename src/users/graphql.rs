@@ -16,6 +16,7 @@ use super::lookup::UserKey;
 use super::profile::{self, Patch, RawAttribute, RawUser};
 use super::store::{self, UserFilter as DomainFilter};
 use crate::approvers::graphql::{ApproverInput, ApproverLink, ApproversLoader, ManageesLoader};
+use crate::approvers::store::{self as approver_store, ResolvedLink, Side};
 use crate::approvers::{ApproverChange, ApproverSpec, Label};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
@@ -373,8 +374,33 @@ impl From<profile::Attribute> for Attribute {
     }
 }
 
-/// A person of the caller's tenant.
-pub struct User(pub users::Model);
+/// A person of the caller's tenant, with its approver links when the page that holds it
+/// fetched them for all its users at once.
+pub struct User(pub users::Model, Prefetched);
+
+/// Relations loaded ahead for a whole page; `None` means "ask the loader".
+#[derive(Default)]
+struct Prefetched {
+    approvers: Option<Vec<ResolvedLink>>,
+    managees: Option<Vec<ResolvedLink>>,
+}
+
+impl From<users::Model> for User {
+    fn from(user: users::Model) -> Self {
+        Self(user, Prefetched::default())
+    }
+}
+
+async fn links(
+    prefetched: &Option<Vec<ResolvedLink>>,
+    load: impl Future<Output = Result<Option<Vec<ResolvedLink>>, AppError>>,
+) -> AppResult<Vec<ApproverLink>> {
+    let links = match prefetched {
+        Some(links) => links.clone(),
+        None => load.await?.unwrap_or_default(),
+    };
+    Ok(links.into_iter().map(ApproverLink).collect())
+}
 
 #[Object]
 impl User {
@@ -492,24 +518,12 @@ impl User {
     /// Who approves for this user.
     async fn approvers(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
         let loader = ctx.data_unchecked::<DataLoader<ApproversLoader>>();
-        Ok(loader
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(ApproverLink)
-            .collect())
+        links(&self.1.approvers, loader.load_one(self.0.id)).await
     }
     /// Whom this user approves for (or, as `NON_APPROVING_MANAGER`, sees).
     async fn managees(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
         let loader = ctx.data_unchecked::<DataLoader<ManageesLoader>>();
-        Ok(loader
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(ApproverLink)
-            .collect())
+        links(&self.1.managees, loader.load_one(self.0.id)).await
     }
     async fn custom_info(&self) -> Option<Json<serde_json::Value>> {
         self.0.custom_info.clone().map(Json)
@@ -520,21 +534,6 @@ impl User {
     /// When an import last changed the user; an `UNCHANGED` import leaves it.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
-    }
-}
-
-/// Users by id, within the request's tenant, in one query per request level.
-pub struct UserByIdLoader {
-    pub db: DatabaseConnection,
-    pub tenant: TenantId,
-}
-
-impl Loader<i64> for UserByIdLoader {
-    type Value = users::Model;
-    type Error = AppError;
-
-    async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, users::Model>, AppError> {
-        Ok(store::by_ids(&self.db, &self.tenant, ids).await?)
     }
 }
 
@@ -570,13 +569,6 @@ impl Loader<i64> for AttributesLoader {
 
 /// The loaders of one request, bound to its tenant.
 pub fn loaders(data: &mut async_graphql::Data, db: &DatabaseConnection, tenant: &TenantId) {
-    data.insert(DataLoader::new(
-        UserByIdLoader {
-            db: db.clone(),
-            tenant: tenant.clone(),
-        },
-        tokio::spawn,
-    ));
     data.insert(DataLoader::new(
         TagsLoader {
             db: db.clone(),
@@ -636,7 +628,9 @@ impl UsersQuery {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let key = lookup.key("lookup")?;
-        Ok(store::find(db, &principal.tenant, &key).await?.map(User))
+        Ok(store::find(db, &principal.tenant, &key)
+            .await?
+            .map(User::from))
     }
 
     /// Users of the caller's tenant in the order they were created, `first` at a time
@@ -684,12 +678,52 @@ impl UsersQuery {
                 filter,
             },
         );
-        connection.edges.extend(
-            rows.into_iter()
-                .map(|user| Edge::new(IdCursor(user.id), User(user))),
-        );
+        let (mut approvers, mut managees) =
+            prefetch_links(ctx, db, &principal.tenant, &rows).await?;
+        connection.edges.extend(rows.into_iter().map(|user| {
+            let prefetched = Prefetched {
+                approvers: approvers
+                    .as_mut()
+                    .map(|links| links.remove(&user.id).unwrap_or_default()),
+                managees: managees
+                    .as_mut()
+                    .map(|links| links.remove(&user.id).unwrap_or_default()),
+            };
+            Edge::new(IdCursor(user.id), User(user, prefetched))
+        }));
         Ok(connection)
     }
+}
+
+type LinksById = HashMap<i64, Vec<ResolvedLink>>;
+
+/// The approver links of a whole page, when the query asks for them: two statements per
+/// relation whatever the page size, where loaders would batch only as their calls happen
+/// to arrive together.
+async fn prefetch_links(
+    ctx: &Context<'_>,
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    rows: &[users::Model],
+) -> AppResult<(Option<LinksById>, Option<LinksById>)> {
+    let look_ahead = ctx.look_ahead();
+    let node = [
+        look_ahead.field("edges").field("node"),
+        look_ahead.field("nodes"),
+    ];
+    let wants = |field: &str| node.iter().any(|n| n.field(field).exists());
+    let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
+    let fetch = async |side: Side, field: &str| -> AppResult<Option<LinksById>> {
+        if !wants(field) || ids.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            approver_store::resolved_links_by(db, tenant, side, &ids).await?,
+        ))
+    };
+    let approvers = fetch(Side::User, "approvers").await?;
+    let managees = fetch(Side::Approver, "managees").await?;
+    Ok((approvers, managees))
 }
 
 #[derive(Default)]
@@ -715,7 +749,7 @@ impl UsersMutation {
         let count = |yes: bool| i32::from(yes);
         Ok(ImportUserPayload {
             action: outcome.action.into(),
-            user: outcome.user.map(User),
+            user: outcome.user.map(User::from),
             created: count(outcome.action == import::RowAction::Created),
             updated: count(outcome.action == import::RowAction::Updated),
             blocked: count(outcome.blocked),

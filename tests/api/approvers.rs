@@ -3,7 +3,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{GraphQLResponse, TestApp, db_test};
+use crate::helpers::{Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
 use crate::users::{import, import_as};
 
 const LINKS: &str = "id approvers { approver { externalId } label canApprove user { externalId } } \
@@ -274,4 +274,60 @@ db_test! {
         assert!(warning.contains("2 user(s): ann, bob"), "{warning}");
         assert_eq!(approvers_of(&app, "ann").await, [link("boss", "MANAGER", true)], "links stay");
     }
+}
+
+/// SQL statements the server ran for one GraphQL operation, read from its own `/metrics`.
+async fn statements_for(server: &ServerProcess, query: &str, variables: Value) -> (f64, Value) {
+    const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
+    let before = server.metric(SERIES).await;
+    let response = server.graphql(query, variables).await;
+    let after = server.metric(SERIES).await;
+    (after - before, response.data().clone())
+}
+
+async fn statements_per_page(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let server = ServerProcess::start(&database.url, &[]);
+    let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+    for i in 0..=100 {
+        let mut user = json!({ "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U", "lastName": format!("{i}") });
+        if i > 0 {
+            user["managerExternalId"] = json!("u0");
+        }
+        server.graphql(import, json!({ "u": user })).await.data();
+    }
+    let query = "query($first: Int) { users(first: $first) { edges { node {
+        email approvers { approver { email } } managees { user { email } }
+    } } } }";
+    let mut counts = Vec::new();
+    for first in [100, 10, 1] {
+        let (statements, data) = statements_for(&server, query, json!({ "first": first })).await;
+        let edges = data["users"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), first);
+        assert_eq!(edges[0]["node"]["managees"].as_array().unwrap().len(), 100);
+        if first > 1 {
+            assert_eq!(
+                edges[1]["node"]["approvers"][0]["approver"]["email"],
+                "u0@example.com"
+            );
+        }
+        counts.push(statements);
+    }
+    // One statement for the page; per relation (approvers, managees), one for the links
+    // and one for the users at their ends.
+    assert_eq!(
+        counts,
+        [5.0, 5.0, 5.0],
+        "statements for pages of 100, 10 and 1 users"
+    );
+}
+
+#[tokio::test]
+async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_sqlite() {
+    statements_per_page(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_postgres() {
+    statements_per_page(Backend::Postgres).await;
 }

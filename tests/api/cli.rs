@@ -4,6 +4,8 @@ use std::process::Command;
 
 use roster::auth::{Authenticator, Role};
 
+use crate::helpers::ServerProcess;
+
 fn roster() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
     for var in [
@@ -100,62 +102,16 @@ fn migrate_applies_migrations_to_a_new_database() {
     assert!(dir.path().join("m.db").exists());
 }
 
-/// Kills the server process when the test ends, however it ends.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_without_a_key_prints_a_working_admin_token_and_logs_json() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::mpsc;
-    use std::time::{Duration, Instant};
-
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
-    let mut child = roster()
-        .args(["serve", "--addr", "127.0.0.1:0", "--database-url", &url])
-        .env("ROSTER_LOG_FORMAT", "json")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let next_line = || {
-        lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server prints before the deadline")
-    };
-
-    let mut base = None;
-    let mut admin_token = None;
-    while admin_token.is_none() {
-        let line = next_line();
-        if let Some(address) = line.strip_prefix("Roster is listening on ") {
-            base = Some(address.trim().to_owned());
-        }
-        if line.starts_with("Admin token") {
-            admin_token = Some(next_line().trim().to_owned());
-        }
-    }
-    let base = base.expect("the URL is printed before the tokens");
+    let server = ServerProcess::start(&url, &[("ROSTER_LOG_FORMAT", "json")]);
+    let (base, admin_token) = (&server.base, &server.admin_token);
+    let next_line = || server.next_line();
     let response = reqwest::Client::new()
         .post(format!("{base}/graphql"))
-        .bearer_auth(admin_token.unwrap())
+        .bearer_auth(admin_token)
         .json(&serde_json::json!({ "query": "{ viewer { role tenant } }" }))
         .send()
         .await

@@ -200,7 +200,7 @@ pub fn postgres_admin_url() -> String {
 }
 
 impl TestDatabase {
-    async fn create(backend: Backend) -> Self {
+    pub async fn create(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -352,5 +352,111 @@ impl GraphQLResponse {
             self.body
         );
         &self.body["data"]
+    }
+}
+
+/// The real `roster serve` binary in a process of its own, without a configured key, so it
+/// prints its URL and an admin token. Process-wide state (its `/metrics`) is its alone.
+pub struct ServerProcess {
+    pub base: String,
+    pub admin_token: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+        for var in [
+            "ROSTER_JWT_SECRET",
+            "ROSTER_JWT_PUBLIC_KEY_FILE",
+            "ROSTER_JWT_ISSUER",
+            "ROSTER_JWT_AUDIENCE",
+        ] {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the roster binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            base: String::new(),
+            admin_token: String::new(),
+            lines,
+            child,
+        };
+        while server.admin_token.is_empty() {
+            let line = server.next_line();
+            if let Some(address) = line.strip_prefix("Roster is listening on ") {
+                server.base = address.trim().to_owned();
+            }
+            if line.starts_with("Admin token") {
+                server.admin_token = server.next_line().trim().to_owned();
+            }
+        }
+        assert!(
+            !server.base.is_empty(),
+            "the URL is printed before the tokens"
+        );
+        server
+    }
+
+    /// The next line the server prints; fails the test after 30 seconds of silence.
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints before the deadline")
+    }
+
+    /// POSTs a GraphQL operation with the printed admin token.
+    pub async fn graphql(&self, query: &str, variables: Value) -> GraphQLResponse {
+        let response = reqwest::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request sent");
+        GraphQLResponse::read(response).await
+    }
+
+    /// The value of an unlabelled-or-labelled counter line of `/metrics` that starts with
+    /// `series` (e.g. `roster_db_statements_total{failed="false"}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
