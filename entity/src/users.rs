@@ -42,6 +42,9 @@ pub struct Model {
     pub employment_end_date: Option<Date>,
     pub position_assigned_date: Option<Date>,
     pub custom_info: Option<Json>,
+    /// Names, email, login and external id, lower-cased (Unicode-aware) and joined by
+    /// spaces: what `users(filter: {search})` matches.
+    pub search_key: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -3,6 +3,8 @@
 //! Every row carries its tenant; each uniqueness rule holds within one tenant only, so two
 //! tenants may hold the same external id, email or login. Timestamps are written by the
 //! application, never by database defaults, so both backends store the same instants.
+//! Lengths are checked by the application; the keys it derives by lower-casing (which can
+//! lengthen text) are `text`.
 
 use sea_orm_migration::prelude::*;
 
@@ -27,9 +29,9 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Users::Source).string_len(100).not_null())
                     .col(ColumnDef::new(Users::ExternalId).string_len(255).not_null())
                     .col(ColumnDef::new(Users::Email).string_len(254).not_null())
-                    .col(ColumnDef::new(Users::EmailKey).string_len(254).not_null())
+                    .col(ColumnDef::new(Users::EmailKey).text().not_null())
                     .col(ColumnDef::new(Users::Login).string_len(254).not_null())
-                    .col(ColumnDef::new(Users::LoginKey).string_len(254).not_null())
+                    .col(ColumnDef::new(Users::LoginKey).text().not_null())
                     .col(ColumnDef::new(Users::FirstName).string_len(100).not_null())
                     .col(ColumnDef::new(Users::MiddleName).string_len(100).null())
                     .col(ColumnDef::new(Users::LastName).string_len(100).not_null())
@@ -52,6 +54,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Users::EmploymentEndDate).date().null())
                     .col(ColumnDef::new(Users::PositionAssignedDate).date().null())
                     .col(ColumnDef::new(Users::CustomInfo).json().null())
+                    .col(ColumnDef::new(Users::SearchKey).text().not_null())
                     .col(
                         ColumnDef::new(Users::CreatedAt)
                             .timestamp_with_time_zone()
@@ -108,7 +111,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(UserTags::Table)
                     .col(ColumnDef::new(UserTags::UserId).big_integer().not_null())
-                    .col(ColumnDef::new(UserTags::Tag).string_len(100).not_null())
+                    .col(ColumnDef::new(UserTags::Tag).text().not_null())
                     .col(ColumnDef::new(UserTags::Tenant).string_len(64).not_null())
                     .primary_key(Index::create().col(UserTags::UserId).col(UserTags::Tag))
                     .foreign_key(
@@ -232,6 +235,7 @@ enum Users {
     EmploymentEndDate,
     PositionAssignedDate,
     CustomInfo,
+    SearchKey,
     CreatedAt,
     UpdatedAt,
 }

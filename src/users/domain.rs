@@ -218,9 +218,9 @@ impl Tags {
         let mut tags: Vec<String> = Vec::new();
         let mut problems = Vec::new();
         for (index, tag) in raw.into_iter().enumerate() {
-            match required_text(tag, Self::MAX_LEN) {
+            // Lower-cased before its length is checked: some letters grow when lower-cased.
+            match required_text(&tag.to_lowercase(), Self::MAX_LEN) {
                 Ok(tag) => {
-                    let tag = tag.to_lowercase();
                     if !tags.contains(&tag) {
                         tags.push(tag);
                     }
@@ -303,6 +303,11 @@ impl std::fmt::Debug for PasswordHashString {
 impl PasswordHashString {
     pub const MIN_PASSWORD_LEN: usize = 8;
     const MAX_PASSWORD_LEN: usize = 1024;
+    const MAX_HASH_LEN: usize = 255;
+    /// 256 MiB: well above OWASP's recommendations, well below what stalls a server.
+    const MAX_MEMORY_KIB: u32 = 262_144;
+    const MAX_TIME_COST: u32 = 16;
+    const MAX_PARALLELISM: u32 = 16;
 
     /// Whether a plain password is acceptable: its length only, as NIST SP 800-63B advises.
     pub fn check_plain(password: &str) -> Result<(), Problem> {
@@ -349,6 +354,9 @@ impl PasswordHashString {
                 "must be a PHC string of argon2id ($argon2id$…) or a bcrypt hash ($2b$…)",
             )
         };
+        if text.len() > Self::MAX_HASH_LEN {
+            return Err(Problem::too_long(Self::MAX_HASH_LEN));
+        }
         if is_bcrypt(text) {
             return Ok(Self(text.to_owned()));
         }
@@ -356,11 +364,27 @@ impl PasswordHashString {
         let argon2id = parsed.algorithm == Algorithm::Argon2id.ident()
             && parsed.salt.is_some()
             && parsed.hash.is_some();
-        if argon2id {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(refused())
+        if !argon2id {
+            return Err(refused());
         }
+        // Verifying a password later costs what the hash's parameters say: refuse costs
+        // that would stall the server.
+        let params = argon2::Params::try_from(&parsed).map_err(|_| refused())?;
+        if params.m_cost() > Self::MAX_MEMORY_KIB
+            || params.t_cost() > Self::MAX_TIME_COST
+            || params.p_cost() > Self::MAX_PARALLELISM
+        {
+            return Err(Problem::new(
+                "HASH_TOO_COSTLY",
+                format!(
+                    "argon2id parameters may be at most m={}, t={}, p={}",
+                    Self::MAX_MEMORY_KIB,
+                    Self::MAX_TIME_COST,
+                    Self::MAX_PARALLELISM
+                ),
+            ));
+        }
+        Ok(Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -530,6 +554,12 @@ mod tests {
                 "{bad}"
             );
         }
+        let costly =
+            "$argon2id$v=19$m=4194304,t=4294967295,p=255$c2FsdHNhbHQ$Aq0vN6CJ3Ks0j2XsXNJqDg";
+        assert_eq!(
+            PasswordHashString::parse(costly).unwrap_err().code,
+            "HASH_TOO_COSTLY"
+        );
     }
 
     #[test]

@@ -659,6 +659,7 @@ impl UsersQuery {
                 AppError::invalid_fields(vec![FieldError::new("after", "INVALID_CURSOR", message)])
             })?;
         let filter: DomainFilter = filter.unwrap_or_default().into();
+        filter.check()?;
         let limit = u64::try_from(first).unwrap_or(0);
         let mut rows = store::page(
             db,

@@ -9,7 +9,7 @@ use entity::users;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use super::lookup::UserKey;
-use super::profile::{Profile, RawUser, UserChanges};
+use super::profile::{PreparedPassword, Profile, RawUser, UserChanges};
 use super::store;
 use crate::approvers::store::{self as approver_store, Side};
 use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link};
@@ -102,21 +102,26 @@ pub async fn decide(
         source: changes.source.clone(),
         external_id: changes.external_id.clone(),
     };
-    let existing = match options.match_by {
-        MatchBy::ExternalId => store::find(conn, tenant, &by_key).await?,
+    // The matched row stays locked (on PostgreSQL) until the transaction ends, so two
+    // imports of one user take turns; SQLite's write transaction already serialises them.
+    let by_email = match options.match_by {
         MatchBy::Email => {
-            let by_email = UserKey::Email(changes.email.normalized());
-            match store::find(conn, tenant, &by_email).await? {
-                Some(user) => Some(user),
-                None => store::find(conn, tenant, &by_key).await?,
-            }
+            store::find_for_update(conn, tenant, &UserKey::Email(changes.email.normalized()))
+                .await?
         }
+        MatchBy::ExternalId => None,
+    };
+    let matched_by_email = by_email.is_some();
+    let existing = match by_email {
+        Some(user) => Some(user),
+        None => store::find_for_update(conn, tenant, &by_key).await?,
     };
     match (options.mode, &existing) {
         (ImportMode::CreateOnly, Some(_)) => {
-            let (field, what) = match options.match_by {
-                MatchBy::ExternalId => ("externalId", "this source and externalId"),
-                MatchBy::Email => ("email", "this email"),
+            let (field, what) = if matched_by_email {
+                ("email", "this email")
+            } else {
+                ("externalId", "this source and externalId")
             };
             return Err(AppError::conflict(vec![FieldError::new(
                 changes.path(field),
@@ -318,10 +323,91 @@ pub async fn import_user(
     approvers: &ApproverChange,
     options: &UserImportOptions,
 ) -> AppResult<ImportOutcome> {
-    let changes = UserChanges::parse(raw, "user").map_err(AppError::invalid_fields)?;
+    let mut changes = UserChanges::parse(raw, "user").map_err(AppError::invalid_fields)?;
+    prepare_password(db, tenant, &mut changes).await?;
+    // Two imports that both create the same new user race to insert it: the loser decides
+    // again, now finding the winner's row.
+    match import_once(db, tenant, &changes, approvers, options).await {
+        Err(Attempt::LostRace(_)) => {
+            match import_once(db, tenant, &changes, approvers, options).await {
+                Ok(outcome) => Ok(outcome),
+                Err(Attempt::LostRace(error)) => Err(write_error(error, &changes)),
+                Err(Attempt::Failed(error)) => Err(error),
+            }
+        }
+        Err(Attempt::Failed(error)) => Err(error),
+        Ok(outcome) => Ok(outcome),
+    }
+}
+
+/// Hashes a sent plain password, and checks it against the stored hashes of the users the
+/// import may match, before any transaction: Argon2 is slow by design, and a transaction
+/// (on SQLite, the database's one write lock) must not wait for it.
+async fn prepare_password(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    changes: &mut UserChanges,
+) -> AppResult<()> {
+    let Some(password) = changes.plain_password().map(str::to_owned) else {
+        return Ok(());
+    };
+    let keys = [
+        UserKey::External {
+            source: changes.source.clone(),
+            external_id: changes.external_id.clone(),
+        },
+        UserKey::Email(changes.email.normalized()),
+    ];
+    let mut stored = Vec::new();
+    for key in &keys {
+        if let Some(hash) = store::find(db, tenant, key)
+            .await?
+            .and_then(|u| u.password_hash)
+        {
+            stored.push(hash);
+        }
+    }
+    let path = changes.path("password");
+    let prepared = tokio::task::spawn_blocking(move || PreparedPassword::new(&password, &stored))
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|problem| {
+            AppError::invalid_fields(vec![FieldError::new(path, problem.code, problem.message)])
+        })?;
+    changes.prepare_password(prepared);
+    Ok(())
+}
+
+enum Attempt {
+    /// A unique value was taken between the decision and the write.
+    LostRace(DbErr),
+    Failed(AppError),
+}
+
+impl<E: Into<AppError>> From<E> for Attempt {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+fn written(error: DbErr) -> Attempt {
+    if store::unique_violation_field(&error).is_some() {
+        Attempt::LostRace(error)
+    } else {
+        Attempt::Failed(error.into())
+    }
+}
+
+async fn import_once(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    changes: &UserChanges,
+    approvers: &ApproverChange,
+    options: &UserImportOptions,
+) -> Result<ImportOutcome, Attempt> {
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
-    let decision = decide(&txn, tenant, &changes, options, now.date_naive()).await?;
+    let decision = decide(&txn, tenant, changes, options, now.date_naive()).await?;
     let links = decide_links(&txn, tenant, &decision, approvers, options.replace).await?;
     let (action, blocked, unblocked) = match &decision {
         Decision::Create(_) => (RowAction::Created, false, false),
@@ -344,14 +430,12 @@ pub async fn import_user(
             Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user),
         }
     } else {
-        let written = match apply(&txn, tenant, &decision, now).await {
+        let user = match apply(&txn, tenant, &decision, now).await {
             Ok(user) => write_links(&txn, tenant, user, links.as_deref(), now).await,
             Err(error) => Err(error),
-        };
-        let user = written.map_err(|error| write_error(error, &changes))?;
-        txn.commit()
-            .await
-            .map_err(|error| write_error(error, &changes))?;
+        }
+        .map_err(written)?;
+        txn.commit().await.map_err(written)?;
         Some(user)
     };
     if options.dry_run {

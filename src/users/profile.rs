@@ -123,6 +123,53 @@ stored_names!(AttributeType {
     String => "STRING", Number => "NUMBER", Boolean => "BOOLEAN", Date => "DATE",
 });
 
+/// `customInfo`: any JSON. Numbers compare by value: PostgreSQL may hand `1e16` back as
+/// `10000000000000000`, and a re-sent user must still be unchanged.
+#[derive(Debug, Clone)]
+pub struct CustomInfo(pub Json);
+
+impl PartialEq for CustomInfo {
+    fn eq(&self, other: &Self) -> bool {
+        same_json(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomInfo {}
+
+fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            x == y
+                || match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                    (Some(p), Some(q), _, _) => p == q,
+                    (_, _, Some(p), Some(q)) => p == q,
+                    _ => x.as_f64() == y.as_f64(),
+                }
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(key, v)| y.get(key).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// PostgreSQL cannot store `\u0000` in JSON text.
+fn has_nul(json: &Json) -> bool {
+    match json {
+        Json::String(text) => text.contains('\0'),
+        Json::Array(items) => items.iter().any(has_nul),
+        Json::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || has_nul(value)),
+        _ => false,
+    }
+}
+
 /// One attribute as sent; a `null` value means the user does not have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawAttribute {
@@ -207,7 +254,7 @@ pub struct Profile {
     pub tags: Vec<String>,
     /// Sorted by name.
     pub attributes: Vec<Attribute>,
-    pub custom_info: Option<Json>,
+    pub custom_info: Option<CustomInfo>,
 }
 
 impl Profile {
@@ -217,6 +264,24 @@ impl Profile {
 
     pub fn login_key(&self) -> String {
         self.login.to_lowercase()
+    }
+
+    /// What text search matches: every name and key, lower-cased, joined by spaces (a
+    /// search word has no spaces, so it never matches across two fields).
+    pub fn search_key(&self) -> String {
+        [
+            Some(self.first_name.as_str()),
+            self.middle_name.as_deref(),
+            Some(self.last_name.as_str()),
+            Some(self.email.as_str()),
+            Some(self.login.as_str()),
+            Some(self.external_id.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
     }
 }
 
@@ -235,7 +300,32 @@ const CUSTOM_INFO_MAX_BYTES: usize = 64 * 1024;
 enum PasswordChange {
     /// A plain password: kept as it is when the stored hash already matches it.
     Plain(String),
+    /// A plain password hashed ahead of time (see [`UserChanges::prepare_password`]).
+    Prepared(PreparedPassword),
     Hashed(PasswordHashString),
+}
+
+/// A plain password's work done outside any transaction: a fresh hash, and which of the
+/// stored hashes it could meet already match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedPassword {
+    fresh: String,
+    matching: Vec<String>,
+}
+
+impl PreparedPassword {
+    /// Hashes `password` anew and checks it against `stored` hashes. Slow by design (Argon2):
+    /// run it on a blocking thread.
+    pub fn new(password: &str, stored: &[String]) -> Result<Self, Problem> {
+        Ok(Self {
+            fresh: PasswordHashString::hash(password)?.as_str().to_owned(),
+            matching: stored
+                .iter()
+                .filter(|hash| PasswordHashString::verify(hash, password))
+                .cloned()
+                .collect(),
+        })
+    }
 }
 
 /// The checked changes of one import.
@@ -268,7 +358,7 @@ pub struct UserChanges {
     position_assigned_date: Patch<NaiveDate>,
     tags: Patch<Vec<String>>,
     attributes: Patch<Vec<Attribute>>,
-    custom_info: Patch<Json>,
+    custom_info: Patch<CustomInfo>,
     /// Where the input sits, e.g. `user`; field paths are `{prefix}.{field}`.
     prefix: String,
 }
@@ -382,15 +472,32 @@ impl UserChanges {
                         "TOO_LONG",
                         format!("must be at most {CUSTOM_INFO_MAX_BYTES} bytes of JSON"),
                     ))
+                } else if has_nul(&info) {
+                    Err(Problem::new(
+                        "INVALID_CHARACTERS",
+                        "must not contain NUL characters (\\u0000)",
+                    ))
                 } else {
                     Ok(info)
                 }
             });
         let custom_info = match custom_info {
             Patch::Set(Json::Null) => Patch::Clear,
-            other => other,
+            other => other.map(CustomInfo),
         };
 
+        let middle_name = text(&mut problems, "middleName", raw.middle_name, NAME_LEN);
+        let title = text(&mut problems, "title", raw.title, NAME_LEN);
+        let city = text(&mut problems, "city", raw.city, TEXT_LEN);
+        let department = text(&mut problems, "department", raw.department, TEXT_LEN);
+        let position = text(&mut problems, "position", raw.position, TEXT_LEN);
+        let company = text(&mut problems, "company", raw.company, TEXT_LEN);
+        let work_contact = text(&mut problems, "workContact", raw.work_contact, TEXT_LEN);
+        let structure_uid = text(&mut problems, "structureUid", raw.structure_uid, TEXT_LEN);
+        let facebook_id = text(&mut problems, "facebookId", raw.facebook_id, TEXT_LEN);
+        let google_id = text(&mut problems, "googleId", raw.google_id, TEXT_LEN);
+        // Every field is checked above, so a missing required one still lets the others be
+        // reported.
         let (Some(source), Some(external_id), Some(email), Some(first_name), Some(last_name)) =
             (source, external_id, email, first_name, last_name)
         else {
@@ -403,22 +510,22 @@ impl UserChanges {
             first_name,
             last_name,
             login,
-            middle_name: text(&mut problems, "middleName", raw.middle_name, NAME_LEN),
-            title: text(&mut problems, "title", raw.title, NAME_LEN),
+            middle_name,
+            title,
             password,
             birth_date,
             gender: raw.gender,
             active: raw.active,
             phone,
-            city: text(&mut problems, "city", raw.city, TEXT_LEN),
-            department: text(&mut problems, "department", raw.department, TEXT_LEN),
-            position: text(&mut problems, "position", raw.position, TEXT_LEN),
-            company: text(&mut problems, "company", raw.company, TEXT_LEN),
-            work_contact: text(&mut problems, "workContact", raw.work_contact, TEXT_LEN),
-            structure_uid: text(&mut problems, "structureUid", raw.structure_uid, TEXT_LEN),
+            city,
+            department,
+            position,
+            company,
+            work_contact,
+            structure_uid,
             language: raw.language,
-            facebook_id: text(&mut problems, "facebookId", raw.facebook_id, TEXT_LEN),
-            google_id: text(&mut problems, "googleId", raw.google_id, TEXT_LEN),
+            facebook_id,
+            google_id,
             employment_start_date,
             employment_end_date,
             position_assigned_date,
@@ -446,12 +553,21 @@ impl UserChanges {
     ) -> Result<Profile, Vec<FieldError>> {
         let keep = |f: fn(&Profile) -> Option<String>| before.and_then(f);
         let email = self.email.as_str().to_owned();
+        // A login that was only ever the default follows the email.
         let login = match (&self.login, before) {
             (Patch::Set(login), _) => login.clone(),
-            (Patch::Keep, Some(before)) if !replace => before.login.clone(),
+            (Patch::Keep, Some(before)) if !replace && before.login != before.email => {
+                before.login.clone()
+            }
             _ => email.clone(),
         };
         let password_hash = match &self.password {
+            Patch::Set(PasswordChange::Prepared(prepared)) => {
+                match before.and_then(|b| b.password_hash.as_ref()) {
+                    Some(stored) if prepared.matching.contains(stored) => Some(stored.clone()),
+                    _ => Some(prepared.fresh.clone()),
+                }
+            }
             Patch::Set(PasswordChange::Plain(password)) => {
                 match before.and_then(|b| b.password_hash.as_deref()) {
                     Some(stored) if PasswordHashString::verify(stored, password) => {
@@ -566,6 +682,22 @@ impl UserChanges {
         }
     }
 
+    /// The plain password sent, if any, for [`PreparedPassword::new`].
+    pub fn plain_password(&self) -> Option<&str> {
+        match &self.password {
+            Patch::Set(PasswordChange::Plain(password)) => Some(password),
+            _ => None,
+        }
+    }
+
+    /// Uses a password hashed and verified ahead of time, so that no hashing happens while
+    /// a transaction is open.
+    pub fn prepare_password(&mut self, prepared: PreparedPassword) {
+        if self.plain_password().is_some() {
+            self.password = Patch::Set(PasswordChange::Prepared(prepared));
+        }
+    }
+
     /// The input path of one field, e.g. `user.email`.
     pub fn path(&self, field: &str) -> String {
         format!("{}.{field}", self.prefix)
@@ -586,6 +718,7 @@ fn parse_attributes(
         return None;
     }
     let mut parsed: Vec<Attribute> = Vec::with_capacity(attributes.len());
+    let mut names: Vec<String> = Vec::with_capacity(attributes.len());
     for (index, attribute) in attributes.into_iter().enumerate() {
         let at = |field: &str| format!("{path}[{index}].{field}");
         let name = problems.check(at("name"), required_text(&attribute.name, NAME_LEN));
@@ -603,13 +736,14 @@ fn parse_attributes(
             None => None,
         };
         let Some(name) = name else { continue };
-        if parsed.iter().any(|a| a.name == name) {
+        if names.contains(&name) {
             problems.add(
                 at("name"),
                 Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
             );
             continue;
         }
+        names.push(name.clone());
         if let Some(value) = value {
             parsed.push(Attribute {
                 name,

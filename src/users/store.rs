@@ -5,16 +5,21 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::sea_query::{ExprTrait, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
 use super::lookup::UserKey;
-use super::profile::{Attribute, Gender, Language, Profile};
+use super::profile::{Attribute, CustomInfo, Gender, Language, Profile};
 use crate::auth::TenantId;
-use crate::users::domain::AttributeType;
+use crate::error::AppError;
+use crate::users::domain::{AttributeType, Problem, Problems};
+
+/// Longest `search` text, and most words in it.
+pub const SEARCH_MAX_LEN: usize = 200;
+pub const SEARCH_MAX_WORDS: usize = 10;
 
 /// Filters of the `users` listing; every one set must hold.
 #[derive(Debug, Clone, Default)]
@@ -30,11 +35,53 @@ pub struct UserFilter {
     pub source: Option<String>,
 }
 
+impl UserFilter {
+    /// Refuses filters no user could match or that would make a needlessly heavy query;
+    /// problems are named under `filter.*`.
+    pub fn check(&self) -> Result<(), AppError> {
+        let mut problems = Problems::default();
+        let fields = [
+            ("search", &self.search, SEARCH_MAX_LEN),
+            ("tag", &self.tag, 255),
+            ("department", &self.department, 255),
+            ("source", &self.source, 255),
+        ];
+        for (name, value, max) in fields {
+            let Some(value) = value else { continue };
+            let path = format!("filter.{name}");
+            if value.chars().count() > max {
+                problems.add(
+                    path,
+                    Problem::new("TOO_LONG", format!("must be at most {max} characters")),
+                );
+            } else if value.chars().any(char::is_control) {
+                problems.add(
+                    path,
+                    Problem::new("INVALID_CHARACTERS", "must not contain control characters"),
+                );
+            }
+        }
+        if let Some(search) = &self.search
+            && search.split_whitespace().count() > SEARCH_MAX_WORDS
+        {
+            problems.add(
+                "filter.search",
+                Problem::new("TOO_MANY", format!("at most {SEARCH_MAX_WORDS} words")),
+            );
+        }
+        problems.finish()
+    }
+}
+
 pub async fn find(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     key: &UserKey,
 ) -> Result<Option<users::Model>, DbErr> {
+    select(tenant, key).one(conn).await
+}
+
+fn select(tenant: &TenantId, key: &UserKey) -> sea_orm::Select<users::Entity> {
     let condition = match key {
         UserKey::Id(id) => users::Column::Id.eq(*id),
         UserKey::External {
@@ -48,8 +95,19 @@ pub async fn find(
     users::Entity::find()
         .filter(users::Column::Tenant.eq(tenant.as_str()))
         .filter(condition)
-        .one(conn)
-        .await
+}
+
+/// Like [`find`], and on PostgreSQL locks the row (`FOR UPDATE`) until the transaction
+/// ends. SQLite needs no row locks: its write transaction holds the whole database.
+pub async fn find_for_update(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &UserKey,
+) -> Result<Option<users::Model>, DbErr> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return find(conn, tenant, key).await;
+    }
+    select(tenant, key).lock_exclusive().one(conn).await
 }
 
 /// Users of the tenant with the given ids; ids of other tenants are absent.
@@ -110,6 +168,9 @@ pub async fn tags_of(
     for row in rows {
         tags.entry(row.user_id).or_default().push(row.tag);
     }
+    // The database's collation may order text differently from Rust; profiles compare in
+    // Rust's order.
+    tags.values_mut().for_each(|tags| tags.sort());
     Ok(tags)
 }
 
@@ -133,6 +194,9 @@ pub async fn attributes_of(
             .or_default()
             .push(attribute_from(row));
     }
+    attributes
+        .values_mut()
+        .for_each(|list| list.sort_by(|a, b| a.name.cmp(&b.name)));
     Ok(attributes)
 }
 
@@ -191,7 +255,7 @@ pub fn profile_from(user: &users::Model, tags: Vec<String>, attributes: Vec<Attr
         position_assigned_date: user.position_assigned_date,
         tags,
         attributes,
-        custom_info: user.custom_info.clone(),
+        custom_info: user.custom_info.clone().map(CustomInfo),
     }
 }
 
@@ -201,6 +265,7 @@ fn columns(tenant: &TenantId, profile: &Profile, now: DateTime<Utc>) -> users::A
     users::ActiveModel {
         tenant: Set(tenant.as_str().to_owned()),
         email_key: Set(p.email_key()),
+        search_key: Set(p.search_key()),
         login_key: Set(p.login_key()),
         source: Set(p.source),
         external_id: Set(p.external_id),
@@ -227,7 +292,7 @@ fn columns(tenant: &TenantId, profile: &Profile, now: DateTime<Utc>) -> users::A
         employment_start_date: Set(p.employment_start_date),
         employment_end_date: Set(p.employment_end_date),
         position_assigned_date: Set(p.position_assigned_date),
-        custom_info: Set(p.custom_info),
+        custom_info: Set(p.custom_info.map(|info| info.0)),
         updated_at: Set(now),
         ..Default::default()
     }
@@ -349,17 +414,7 @@ fn filter_condition(tenant: &TenantId, filter: &UserFilter) -> Condition {
         for word in search.split_whitespace() {
             let pattern =
                 LikeExpr::new(format!("%{}%", escape_like(&word.to_lowercase()))).escape('\\');
-            let mut any = Condition::any();
-            for column in [
-                users::Column::FirstName,
-                users::Column::LastName,
-                users::Column::EmailKey,
-                users::Column::LoginKey,
-                users::Column::ExternalId,
-            ] {
-                any = any.add(Func::lower(Expr::col(column)).like(pattern.clone()));
-            }
-            condition = condition.add(any);
+            condition = condition.add(users::Column::SearchKey.like(pattern));
         }
     }
     if let Some(active) = filter.active {

@@ -130,6 +130,25 @@ db_test! {
         assert_eq!(external_ids(&app, json!({ "source": "hr" })).await, ["c"]);
         assert_eq!(external_ids(&app, json!({ "department": "Sales", "active": true, "tag": "nl" })).await, ["a"]);
         assert!(external_ids(&app, json!({ "tag": "nobody" })).await.is_empty());
+
+        // Case-insensitive beyond ASCII, on SQLite too.
+        import(&app, json!({ "externalId": "d", "email": "ivan@example.com", "firstName": "Иван", "lastName": "Петров" }), Value::Null).await.data();
+        for search in ["иван", "ИВАН петров", "Пет"] {
+            assert_eq!(external_ids(&app, json!({ "search": search })).await, ["d"], "{search}");
+        }
+
+        let viewer = app.token(Role::Viewer);
+        for (filter, field, code) in [
+            (json!({ "search": "a ".repeat(11) }), "filter.search", "TOO_MANY"),
+            (json!({ "search": "a".repeat(201) }), "filter.search", "TOO_LONG"),
+            (json!({ "search": "x\u{0000}" }), "filter.search", "INVALID_CHARACTERS"),
+            (json!({ "department": "Sales\u{0000}" }), "filter.department", "INVALID_CHARACTERS"),
+            (json!({ "tag": "t\u{0000}" }), "filter.tag", "INVALID_CHARACTERS"),
+        ] {
+            let response = app.graphql(&viewer, PAGE, json!({ "filter": filter })).await;
+            assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{filter}: {}", response.body);
+            assert_eq!(response.field_errors(), vec![(field.to_owned(), code.to_owned())], "{filter}");
+        }
     }
 }
 

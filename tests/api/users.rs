@@ -191,6 +191,13 @@ db_test! {
             ("password too short (seed 001's example)", with(base.clone(), json!({ "password": "123456" })), Value::Null, "BAD_USER_INPUT", vec![("user.password", "TOO_SHORT")]),
             ("argon2i hash", with(base.clone(), json!({ "passwordHash": argon2i })), Value::Null, "BAD_USER_INPUT", vec![("user.passwordHash", "INVALID_PASSWORD_HASH")]),
             ("not a PHC string", with(base.clone(), json!({ "passwordHash": "secret123" })), Value::Null, "BAD_USER_INPUT", vec![("user.passwordHash", "INVALID_PASSWORD_HASH")]),
+            ("argon2id hash too costly to verify", with(base.clone(), json!({ "passwordHash": "$argon2id$v=19$m=4194304,t=4294967295,p=255$c2FsdHNhbHQ$Aq0vN6CJ3Ks0j2XsXNJqDg" })), Value::Null, "BAD_USER_INPUT", vec![("user.passwordHash", "HASH_TOO_COSTLY")]),
+            ("hash too long", with(base.clone(), json!({ "passwordHash": format!("$argon2id$v=19$m=19456,t=2,p=1,data={}$c2FsdHNhbHQ$Aq0vN6CJ3Ks0j2XsXNJqDg", "A".repeat(240)) })), Value::Null, "BAD_USER_INPUT", vec![("user.passwordHash", "TOO_LONG")]),
+            ("NUL in custom info", with(base.clone(), json!({ "customInfo": { "a": "x\u{0000}y" } })), Value::Null, "BAD_USER_INPUT", vec![("user.customInfo", "INVALID_CHARACTERS")]),
+            ("tag that grows past the limit when lower-cased", with(base.clone(), json!({ "tags": ["İ".repeat(80)] })), Value::Null, "BAD_USER_INPUT", vec![("user.tags[0]", "TOO_LONG")]),
+            ("attribute named twice, once without a value", with(base.clone(), json!({ "attributes": [{ "name": "a", "value": null }, { "name": "a", "value": "x" }] })), Value::Null, "BAD_USER_INPUT", vec![("user.attributes[1].name", "DUPLICATE")]),
+            ("a required field missing beside other bad fields", with(base.clone(), json!({ "externalId": "", "city": "x".repeat(300), "title": "t".repeat(101) })), Value::Null, "BAD_USER_INPUT", vec![("user.externalId", "REQUIRED"), ("user.city", "TOO_LONG"), ("user.title", "TOO_LONG")]),
+            ("CREATE_ONLY matching by email, found by external id", with(existing.clone(), json!({ "email": "fresh@example.com" })), json!({ "mode": "CREATE_ONLY", "matchBy": "EMAIL" }), "CONFLICT", vec![("user.externalId", "EXISTS")]),
             ("password and hash", with(base.clone(), json!({ "password": "long enough", "passwordHash": "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW" })), Value::Null, "BAD_USER_INPUT", vec![("user.passwordHash", "CONFLICTING_FIELDS")]),
             ("custom info too big", with(base.clone(), json!({ "customInfo": { "blob": "x".repeat(70_000) } })), Value::Null, "BAD_USER_INPUT", vec![("user.customInfo", "TOO_LONG")]),
             ("email of another user, other case", with(base.clone(), json!({ "email": "TAKEN@example.com" })), Value::Null, "CONFLICT", vec![("user.email", "TAKEN")]),
@@ -410,5 +417,57 @@ db_test! {
         assert_eq!(result["user"]["tags"], json!(["kyiv", "management"]));
         let again = app.graphql(&app.token(Role::Admin), example, Value::Null).await;
         assert_eq!(again.data()["importUser"]["action"], "UNCHANGED");
+    }
+}
+
+db_test! {
+    async fn stored_values_read_back_the_same_on_both_databases(app) {
+        // PostgreSQL hands 1e16 back as 10000000000000000: still the same user.
+        let user = json!({
+            "externalId": "j-1", "email": "j@example.com", "firstName": "J", "lastName": "K",
+            "customInfo": { "big": 1e16, "ratio": 1.50, "list": [1, 2.5e-3] },
+            "tags": ["age", "Dept", "ab", "a_c"],
+            "login": "İ".repeat(200),
+        });
+        assert_eq!(payload(&import(&app, user.clone(), Value::Null).await)["action"], "CREATED");
+        assert_eq!(payload(&import(&app, user, Value::Null).await)["action"], "UNCHANGED");
+    }
+}
+
+db_test! {
+    async fn a_login_that_was_the_email_follows_it(app) {
+        let user = json!({ "externalId": "m-1", "email": "old@example.com", "firstName": "M", "lastName": "N" });
+        import(&app, user.clone(), Value::Null).await.data();
+        let moved = import(&app, with(user.clone(), json!({ "email": "new@example.com" })), Value::Null).await;
+        assert_eq!(payload(&moved)["user"]["login"], "new@example.com");
+        // The old address is free again, login included.
+        let other = json!({ "externalId": "m-2", "email": "old@example.com", "firstName": "O", "lastName": "P" });
+        assert_eq!(payload(&import(&app, other, Value::Null).await)["action"], "CREATED");
+        // A login of its own stays when the email changes.
+        import(&app, with(user.clone(), json!({ "email": "new@example.com", "login": "mn" })), Value::Null).await.data();
+        let again = import(&app, with(user, json!({ "email": "newer@example.com" })), Value::Null).await;
+        assert_eq!(payload(&again)["user"]["login"], "mn");
+    }
+}
+
+db_test! {
+    async fn concurrent_imports_of_one_new_user_create_it_once(app) {
+        let user = json!({ "externalId": "r-1", "email": "r@example.com", "firstName": "R", "lastName": "S", "active": false });
+        let responses = futures_util::future::join_all(
+            (0..32).map(|_| import(&app, user.clone(), Value::Null)),
+        )
+        .await;
+        let actions: Vec<String> = responses
+            .iter()
+            .map(|r| payload(r)["action"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(actions.iter().filter(|a| *a == "CREATED").count(), 1, "{actions:?}");
+        assert_eq!(actions.iter().filter(|a| *a == "UNCHANGED").count(), 31, "{actions:?}");
+        let reactivated = futures_util::future::join_all(
+            (0..16).map(|_| import(&app, with(user.clone(), json!({ "active": true })), Value::Null)),
+        )
+        .await;
+        let unblocked: i64 = reactivated.iter().map(|r| payload(r)["unblocked"].as_i64().unwrap()).sum();
+        assert_eq!(unblocked, 1, "one import unblocks, the others find it done");
     }
 }
