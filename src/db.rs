@@ -84,3 +84,23 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     })
     .await
 }
+
+/// Makes writers of one kind within one tenant take turns until the transaction ends
+/// (PostgreSQL advisory lock; SQLite's write transactions already take turns). Used where a
+/// rule spans several rows, such as "MANAGER links never form a cycle".
+pub async fn lock_tenant(
+    conn: &impl ConnectionTrait,
+    kind: &str,
+    tenant: &crate::auth::TenantId,
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        [format!("{kind}:{}", tenant.as_str()).into()],
+    ))
+    .await?;
+    Ok(())
+}

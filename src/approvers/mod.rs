@@ -212,15 +212,22 @@ async fn manages_through(
     }
 }
 
+/// The user whose set changes, with the tenant's approver changes serialised: two
+/// concurrent changes could otherwise each pass the checks (one `MANAGER`, no cycle) and
+/// together break them.
 async fn find_user(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     key: &UserKey,
 ) -> AppResult<User> {
+    db::lock_tenant(conn, LOCK_KIND, tenant).await?;
     users::find(conn, tenant, key)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user".to_owned()))
 }
+
+/// The advisory-lock namespace of approver changes.
+pub const LOCK_KIND: &str = "approvers";
 
 /// `setApprovers`: the user's approver set becomes exactly `specs`.
 pub async fn set_approvers(

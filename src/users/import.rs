@@ -238,6 +238,10 @@ async fn decide_links(
     approvers: &ApproverChange,
     replace: bool,
 ) -> AppResult<Option<Vec<Link>>> {
+    if matches!(approvers, ApproverChange::Keep) && !replace {
+        return Ok(None);
+    }
+    db::lock_tenant(conn, approvers::LOCK_KIND, tenant).await?;
     let user_id = decision.user_id();
     let current = match user_id {
         Some(id) => approver_store::set_of(conn, tenant, id).await?,

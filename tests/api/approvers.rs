@@ -331,3 +331,31 @@ async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_sqlite(
 async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_postgres() {
     statements_per_page(Backend::Postgres).await;
 }
+
+db_test! {
+    async fn concurrent_changes_cannot_together_break_the_rules(app) {
+        for round in 0..10 {
+            let (a, b, c) = (format!("a{round}"), format!("b{round}"), format!("c{round}"));
+            for who in [&a, &b, &c] {
+                person(&app, who).await;
+            }
+            // Each alone is fine; together they would make a 2-long cycle.
+            let (one, two) = futures_util::join!(
+                set(&app, &a, json!([{ "approver": by(&b) }])),
+                set(&app, &b, json!([{ "approver": by(&a) }])),
+            );
+            let mut codes: Vec<Option<&str>> = vec![one.error_code(), two.error_code()];
+            codes.sort();
+            assert_eq!(codes, [None, Some("BAD_USER_INPUT")], "round {round}: {} {}", one.body, two.body);
+            // Each alone is fine; together they would give c two managers.
+            let (one, two) = futures_util::join!(
+                add(&app, &c, json!({ "approver": by(&a) })),
+                add(&app, &c, json!({ "approver": by(&b) })),
+            );
+            let mut codes: Vec<Option<&str>> = vec![one.error_code(), two.error_code()];
+            codes.sort();
+            assert_eq!(codes, [None, Some("BAD_USER_INPUT")], "round {round}");
+            assert_eq!(approvers_of(&app, &c).await.len(), 1);
+        }
+    }
+}
