@@ -4,19 +4,10 @@ use std::process::Command;
 
 use roster::auth::{Authenticator, Role};
 
-use crate::helpers::ServerProcess;
+use crate::helpers::{ServerProcess, roster_command};
 
 fn roster() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
-    for var in [
-        "ROSTER_JWT_SECRET",
-        "ROSTER_JWT_PUBLIC_KEY_FILE",
-        "ROSTER_JWT_ISSUER",
-        "ROSTER_JWT_AUDIENCE",
-    ] {
-        command.env_remove(var);
-    }
-    command
+    roster_command()
 }
 
 #[test]

@@ -355,6 +355,20 @@ impl GraphQLResponse {
     }
 }
 
+/// The `roster` binary, without key settings inherited from the environment.
+pub fn roster_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+    for var in [
+        "ROSTER_JWT_SECRET",
+        "ROSTER_JWT_PUBLIC_KEY_FILE",
+        "ROSTER_JWT_ISSUER",
+        "ROSTER_JWT_AUDIENCE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// The real `roster serve` binary in a process of its own, without a configured key, so it
 /// prints its URL and an admin token. Process-wide state (its `/metrics`) is its alone.
 pub struct ServerProcess {
@@ -368,16 +382,7 @@ impl ServerProcess {
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, BufReader};
 
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));
-        for var in [
-            "ROSTER_JWT_SECRET",
-            "ROSTER_JWT_PUBLIC_KEY_FILE",
-            "ROSTER_JWT_ISSUER",
-            "ROSTER_JWT_AUDIENCE",
-        ] {
-            command.env_remove(var);
-        }
-        let mut child = command
+        let mut child = roster_command()
             .args([
                 "serve",
                 "--addr",
