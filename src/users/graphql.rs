@@ -381,6 +381,8 @@ pub struct User(pub users::Model, Prefetched);
 /// Relations loaded ahead for a whole page; `None` means "ask the loader".
 #[derive(Default)]
 struct Prefetched {
+    tags: Option<Vec<String>>,
+    attributes: Option<Vec<profile::Attribute>>,
     approvers: Option<Vec<ResolvedLink>>,
     managees: Option<Vec<ResolvedLink>>,
 }
@@ -501,19 +503,22 @@ impl User {
     }
     /// Lower-cased, sorted.
     async fn tags(&self, ctx: &Context<'_>) -> AppResult<Vec<String>> {
+        if let Some(tags) = &self.1.tags {
+            return Ok(tags.clone());
+        }
         let loader = ctx.data_unchecked::<DataLoader<TagsLoader>>();
         Ok(loader.load_one(self.0.id).await?.unwrap_or_default())
     }
     /// Sorted by name.
     async fn attributes(&self, ctx: &Context<'_>) -> AppResult<Vec<Attribute>> {
-        let loader = ctx.data_unchecked::<DataLoader<AttributesLoader>>();
-        Ok(loader
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .map(Attribute::from)
-            .collect())
+        let attributes = match &self.1.attributes {
+            Some(attributes) => attributes.clone(),
+            None => {
+                let loader = ctx.data_unchecked::<DataLoader<AttributesLoader>>();
+                loader.load_one(self.0.id).await?.unwrap_or_default()
+            }
+        };
+        Ok(attributes.into_iter().map(Attribute::from).collect())
     }
     /// Who approves for this user.
     async fn approvers(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
@@ -679,52 +684,58 @@ impl UsersQuery {
                 filter,
             },
         );
-        let (mut approvers, mut managees) =
-            prefetch_links(ctx, db, &principal.tenant, &rows).await?;
+        let mut prefetched = prefetch(ctx, db, &principal.tenant, &rows).await?;
         connection.edges.extend(rows.into_iter().map(|user| {
-            let prefetched = Prefetched {
-                approvers: approvers
-                    .as_mut()
-                    .map(|links| links.remove(&user.id).unwrap_or_default()),
-                managees: managees
-                    .as_mut()
-                    .map(|links| links.remove(&user.id).unwrap_or_default()),
-            };
+            let prefetched = prefetched.remove(&user.id).unwrap_or_default();
             Edge::new(IdCursor(user.id), User(user, prefetched))
         }));
         Ok(connection)
     }
 }
 
-type LinksById = HashMap<i64, Vec<ResolvedLink>>;
-
-/// The approver links of a whole page, when the query asks for them: two statements per
-/// relation whatever the page size, where loaders would batch only as their calls happen
+/// The related rows a page's query selects, for all its users at once: a fixed number of
+/// statements whatever the page size, where loaders batch only as far as their calls happen
 /// to arrive together.
-async fn prefetch_links(
+async fn prefetch(
     ctx: &Context<'_>,
     db: &DatabaseConnection,
     tenant: &TenantId,
     rows: &[users::Model],
-) -> AppResult<(Option<LinksById>, Option<LinksById>)> {
+) -> AppResult<HashMap<i64, Prefetched>> {
     let look_ahead = ctx.look_ahead();
     let node = [
         look_ahead.field("edges").field("node"),
         look_ahead.field("nodes"),
     ];
-    let wants = |field: &str| node.iter().any(|n| n.field(field).exists());
+    let wants = |field: &str| !rows.is_empty() && node.iter().any(|n| n.field(field).exists());
     let ids: Vec<i64> = rows.iter().map(|u| u.id).collect();
-    let fetch = async |side: Side, field: &str| -> AppResult<Option<LinksById>> {
-        if !wants(field) || ids.is_empty() {
-            return Ok(None);
+    let mut pages: HashMap<i64, Prefetched> =
+        ids.iter().map(|id| (*id, Prefetched::default())).collect();
+    if wants("tags") {
+        let mut tags = store::tags_of(db, tenant, &ids).await?;
+        for (id, page) in &mut pages {
+            page.tags = Some(tags.remove(id).unwrap_or_default());
         }
-        Ok(Some(
-            approver_store::resolved_links_by(db, tenant, side, &ids).await?,
-        ))
-    };
-    let approvers = fetch(Side::User, "approvers").await?;
-    let managees = fetch(Side::Approver, "managees").await?;
-    Ok((approvers, managees))
+    }
+    if wants("attributes") {
+        let mut attributes = store::attributes_of(db, tenant, &ids).await?;
+        for (id, page) in &mut pages {
+            page.attributes = Some(attributes.remove(id).unwrap_or_default());
+        }
+    }
+    if wants("approvers") {
+        let mut links = approver_store::resolved_links_by(db, tenant, Side::User, &ids).await?;
+        for (id, page) in &mut pages {
+            page.approvers = Some(links.remove(id).unwrap_or_default());
+        }
+    }
+    if wants("managees") {
+        let mut links = approver_store::resolved_links_by(db, tenant, Side::Approver, &ids).await?;
+        for (id, page) in &mut pages {
+            page.managees = Some(links.remove(id).unwrap_or_default());
+        }
+    }
+    Ok(pages)
 }
 
 #[derive(Default)]

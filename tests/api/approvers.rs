@@ -290,14 +290,18 @@ async fn statements_per_page(backend: Backend) {
     let server = ServerProcess::start(&database.url, &[]);
     let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
     for i in 0..=100 {
-        let mut user = json!({ "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U", "lastName": format!("{i}") });
+        let mut user = json!({
+            "externalId": format!("u{i}"), "email": format!("u{i}@example.com"),
+            "firstName": "U", "lastName": format!("{i}"), "tags": ["staff"],
+            "attributes": [{ "name": "grade", "value": "7", "type": "NUMBER" }],
+        });
         if i > 0 {
             user["managerExternalId"] = json!("u0");
         }
         server.graphql(import, json!({ "u": user })).await.data();
     }
     let query = "query($first: Int) { users(first: $first) { edges { node {
-        email approvers { approver { email } } managees { user { email } }
+        email tags attributes { name } approvers { approver { email } } managees { user { email } }
     } } } }";
     let mut counts = Vec::new();
     for first in [100, 10, 1] {
@@ -313,11 +317,11 @@ async fn statements_per_page(backend: Backend) {
         }
         counts.push(statements);
     }
-    // One statement for the page; per relation (approvers, managees), one for the links
-    // and one for the users at their ends.
+    // One statement for the page, one each for tags and attributes, and per relation
+    // (approvers, managees) one for the links and one for the users at their ends.
     assert_eq!(
         counts,
-        [5.0, 5.0, 5.0],
+        [7.0, 7.0, 7.0],
         "statements for pages of 100, 10 and 1 users"
     );
 }
