@@ -2,6 +2,7 @@
 //! them. `main.rs` only dispatches the command line; everything lives here.
 
 pub mod approvers;
+pub mod attributes;
 pub mod auth;
 pub mod cli;
 pub mod config;

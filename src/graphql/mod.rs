@@ -2,13 +2,16 @@
 
 mod extensions;
 pub mod scalars;
+mod types;
 
 pub use extensions::{ErrorPolicy, ExecutionMarker};
+pub use types::FieldErrorView;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
 use crate::approvers::graphql::ApproversMutation;
+use crate::attributes::graphql::AttributesMutation;
 use crate::auth::{AuthQuery, Principal};
 use crate::config::QueryLimits;
 use crate::users::graphql::{UsersMutation, UsersQuery, loaders};
@@ -20,7 +23,7 @@ pub struct QueryRoot(AuthQuery, UsersQuery);
 /// Every mutation needs the `admin` role; each field carries its guard.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(UsersMutation, ApproversMutation);
+pub struct MutationRoot(UsersMutation, ApproversMutation, AttributesMutation);
 
 pub type RosterSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

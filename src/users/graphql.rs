@@ -109,6 +109,17 @@ pub struct AttributeInput {
     pub class: Option<String>,
 }
 
+impl From<AttributeInput> for RawAttribute {
+    fn from(attribute: AttributeInput) -> Self {
+        Self {
+            name: attribute.name,
+            value: attribute.value,
+            kind: attribute.r#type.into(),
+            class: attribute.class,
+        }
+    }
+}
+
 /// One person as an HR system sends it. Omitted optional fields keep their stored value
 /// (unless `replace`), an explicit `null` clears one.
 #[derive(InputObject)]
@@ -264,15 +275,7 @@ impl From<UserImportInput> for RawUser {
             position_assigned_date: patch(input.position_assigned_date, date_text),
             tags: patch(input.tags, same),
             attributes: patch(input.attributes, |attributes| {
-                attributes
-                    .into_iter()
-                    .map(|a| RawAttribute {
-                        name: a.name,
-                        value: a.value,
-                        kind: a.r#type.into(),
-                        class: a.class,
-                    })
-                    .collect()
+                attributes.into_iter().map(RawAttribute::from).collect()
             }),
             custom_info: patch(input.custom_info, |json| json.0),
         }

@@ -5,7 +5,7 @@ use super::profile::DEFAULT_SOURCE;
 use crate::error::AppError;
 
 /// How a single user is found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserKey {
     Id(i64),
     External { source: String, external_id: String },

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod approvers;
+mod attributes;
 mod auth;
 mod cli;
 mod http;

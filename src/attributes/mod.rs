@@ -1,0 +1,343 @@
+//! Attribute changes for many users at once (seed 004): each change succeeds or fails
+//! alone, and the whole call runs in a bounded number of statements. No GraphQL here but
+//! in `graphql`.
+
+pub mod graphql;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Utc;
+use entity::{user_attributes, users};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+};
+
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::users::domain::{Problem, Problems, optional_text, required_text};
+use crate::users::lookup::UserKey;
+use crate::users::profile::{Attribute, RawAttribute};
+use crate::users::store;
+
+/// Most changes in one call.
+pub const MAX_CHANGES: usize = 10_000;
+/// Ids or keys per `IN (…)` list, and rows per multi-row insert: far below the bind-parameter
+/// limits of SQLite (32,766) and PostgreSQL (65,535).
+const CHUNK: usize = 500;
+
+/// One change as sent: whose attributes, which to set, which to remove.
+#[derive(Debug, Clone)]
+pub struct AttributeChange {
+    /// The user, or the problems of its lookup.
+    pub user: Result<UserKey, Vec<FieldError>>,
+    /// How the caller named the user, echoed as `lookupKey`.
+    pub lookup_key: String,
+    pub set: Vec<RawAttribute>,
+    pub unset: Vec<String>,
+}
+
+/// What became of one change.
+#[derive(Debug, Clone)]
+pub struct ChangeResult {
+    pub lookup_key: String,
+    /// The user, when it was found (also when the change failed on its values).
+    pub user: Option<users::Model>,
+    pub errors: Vec<FieldError>,
+}
+
+impl ChangeResult {
+    pub fn success(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// The text `lookupKey` shows for a lookup.
+pub fn describe(key: &UserKey) -> String {
+    match key {
+        UserKey::Id(id) => format!("id:{id}"),
+        UserKey::External {
+            source,
+            external_id,
+        } => format!("externalId:{source}/{external_id}"),
+        UserKey::Email(email) => format!("email:{email}"),
+    }
+}
+
+/// The attributes a change sets and removes, checked; problems under `set[i].…`/`unset[i]`.
+fn parse(change: &AttributeChange) -> Result<(Vec<Attribute>, Vec<String>), Vec<FieldError>> {
+    let mut problems = Problems::default();
+    let mut set = Vec::new();
+    let mut remove: Vec<String> = Vec::new();
+    let mut named: Vec<String> = Vec::new();
+    for (index, attribute) in change.set.iter().enumerate() {
+        let at = |field: &str| format!("set[{index}].{field}");
+        let name = problems.check(at("name"), required_text(&attribute.name, 100));
+        let class = problems
+            .check(
+                at("class"),
+                attribute
+                    .class
+                    .as_deref()
+                    .map_or(Ok(None), |c| optional_text(c, 100)),
+            )
+            .flatten();
+        let value = attribute
+            .value
+            .as_deref()
+            .map(|v| problems.check(at("value"), attribute.kind.check(v)));
+        let Some(name) = name else { continue };
+        if named.contains(&name) {
+            problems.add(
+                at("name"),
+                Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
+            );
+            continue;
+        }
+        named.push(name.clone());
+        match value {
+            None => remove.push(name),
+            Some(Some(value)) => set.push(Attribute {
+                name,
+                value,
+                kind: attribute.kind,
+                class,
+            }),
+            Some(None) => {}
+        }
+    }
+    for (index, name) in change.unset.iter().enumerate() {
+        let Some(name) = problems.check(format!("unset[{index}]"), required_text(name, 100)) else {
+            continue;
+        };
+        if named.contains(&name) {
+            problems.add(
+                format!("unset[{index}]"),
+                Problem::new(
+                    "CONFLICTING_FIELDS",
+                    format!("{name:?} is both set and unset"),
+                ),
+            );
+            continue;
+        }
+        remove.push(name);
+    }
+    if problems.is_empty() {
+        Ok((set, remove))
+    } else {
+        Err(problems.into_field_errors())
+    }
+}
+
+/// `setUserAttributes`: applies each change on its own; writes what changed in one
+/// transaction, in a number of statements that grows with the call's size in chunks of
+/// [`CHUNK`], never per change.
+pub async fn set_user_attributes(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    changes: Vec<AttributeChange>,
+) -> AppResult<Vec<ChangeResult>> {
+    if changes.len() > MAX_CHANGES {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "changes",
+            "TOO_MANY",
+            format!("at most {MAX_CHANGES} changes per call"),
+        )]));
+    }
+    let now = Utc::now();
+    let txn = db::begin_write(db).await?;
+    let keys: Vec<&UserKey> = changes
+        .iter()
+        .filter_map(|c| c.user.as_ref().ok())
+        .collect();
+    let found = find_users(&txn, tenant, &keys).await?;
+    let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut state: HashMap<i64, BTreeMap<String, Attribute>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for (id, attributes) in store::attributes_of(&txn, tenant, chunk).await? {
+            state.insert(
+                id,
+                attributes
+                    .into_iter()
+                    .map(|a| (a.name.clone(), a))
+                    .collect(),
+            );
+        }
+    }
+    let before = state.clone();
+
+    let mut results = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let user = match &change.user {
+            Err(errors) => {
+                results.push(ChangeResult {
+                    lookup_key: change.lookup_key.clone(),
+                    user: None,
+                    errors: errors.clone(),
+                });
+                continue;
+            }
+            Ok(key) => found.get(key).cloned(),
+        };
+        let Some(user) = user else {
+            results.push(ChangeResult {
+                lookup_key: change.lookup_key.clone(),
+                user: None,
+                errors: vec![FieldError::new(
+                    "user",
+                    "NOT_FOUND",
+                    "no such user in this tenant",
+                )],
+            });
+            continue;
+        };
+        let errors = match parse(change) {
+            Ok((set, remove)) => {
+                let attributes = state.entry(user.id).or_default();
+                for name in remove {
+                    attributes.remove(&name);
+                }
+                for attribute in set {
+                    attributes.insert(attribute.name.clone(), attribute);
+                }
+                Vec::new()
+            }
+            Err(errors) => errors,
+        };
+        results.push(ChangeResult {
+            lookup_key: change.lookup_key.clone(),
+            user: Some(user),
+            errors,
+        });
+    }
+
+    let changed: Vec<i64> = state
+        .iter()
+        .filter(|(id, attributes)| {
+            before
+                .get(id)
+                .map_or(!attributes.is_empty(), |old| old != *attributes)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    write(&txn, tenant, &changed, &state, now).await?;
+    txn.commit().await?;
+    for result in &mut results {
+        if let Some(user) = &mut result.user
+            && changed.contains(&user.id)
+        {
+            user.updated_at = now;
+        }
+    }
+    Ok(results)
+}
+
+/// Each distinct key's user, found with one statement per chunk of each kind of key.
+async fn find_users(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    keys: &[&UserKey],
+) -> Result<HashMap<UserKey, users::Model>, DbErr> {
+    let mut ids = Vec::new();
+    let mut emails = Vec::new();
+    let mut external: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for key in keys {
+        match key {
+            UserKey::Id(id) => ids.push(*id),
+            UserKey::Email(email) => emails.push(email.to_lowercase()),
+            UserKey::External {
+                source,
+                external_id,
+            } => external.entry(source).or_default().push(external_id),
+        }
+    }
+    let mut conditions = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        conditions.push(users::Column::Id.is_in(chunk.iter().copied()));
+    }
+    for chunk in emails.chunks(CHUNK) {
+        conditions.push(users::Column::EmailKey.is_in(chunk.iter().cloned()));
+    }
+    for (source, external_ids) in &external {
+        for chunk in external_ids.chunks(CHUNK) {
+            conditions.push(
+                users::Column::Source
+                    .eq(*source)
+                    .and(users::Column::ExternalId.is_in(chunk.iter().copied())),
+            );
+        }
+    }
+    let mut found = HashMap::new();
+    for condition in conditions {
+        let rows = users::Entity::find()
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(Condition::all().add(condition))
+            .all(conn)
+            .await?;
+        for user in rows {
+            found.insert(UserKey::Id(user.id), user.clone());
+            found.insert(UserKey::Email(user.email_key.clone()), user.clone());
+            found.insert(
+                UserKey::External {
+                    source: user.source.clone(),
+                    external_id: user.external_id.clone(),
+                },
+                user,
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// Replaces the attributes of the `changed` users with their new sets and moves their
+/// `updated_at`.
+async fn write(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    changed: &[i64],
+    state: &HashMap<i64, BTreeMap<String, Attribute>>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in changed.chunks(CHUNK) {
+        user_attributes::Entity::delete_many()
+            .filter(user_attributes::Column::Tenant.eq(tenant.as_str()))
+            .filter(user_attributes::Column::UserId.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    let rows: Vec<user_attributes::ActiveModel> = changed
+        .iter()
+        .flat_map(|id| {
+            state
+                .get(id)
+                .into_iter()
+                .flat_map(|attributes| attributes.values())
+                .map(|a| user_attributes::ActiveModel {
+                    user_id: Set(*id),
+                    name: Set(a.name.clone()),
+                    tenant: Set(tenant.as_str().to_owned()),
+                    value: Set(a.value.clone()),
+                    kind: Set(a.kind.as_str().to_owned()),
+                    class: Set(a.class.clone()),
+                })
+        })
+        .collect();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
+        user_attributes::Entity::insert_many(chunk)
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
