@@ -36,6 +36,25 @@ pub struct ApproverInput {
     pub can_approve: Option<bool>,
 }
 
+/// The specs of a list of approvers, every bad lookup named (not only the first).
+pub fn specs(approvers: &[ApproverInput], prefix: &str) -> AppResult<Vec<(ApproverSpec, String)>> {
+    let mut specs = Vec::with_capacity(approvers.len());
+    let mut problems = Vec::new();
+    for (i, approver) in approvers.iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        match approver.spec(&path) {
+            Ok(spec) => specs.push((spec, path)),
+            Err(AppError::BadUserInput { field_errors, .. }) => problems.extend(field_errors),
+            Err(other) => return Err(other),
+        }
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(AppError::invalid_fields(problems))
+    }
+}
+
 impl ApproverInput {
     pub fn spec(&self, path: &str) -> AppResult<ApproverSpec> {
         Ok(ApproverSpec {
@@ -138,11 +157,10 @@ impl ApproversMutation {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let key = user.key("user")?;
-        let specs = approvers
-            .iter()
-            .enumerate()
-            .map(|(i, a)| a.spec(&format!("approvers[{i}]")))
-            .collect::<AppResult<Vec<_>>>()?;
+        let specs: Vec<ApproverSpec> = specs(&approvers, "approvers")?
+            .into_iter()
+            .map(|(spec, _)| spec)
+            .collect();
         Ok(User::from(
             super::set_approvers(db, &principal.tenant, &key, &specs).await?,
         ))

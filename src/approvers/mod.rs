@@ -89,7 +89,8 @@ pub struct Link {
     pub can_approve: bool,
 }
 
-/// Longest `MANAGER` chain followed when looking for a cycle; deeper chains are refused.
+/// Longest `MANAGER` chain followed when looking for a cycle; a change that would need a
+/// longer walk is refused (`CHAIN_TOO_DEEP`) rather than let through unchecked.
 const MAX_CHAIN: usize = 1000;
 
 /// Checks a whole approver set for the user `user_id` (`None` for a user not yet stored);
@@ -117,7 +118,9 @@ pub async fn check_set(
             (Label::NonApprovingManager, _) => false,
             (_, can_approve) => can_approve.unwrap_or(true),
         };
-        let Some(approver) = users::find(conn, tenant, &spec.approver).await? else {
+        // Read with a share lock (PostgreSQL): an approver being deactivated meanwhile is
+        // seen as inactive, not as it was.
+        let Some(approver) = users::find_for_share(conn, tenant, &spec.approver).await? else {
             problems.push(FieldError::new(
                 at("approver"),
                 "NOT_FOUND",
@@ -162,17 +165,32 @@ pub async fn check_set(
         }
         if spec.label == Label::Manager
             && let Some(user_id) = user_id
-            && manages_through(conn, tenant, approver.id, user_id).await?
         {
-            problems.push(FieldError::new(
-                at("approver"),
-                "CYCLE",
-                format!(
-                    "{} is managed, directly or not, by this user: MANAGER links cannot form a cycle",
-                    approver.email
-                ),
-            ));
-            continue;
+            match manages_through(conn, tenant, approver.id, user_id).await? {
+                Chain::Clear => {}
+                Chain::Cycle => {
+                    problems.push(FieldError::new(
+                        at("approver"),
+                        "CYCLE",
+                        format!(
+                            "{} is managed, directly or not, by this user: MANAGER links cannot form a cycle",
+                            approver.email
+                        ),
+                    ));
+                    continue;
+                }
+                Chain::TooDeep => {
+                    problems.push(FieldError::new(
+                        at("approver"),
+                        "CHAIN_TOO_DEEP",
+                        format!(
+                            "the MANAGER chain above {} is longer than {MAX_CHAIN}",
+                            approver.email
+                        ),
+                    ));
+                    continue;
+                }
+            }
         }
         links.push(Link {
             approver_id: approver.id,
@@ -195,21 +213,32 @@ async fn manages_through(
     tenant: &TenantId,
     from: i64,
     user_id: i64,
-) -> AppResult<bool> {
+) -> AppResult<Chain> {
     let mut seen = HashSet::new();
     let mut current = from;
     loop {
         if current == user_id {
-            return Ok(true);
+            return Ok(Chain::Cycle);
         }
-        if !seen.insert(current) || seen.len() > MAX_CHAIN {
-            return Ok(false);
+        if !seen.insert(current) {
+            // A cycle above, not through this user (stored before these rules held).
+            return Ok(Chain::Clear);
+        }
+        if seen.len() > MAX_CHAIN {
+            return Ok(Chain::TooDeep);
         }
         match store::manager_of(conn, tenant, current).await? {
             Some(manager) => current = manager,
-            None => return Ok(false),
+            None => return Ok(Chain::Clear),
         }
     }
+}
+
+/// What walking up the `MANAGER` links found.
+enum Chain {
+    Clear,
+    Cycle,
+    TooDeep,
 }
 
 /// The user whose set changes, with the tenant's approver changes serialised: two
@@ -229,6 +258,21 @@ async fn find_user(
 /// The advisory-lock namespace of approver changes.
 pub const LOCK_KIND: &str = "approvers";
 
+/// Stores the user's new set; when it changed, the user's `updatedAt` moves with it.
+async fn write_set(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user: User,
+    links: &[Link],
+) -> AppResult<User> {
+    let now = Utc::now();
+    if store::replace_set(conn, tenant, user.id, links, now).await? {
+        Ok(users::touch(conn, user, now).await?)
+    } else {
+        Ok(user)
+    }
+}
+
 /// `setApprovers`: the user's approver set becomes exactly `specs`.
 pub async fn set_approvers(
     db: &DatabaseConnection,
@@ -243,7 +287,7 @@ pub async fn set_approvers(
     })
     .await?
     .map_err(AppError::invalid_fields)?;
-    store::replace_set(&txn, tenant, user.id, &links, Utc::now()).await?;
+    let user = write_set(&txn, tenant, user, &links).await?;
     txn.commit().await?;
     Ok(user)
 }
@@ -281,7 +325,7 @@ pub async fn add_approver(
     }
     set.push(added);
     set.sort_by_key(|l| (l.approver_id, l.label.as_str()));
-    store::replace_set(&txn, tenant, user.id, &set, Utc::now()).await?;
+    let user = write_set(&txn, tenant, user, &set).await?;
     txn.commit().await?;
     Ok(user)
 }
@@ -305,7 +349,7 @@ pub async fn remove_approver(
     };
     let mut set = store::set_of(&txn, tenant, user.id).await?;
     set.retain(|l| l.approver_id != approver.id);
-    store::replace_set(&txn, tenant, user.id, &set, Utc::now()).await?;
+    let user = write_set(&txn, tenant, user, &set).await?;
     txn.commit().await?;
     Ok(user)
 }

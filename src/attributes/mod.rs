@@ -4,14 +4,15 @@
 
 pub mod graphql;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 use entity::{user_attributes, users};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::auth::TenantId;
@@ -24,6 +25,11 @@ use crate::users::store;
 
 /// Most changes in one call.
 pub const MAX_CHANGES: usize = 10_000;
+/// Most attributes one user has, as in `importUser`.
+pub const MAX_PER_USER: usize = 200;
+/// The advisory-lock namespace of attribute calls.
+const LOCK_KIND: &str = "attributes";
+
 /// Ids or keys per `IN (…)` list, and rows per multi-row insert: far below the bind-parameter
 /// limits of SQLite (32,766) and PostgreSQL (65,535).
 const CHUNK: usize = 500;
@@ -69,9 +75,19 @@ pub fn describe(key: &UserKey) -> String {
 /// The attributes a change sets and removes, checked; problems under `set[i].…`/`unset[i]`.
 fn parse(change: &AttributeChange) -> Result<(Vec<Attribute>, Vec<String>), Vec<FieldError>> {
     let mut problems = Problems::default();
+    if change.set.len() + change.unset.len() > MAX_PER_USER {
+        problems.add(
+            "set",
+            Problem::new(
+                "TOO_MANY",
+                format!("at most {MAX_PER_USER} attributes set and unset per change"),
+            ),
+        );
+        return Err(problems.into_field_errors());
+    }
     let mut set = Vec::new();
     let mut remove: Vec<String> = Vec::new();
-    let mut named: Vec<String> = Vec::new();
+    let mut named: HashSet<String> = HashSet::new();
     for (index, attribute) in change.set.iter().enumerate() {
         let at = |field: &str| format!("set[{index}].{field}");
         let name = problems.check(at("name"), required_text(&attribute.name, 100));
@@ -96,7 +112,7 @@ fn parse(change: &AttributeChange) -> Result<(Vec<Attribute>, Vec<String>), Vec<
             );
             continue;
         }
-        named.push(name.clone());
+        named.insert(name.clone());
         match value {
             None => remove.push(name),
             Some(Some(value)) => set.push(Attribute {
@@ -148,6 +164,10 @@ pub async fn set_user_attributes(
     }
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
+    // Calls take turns per tenant, and the users' rows are locked against other writers
+    // (PostgreSQL; SQLite has one writer at a time): a read-modify-write must not lose a
+    // concurrent change.
+    db::lock_tenant(&txn, LOCK_KIND, tenant).await?;
     let keys: Vec<&UserKey> = changes
         .iter()
         .filter_map(|c| c.user.as_ref().ok())
@@ -197,14 +217,24 @@ pub async fn set_user_attributes(
         };
         let errors = match parse(change) {
             Ok((set, remove)) => {
-                let attributes = state.entry(user.id).or_default();
+                let current = state.entry(user.id).or_default();
+                let mut attributes = current.clone();
                 for name in remove {
                     attributes.remove(&name);
                 }
                 for attribute in set {
                     attributes.insert(attribute.name.clone(), attribute);
                 }
-                Vec::new()
+                if attributes.len() > MAX_PER_USER {
+                    vec![FieldError::new(
+                        "set",
+                        "TOO_MANY",
+                        format!("a user has at most {MAX_PER_USER} attributes"),
+                    )]
+                } else {
+                    *current = attributes;
+                    Vec::new()
+                }
             }
             Err(errors) => errors,
         };
@@ -244,7 +274,7 @@ async fn find_users(
 ) -> Result<HashMap<UserKey, users::Model>, DbErr> {
     let mut ids = Vec::new();
     let mut emails = Vec::new();
-    let mut external: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut external: Vec<(&str, &str)> = Vec::new();
     for key in keys {
         match key {
             UserKey::Id(id) => ids.push(*id),
@@ -252,32 +282,38 @@ async fn find_users(
             UserKey::External {
                 source,
                 external_id,
-            } => external.entry(source).or_default().push(external_id),
+            } => external.push((source, external_id)),
         }
     }
-    let mut conditions = Vec::new();
+    let mut conditions: Vec<Condition> = Vec::new();
     for chunk in ids.chunks(CHUNK) {
-        conditions.push(users::Column::Id.is_in(chunk.iter().copied()));
+        conditions.push(Condition::all().add(users::Column::Id.is_in(chunk.iter().copied())));
     }
     for chunk in emails.chunks(CHUNK) {
-        conditions.push(users::Column::EmailKey.is_in(chunk.iter().cloned()));
+        conditions.push(Condition::all().add(users::Column::EmailKey.is_in(chunk.iter().cloned())));
     }
-    for (source, external_ids) in &external {
-        for chunk in external_ids.chunks(CHUNK) {
-            conditions.push(
+    for chunk in external.chunks(CHUNK) {
+        let mut any = Condition::any();
+        for (source, external_id) in chunk {
+            any = any.add(
                 users::Column::Source
                     .eq(*source)
-                    .and(users::Column::ExternalId.is_in(chunk.iter().copied())),
+                    .and(users::Column::ExternalId.eq(*external_id)),
             );
         }
+        conditions.push(any);
     }
     let mut found = HashMap::new();
+    let postgres = conn.get_database_backend() == DatabaseBackend::Postgres;
     for condition in conditions {
-        let rows = users::Entity::find()
+        let mut query = users::Entity::find()
             .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(Condition::all().add(condition))
-            .all(conn)
-            .await?;
+            .filter(condition)
+            .order_by_asc(users::Column::Id);
+        if postgres {
+            query = query.lock_exclusive();
+        }
+        let rows = query.all(conn).await?;
         for user in rows {
             found.insert(UserKey::Id(user.id), user.clone());
             found.insert(UserKey::Email(user.email_key.clone()), user.clone());

@@ -198,16 +198,10 @@ impl UserImportInput {
         let approvers = match std::mem::take(&mut self.approvers) {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(Vec::new()),
-            MaybeUndefined::Value(approvers) => Some(
-                approvers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| {
-                        let path = format!("user.approvers[{i}]");
-                        Ok((a.spec(&path)?, path))
-                    })
-                    .collect::<AppResult<Vec<_>>>()?,
-            ),
+            MaybeUndefined::Value(approvers) => Some(crate::approvers::graphql::specs(
+                &approvers,
+                "user.approvers",
+            )?),
         };
         let change = match (approvers, manager) {
             (None, None) => ApproverChange::Keep,

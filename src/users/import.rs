@@ -241,7 +241,6 @@ async fn decide_links(
     if matches!(approvers, ApproverChange::Keep) && !replace {
         return Ok(None);
     }
-    db::lock_tenant(conn, approvers::LOCK_KIND, tenant).await?;
     let user_id = decision.user_id();
     let current = match user_id {
         Some(id) => approver_store::set_of(conn, tenant, id).await?,
@@ -265,9 +264,10 @@ async fn decide_links(
                 })
                 .collect(),
             vec![MANAGER_PATH.to_owned()],
+            // `replace` overrides the whole set: only the manager is left.
             current
                 .iter()
-                .filter(|link| link.label != Label::Manager)
+                .filter(|link| !replace && link.label != Label::Manager)
                 .cloned()
                 .collect(),
         ),
@@ -282,7 +282,22 @@ async fn decide_links(
             }
         })
         .await?
-        .map_err(AppError::invalid_fields)?,
+        .map_err(AppError::invalid_fields)?
+        .into_iter()
+        .map(|mut link| {
+            // `managerExternalId` names a person, not a permission: the same manager keeps
+            // the `canApprove` stored for them.
+            let same = current
+                .iter()
+                .find(|old| old.approver_id == link.approver_id && old.label == Label::Manager);
+            if link.label == Label::Manager
+                && paths.iter().any(|p| p == MANAGER_PATH)
+                && let Some(old) = same
+            {
+                link.can_approve = old.can_approve;
+            }
+            link
+        }),
     );
     links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
     Ok((links != current).then_some(links))
@@ -411,6 +426,12 @@ async fn import_once(
 ) -> Result<ImportOutcome, Attempt> {
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
+    // Approver changes take the tenant's approver lock before any row lock, in the same
+    // order as setApprovers, so two writers never wait for each other.
+    let touches_links = !matches!(approvers, ApproverChange::Keep) || options.replace;
+    if touches_links {
+        db::lock_tenant(&txn, approvers::LOCK_KIND, tenant).await?;
+    }
     let decision = decide(&txn, tenant, changes, options, now.date_naive()).await?;
     let links = decide_links(&txn, tenant, &decision, approvers, options.replace).await?;
     let (action, blocked, unblocked) = match &decision {

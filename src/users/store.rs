@@ -17,6 +17,10 @@ use crate::auth::TenantId;
 use crate::error::AppError;
 use crate::users::domain::{AttributeType, Problem, Problems};
 
+/// Values per `IN (…)` list: far below the bind-parameter limits of SQLite (32,766) and
+/// PostgreSQL (65,535).
+pub const IN_CHUNK: usize = 500;
+
 /// Longest `search` text, and most words in it.
 pub const SEARCH_MAX_LEN: usize = 200;
 pub const SEARCH_MAX_WORDS: usize = 10;
@@ -110,20 +114,35 @@ pub async fn find_for_update(
     select(tenant, key).lock_exclusive().one(conn).await
 }
 
+/// Like [`find`], and on PostgreSQL holds a share lock (`FOR SHARE`) on the row until the
+/// transaction ends, so it cannot change underneath a decision that relies on it.
+pub async fn find_for_share(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &UserKey,
+) -> Result<Option<users::Model>, DbErr> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return find(conn, tenant, key).await;
+    }
+    select(tenant, key).lock_shared().one(conn).await
+}
+
 /// Users of the tenant with the given ids; ids of other tenants are absent.
 pub async fn by_ids(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     ids: &[i64],
 ) -> Result<HashMap<i64, users::Model>, DbErr> {
-    Ok(users::Entity::find()
-        .filter(users::Column::Tenant.eq(tenant.as_str()))
-        .filter(users::Column::Id.is_in(ids.iter().copied()))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|user| (user.id, user))
-        .collect())
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let users = users::Entity::find()
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await?;
+        found.extend(users.into_iter().map(|user| (user.id, user)));
+    }
+    Ok(found)
 }
 
 /// Other users of the tenant that hold the email, the login or the key of `profile`.
@@ -394,16 +413,21 @@ async fn replace_attributes(
     Ok(())
 }
 
-/// Which unique rule a failed write broke, as the input field that names it.
+/// Which unique rule of `users` a failed write broke, as the input field that names it;
+/// `None` for any other error (a clash in another table is not the input's fault).
 pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {
     match error.sql_err()? {
-        SqlErr::UniqueConstraintViolation(message) => Some(if message.contains("email_key") {
-            "email"
-        } else if message.contains("login_key") {
-            "login"
-        } else {
-            "externalId"
-        }),
+        SqlErr::UniqueConstraintViolation(message)
+            if message.contains("ux_users_") || message.contains("users.") =>
+        {
+            Some(if message.contains("email_key") {
+                "email"
+            } else if message.contains("login_key") {
+                "login"
+            } else {
+                "externalId"
+            })
+        }
         _ => None,
     }
 }

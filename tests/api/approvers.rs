@@ -300,6 +300,14 @@ async fn statements_per_page(backend: Backend) {
         }
         server.graphql(import, json!({ "u": user })).await.data();
     }
+    // The first user, alone on a page of one, has links both ways too.
+    server
+        .graphql(
+            "mutation { setApprovers(user: { externalId: \"u0\" }, approvers: [{ approver: { externalId: \"u1\" }, label: NON_APPROVING_MANAGER }]) { id } }",
+            Value::Null,
+        )
+        .await
+        .data();
     let query = "query($first: Int) { users(first: $first) { edges { node {
         email tags attributes { name } approvers { approver { email } } managees { user { email } }
     } } } }";
@@ -361,5 +369,90 @@ db_test! {
             assert_eq!(codes, [None, Some("BAD_USER_INPUT")], "round {round}");
             assert_eq!(approvers_of(&app, &c).await.len(), 1);
         }
+    }
+}
+
+db_test! {
+    async fn imports_and_approver_changes_never_deadlock(app) {
+        for who in ["a", "b", "d", "e", "c"] {
+            person(&app, who).await;
+        }
+        let user = |id: &str, manager: Value| json!({
+            "externalId": id, "email": format!("{id}@example.com"), "firstName": id,
+            "lastName": "Person", "managerExternalId": manager
+        });
+        for round in 0..20 {
+            let manager_of_a = if round % 2 == 0 { "b" } else { "d" };
+            let manager_of_e = if round % 2 == 0 { json!("a") } else { Value::Null };
+            let (one, two, three) = futures_util::join!(
+                import(&app, user("a", json!(manager_of_a)), Value::Null),
+                import(&app, user("e", manager_of_e), Value::Null),
+                set(&app, "c", json!([{ "approver": by("a") }])),
+            );
+            for response in [&one, &two, &three] {
+                assert!(response.body.get("errors").is_none(), "round {round}: {}", response.body);
+            }
+        }
+    }
+}
+
+db_test! {
+    async fn approver_edits_keep_what_they_do_not_name(app) {
+        for who in ["emp", "boss", "peer"] {
+            person(&app, who).await;
+        }
+        let emp = |extra: Value| {
+            let mut user = json!({ "externalId": "emp", "email": "emp@example.com", "firstName": "emp", "lastName": "Person" });
+            for (k, v) in extra.as_object().unwrap() {
+                user[k] = v.clone();
+            }
+            user
+        };
+        set(&app, "emp", json!([
+            { "approver": by("boss"), "canApprove": false },
+            { "approver": by("peer"), "label": "NON_APPROVING_MANAGER" },
+        ])).await.data();
+        let before = lookup_updated_at(&app, "emp").await;
+        let same = import(&app, emp(json!({ "managerExternalId": "boss" })), Value::Null).await;
+        assert_eq!(same.data()["importUser"]["action"], "UNCHANGED", "the same manager keeps canApprove: false");
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", false), link("peer", "NON_APPROVING_MANAGER", false)]);
+        assert_eq!(lookup_updated_at(&app, "emp").await, before);
+
+        // Approver mutations move updatedAt when they change something.
+        add(&app, "emp", json!({ "approver": by("peer"), "label": "HIGHER_MANAGER" })).await.data();
+        assert_ne!(lookup_updated_at(&app, "emp").await, before);
+
+        // replace: true with only managerExternalId leaves the manager alone in the set.
+        import(&app, emp(json!({ "managerExternalId": "boss" })), json!({ "replace": true })).await.data();
+        assert_eq!(approvers_of(&app, "emp").await, [link("boss", "MANAGER", false)]);
+    }
+}
+
+async fn lookup_updated_at(app: &TestApp, user: &str) -> Value {
+    let response = app
+        .graphql(
+            &app.token(Role::Viewer),
+            "query($u: UserLookup!) { user(lookup: $u) { updatedAt } }",
+            json!({ "u": by(user) }),
+        )
+        .await;
+    response.data()["user"]["updatedAt"].clone()
+}
+
+db_test! {
+    async fn a_manager_chain_too_long_to_check_is_refused(app) {
+        let import_query = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+        let token = app.token(Role::Admin);
+        for i in 0..=1001 {
+            let mut user = json!({ "externalId": format!("c{i}"), "email": format!("c{i}@example.com"), "firstName": "C", "lastName": "D" });
+            if i > 0 {
+                user["managerExternalId"] = json!(format!("c{}", i - 1));
+            }
+            app.graphql(&token, import_query, json!({ "u": user })).await.data();
+        }
+        let top = set(&app, "c0", json!([{ "approver": by("c1001") }])).await;
+        assert_eq!(top.field_errors(), vec![("approvers[0].approver".to_owned(), "CHAIN_TOO_DEEP".to_owned())]);
+        let bad_lookups = set(&app, "c0", json!([{ "approver": {} }, { "approver": { "id": "x" } }])).await;
+        assert_eq!(bad_lookups.field_errors().len(), 2, "every bad lookup is named: {}", bad_lookups.body);
     }
 }

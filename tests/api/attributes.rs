@@ -116,26 +116,34 @@ db_test! {
 }
 
 async fn statements_for_changes(backend: Backend) {
+    let backend_kind = matches!(backend, Backend::Postgres);
     let database = TestDatabase::create(backend).await;
     let server = ServerProcess::start(&database.url, &[]);
     let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+    // Every user in a source of its own: the statement count must not grow per source.
     for i in 0..1200 {
-        let user = json!({ "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U", "lastName": "V" });
+        let user = json!({ "externalId": format!("u{i}"), "source": format!("s{i}"), "email": format!("u{i}@example.com"), "firstName": "U", "lastName": "V" });
         server.graphql(import, json!({ "u": user })).await.data();
     }
     const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
     let mut counts = Vec::new();
     for n in [10, 1200] {
         let changes: Vec<Value> = (0..n)
-            .map(|i| json!({ "user": { "externalId": format!("u{i}") }, "set": [{ "name": "batch", "value": n.to_string() }] }))
+            .map(|i| json!({ "user": { "externalId": format!("u{i}"), "source": format!("s{i}") }, "set": [{ "name": "batch", "value": n.to_string() }] }))
             .collect();
         let before = server.metric(SERIES).await;
         let response = server.graphql(SET, json!({ "c": changes })).await;
         assert_eq!(response.data()["setUserAttributes"]["succeeded"], n);
         counts.push(server.metric(SERIES).await - before);
     }
-    // Per 500 changes: find the users, read their attributes, delete, touch, insert.
-    assert_eq!(counts, [5.0, 15.0], "statements for 10 and 1,200 changes");
+    // Per 500 changes: find the users, read their attributes, delete, touch, insert; on
+    // PostgreSQL one more for the tenant's advisory lock.
+    let lock = if backend_kind { 1.0 } else { 0.0 };
+    assert_eq!(
+        counts,
+        [5.0 + lock, 15.0 + lock],
+        "statements for 10 and 1,200 changes"
+    );
 }
 
 #[tokio::test]
@@ -146,4 +154,40 @@ async fn changes_run_in_statements_per_chunk_not_per_change_sqlite() {
 #[tokio::test]
 async fn changes_run_in_statements_per_chunk_not_per_change_postgres() {
     statements_for_changes(Backend::Postgres).await;
+}
+
+db_test! {
+    async fn concurrent_calls_lose_no_change(app) {
+        person(&app, "a", json!([])).await;
+        let admin = app.token(Role::Admin);
+        for round in 0..15 {
+            let (one, two) = futures_util::join!(
+                app.graphql(&admin, SET, json!({ "c": [{ "user": { "externalId": "a" }, "set": [{ "name": format!("x{round}"), "value": "1" }] }] })),
+                app.graphql(&admin, SET, json!({ "c": [{ "user": { "externalId": "a" }, "set": [{ "name": format!("y{round}"), "value": "2" }] }] })),
+            );
+            one.data();
+            two.data();
+        }
+        assert_eq!(attributes_of(&app, "a").await.as_array().unwrap().len(), 30, "no change was lost");
+    }
+}
+
+db_test! {
+    async fn a_user_has_at_most_two_hundred_attributes(app) {
+        person(&app, "a", json!([])).await;
+        let many: Vec<Value> = (0..201).map(|i| json!({ "name": format!("n{i}"), "value": "1" })).collect();
+        let response = app.graphql(&app.token(Role::Admin), SET, json!({ "c": [{ "user": { "externalId": "a" }, "set": many }] })).await;
+        let result = &response.data()["setUserAttributes"]["results"][0];
+        assert_eq!(errors(result), [("set".to_owned(), "TOO_MANY".to_owned())]);
+        let half: Vec<Value> = (0..150).map(|i| json!({ "name": format!("n{i}"), "value": "1" })).collect();
+        let other_half: Vec<Value> = (150..300).map(|i| json!({ "name": format!("n{i}"), "value": "1" })).collect();
+        let response = app.graphql(&app.token(Role::Admin), SET, json!({ "c": [
+            { "user": { "externalId": "a" }, "set": half },
+            { "user": { "externalId": "a" }, "set": other_half },
+        ] })).await;
+        let results = &response.data()["setUserAttributes"]["results"];
+        assert_eq!(results[0]["success"], true);
+        assert_eq!(errors(&results[1]), [("set".to_owned(), "TOO_MANY".to_owned())]);
+        assert_eq!(attributes_of(&app, "a").await.as_array().unwrap().len(), 150);
+    }
 }
