@@ -12,4 +12,5 @@ pub mod graphql;
 pub mod http;
 pub mod startup;
 pub mod telemetry;
+pub mod tracks;
 pub mod users;

@@ -2,6 +2,10 @@
 //! SQL strings for these tables, it goes through these models and `sea-query`.
 
 pub mod approver_links;
+pub mod learning_track_tags;
+pub mod learning_tracks;
+pub mod track_assignments;
+pub mod track_completions;
 pub mod user_attributes;
 pub mod user_tags;
 pub mod users;

@@ -2,6 +2,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261101_000001_users;
 mod m20261102_000001_approver_links;
+mod m20261103_000001_learning_tracks;
 
 pub struct Migrator;
 
@@ -11,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261101_000001_users::Migration),
             Box::new(m20261102_000001_approver_links::Migration),
+            Box::new(m20261103_000001_learning_tracks::Migration),
         ]
     }
 }

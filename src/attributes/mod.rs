@@ -9,11 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::Utc;
 use entity::{user_attributes, users};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::auth::TenantId;
 use crate::db;
@@ -172,7 +169,7 @@ pub async fn set_user_attributes(
         .iter()
         .filter_map(|c| c.user.as_ref().ok())
         .collect();
-    let found = find_users(&txn, tenant, &keys).await?;
+    let found = store::find_many(&txn, tenant, &keys, true).await?;
     let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -264,69 +261,6 @@ pub async fn set_user_attributes(
         }
     }
     Ok(results)
-}
-
-/// Each distinct key's user, found with one statement per chunk of each kind of key.
-async fn find_users(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    keys: &[&UserKey],
-) -> Result<HashMap<UserKey, users::Model>, DbErr> {
-    let mut ids = Vec::new();
-    let mut emails = Vec::new();
-    let mut external: Vec<(&str, &str)> = Vec::new();
-    for key in keys {
-        match key {
-            UserKey::Id(id) => ids.push(*id),
-            UserKey::Email(email) => emails.push(email.to_lowercase()),
-            UserKey::External {
-                source,
-                external_id,
-            } => external.push((source, external_id)),
-        }
-    }
-    let mut conditions: Vec<Condition> = Vec::new();
-    for chunk in ids.chunks(CHUNK) {
-        conditions.push(Condition::all().add(users::Column::Id.is_in(chunk.iter().copied())));
-    }
-    for chunk in emails.chunks(CHUNK) {
-        conditions.push(Condition::all().add(users::Column::EmailKey.is_in(chunk.iter().cloned())));
-    }
-    for chunk in external.chunks(CHUNK) {
-        let mut any = Condition::any();
-        for (source, external_id) in chunk {
-            any = any.add(
-                users::Column::Source
-                    .eq(*source)
-                    .and(users::Column::ExternalId.eq(*external_id)),
-            );
-        }
-        conditions.push(any);
-    }
-    let mut found = HashMap::new();
-    let postgres = conn.get_database_backend() == DatabaseBackend::Postgres;
-    for condition in conditions {
-        let mut query = users::Entity::find()
-            .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(condition)
-            .order_by_asc(users::Column::Id);
-        if postgres {
-            query = query.lock_exclusive();
-        }
-        let rows = query.all(conn).await?;
-        for user in rows {
-            found.insert(UserKey::Id(user.id), user.clone());
-            found.insert(UserKey::Email(user.email_key.clone()), user.clone());
-            found.insert(
-                UserKey::External {
-                    source: user.source.clone(),
-                    external_id: user.external_id.clone(),
-                },
-                user,
-            );
-        }
-    }
-    Ok(found)
 }
 
 /// Replaces the attributes of the `changed` users with their new sets and moves their

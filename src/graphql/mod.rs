@@ -14,16 +14,22 @@ use crate::approvers::graphql::ApproversMutation;
 use crate::attributes::graphql::AttributesMutation;
 use crate::auth::{AuthQuery, Principal};
 use crate::config::QueryLimits;
+use crate::tracks::graphql::{TracksMutation, TracksQuery};
 use crate::users::graphql::{UsersMutation, UsersQuery, loaders};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery, UsersQuery);
+pub struct QueryRoot(AuthQuery, UsersQuery, TracksQuery);
 
 /// Every mutation needs the `admin` role; each field carries its guard.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(UsersMutation, ApproversMutation, AttributesMutation);
+pub struct MutationRoot(
+    UsersMutation,
+    ApproversMutation,
+    AttributesMutation,
+    TracksMutation,
+);
 
 pub type RosterSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -61,6 +67,7 @@ pub fn sdl() -> String {
 pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
     loaders(data, db, &principal.tenant);
     crate::approvers::graphql::loaders(data, db, &principal.tenant);
+    crate::tracks::graphql::loaders(data, db, &principal.tenant);
     data.insert(principal);
     data.insert(db.clone());
 }

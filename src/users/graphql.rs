@@ -21,6 +21,8 @@ use crate::approvers::{ApproverChange, ApproverSpec, Label};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::scalars::{Date, IdCursor};
+use crate::tracks;
+use crate::tracks::graphql::{LearningTrackStatus, TrackProgress};
 
 /// Page size of `users` when `first` is not given.
 pub const DEFAULT_PAGE: i32 = 50;
@@ -526,6 +528,24 @@ impl User {
     async fn managees(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
         let loader = ctx.data_unchecked::<DataLoader<ManageesLoader>>();
         links(&self.1.managees, loader.load_one(self.0.id)).await
+    }
+    /// Overall compliance as of `asOf` (default now).
+    async fn learning_track_status(
+        &self,
+        ctx: &Context<'_>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> AppResult<LearningTrackStatus> {
+        let progress = tracks::graphql::progress(ctx, self.0.id, as_of).await?;
+        Ok(tracks::overall(&progress).into())
+    }
+    /// Each assigned track with its status as of `asOf` (default now), by track name.
+    async fn learning_tracks(
+        &self,
+        ctx: &Context<'_>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> AppResult<Vec<TrackProgress>> {
+        let progress = tracks::graphql::progress(ctx, self.0.id, as_of).await?;
+        Ok(progress.into_iter().map(TrackProgress::from).collect())
     }
     async fn custom_info(&self) -> Option<Json<serde_json::Value>> {
         self.0.custom_info.clone().map(Json)

@@ -145,6 +145,71 @@ pub async fn by_ids(
     Ok(found)
 }
 
+/// Each distinct key's user, found with one statement per chunk of each kind of key; with
+/// `lock`, the rows stay locked `FOR UPDATE` (PostgreSQL) until the transaction ends.
+pub async fn find_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    keys: &[&UserKey],
+    lock: bool,
+) -> Result<HashMap<UserKey, users::Model>, DbErr> {
+    let mut ids = Vec::new();
+    let mut emails = Vec::new();
+    let mut external: Vec<(&str, &str)> = Vec::new();
+    for key in keys {
+        match key {
+            UserKey::Id(id) => ids.push(*id),
+            UserKey::Email(email) => emails.push(email.to_lowercase()),
+            UserKey::External {
+                source,
+                external_id,
+            } => external.push((source, external_id)),
+        }
+    }
+    let mut conditions: Vec<Condition> = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        conditions.push(Condition::all().add(users::Column::Id.is_in(chunk.iter().copied())));
+    }
+    for chunk in emails.chunks(IN_CHUNK) {
+        conditions.push(Condition::all().add(users::Column::EmailKey.is_in(chunk.iter().cloned())));
+    }
+    for chunk in external.chunks(IN_CHUNK) {
+        let mut any = Condition::any();
+        for (source, external_id) in chunk {
+            any = any.add(
+                users::Column::Source
+                    .eq(*source)
+                    .and(users::Column::ExternalId.eq(*external_id)),
+            );
+        }
+        conditions.push(any);
+    }
+    let mut found = HashMap::new();
+    let lock = lock && conn.get_database_backend() == DatabaseBackend::Postgres;
+    for condition in conditions {
+        let mut query = users::Entity::find()
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(condition)
+            .order_by_asc(users::Column::Id);
+        if lock {
+            query = query.lock_exclusive();
+        }
+        let rows = query.all(conn).await?;
+        for user in rows {
+            found.insert(UserKey::Id(user.id), user.clone());
+            found.insert(UserKey::Email(user.email_key.clone()), user.clone());
+            found.insert(
+                UserKey::External {
+                    source: user.source.clone(),
+                    external_id: user.external_id.clone(),
+                },
+                user,
+            );
+        }
+    }
+    Ok(found)
+}
+
 /// Other users of the tenant that hold the email, the login or the key of `profile`.
 pub async fn holders_of(
     conn: &impl ConnectionTrait,
@@ -326,7 +391,7 @@ pub async fn insert(
     let mut row = columns(tenant, profile, now);
     row.created_at = Set(now);
     let user = users::Entity::insert(row).exec_with_returning(conn).await?;
-    replace_tags(conn, tenant, user.id, &profile.tags).await?;
+    replace_tags(conn, tenant, user.id, &profile.tags, now).await?;
     replace_attributes(conn, tenant, user.id, &profile.attributes).await?;
     Ok(user)
 }
@@ -345,7 +410,7 @@ pub async fn update(
     // `id` was found in `tenant` within the caller's transaction.
     let user = row.update(conn).await?;
     if before.tags != after.tags {
-        replace_tags(conn, tenant, id, &after.tags).await?;
+        replace_tags(conn, tenant, id, &after.tags, now).await?;
     }
     if before.attributes != after.attributes {
         replace_attributes(conn, tenant, id, &after.attributes).await?;
@@ -364,7 +429,25 @@ pub async fn touch(
     row.update(conn).await
 }
 
+/// Replaces a user's tags; the learning tracks they assign follow at once.
 async fn replace_tags(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    user_id: i64,
+    tags: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    write_tags(conn, tenant, user_id, tags).await?;
+    crate::tracks::sync(
+        conn,
+        tenant,
+        crate::tracks::Scope::Users(&[user_id]),
+        now.timestamp_millis(),
+    )
+    .await
+}
+
+async fn write_tags(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     user_id: i64,

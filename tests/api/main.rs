@@ -11,5 +11,6 @@ mod http;
 mod listing;
 mod ops;
 mod schema;
+mod tracks;
 mod users;
 mod ws;

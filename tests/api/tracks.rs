@@ -1,0 +1,227 @@
+//! Learning tracks: assignment by tags, completions, statuses at their boundaries, and the
+//! compliance summary.
+
+use chrono::{DateTime, Duration, Utc};
+use roster::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{GraphQLResponse, TestApp, db_test};
+use crate::users::import;
+
+const CREATE: &str = "mutation($i: LearningTrackInput!) { createLearningTrack(input: $i) { id name tags validityDays expiringSoonDays dueDays } }";
+const UPDATE: &str = "mutation($id: ID!, $i: LearningTrackInput!) { updateLearningTrack(id: $id, input: $i) { id tags } }";
+const COMPLETE: &str = "mutation($c: [TrackCompletionInput!]!) { recordTrackCompletions(completions: $c) { succeeded failed results { lookupKey track success errors { field code } } } }";
+const PROGRESS: &str = "query($u: UserLookup!, $at: DateTime) {
+    learningTrackStatus(user: $u, asOf: $at)
+    user(lookup: $u) { learningTrackStatus(asOf: $at) learningTracks(asOf: $at) { track { name } status assignedAt completedAt expiresAt } }
+}";
+
+async fn track(app: &TestApp, input: Value) -> String {
+    let response = app
+        .graphql(&app.token(Role::Admin), CREATE, json!({ "i": input }))
+        .await;
+    response.data()["createLearningTrack"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn person(app: &TestApp, id: &str, tags: Value) {
+    import(app, json!({ "externalId": id, "email": format!("{id}@example.com"), "firstName": id, "lastName": "P", "tags": tags }), Value::Null)
+        .await
+        .data();
+}
+
+async fn progress(app: &TestApp, id: &str, at: DateTime<Utc>) -> Value {
+    let response = app
+        .graphql(
+            &app.token(Role::Viewer),
+            PROGRESS,
+            json!({ "u": { "externalId": id }, "at": at.to_rfc3339() }),
+        )
+        .await;
+    let data = response.data();
+    assert_eq!(
+        data["learningTrackStatus"],
+        data["user"]["learningTrackStatus"]
+    );
+    data.clone()
+}
+
+async fn status(app: &TestApp, id: &str, at: DateTime<Utc>) -> String {
+    progress(app, id, at).await["learningTrackStatus"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn complete(app: &TestApp, id: &str, track: &str, at: DateTime<Utc>) -> GraphQLResponse {
+    app.graphql(
+        &app.token(Role::Admin),
+        COMPLETE,
+        json!({ "c": [{ "user": { "externalId": id }, "track": track, "completedAt": at.to_rfc3339() }] }),
+    )
+    .await
+}
+
+fn at(text: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+db_test! {
+    async fn statuses_change_exactly_at_their_boundaries(app) {
+        let safety = track(&app, json!({ "name": "Safety", "tags": ["Safety"], "validityDays": 10, "expiringSoonDays": 3, "dueDays": 5 })).await;
+        person(&app, "u", json!(["SAFETY"])).await;
+        let now = Utc::now();
+        let tracks = &progress(&app, "u", now).await["user"]["learningTracks"];
+        assert_eq!(tracks[0]["track"]["name"], "Safety", "tags compare lower-cased");
+        let assigned = at(&tracks[0]["assignedAt"]);
+        let s = Duration::seconds(1);
+        let d = Duration::days(1);
+
+        assert_eq!(status(&app, "u", assigned - s).await, "NO_TRACKS_ASSIGNED", "before the assignment");
+        assert_eq!(status(&app, "u", assigned + d * 5 - s).await, "UNCOMPLETED");
+        assert_eq!(status(&app, "u", assigned + d * 5).await, "NOT_COMPLIANT", "due at that instant");
+        assert_eq!(status(&app, "u", assigned + d * 5 + s).await, "NOT_COMPLIANT");
+
+        let done = assigned + d;
+        complete(&app, "u", &safety, done).await.data();
+        assert_eq!(status(&app, "u", done - s).await, "UNCOMPLETED", "a completion counts from its instant");
+        assert_eq!(status(&app, "u", done).await, "COMPLETED");
+        assert_eq!(status(&app, "u", done + d * 7 - s).await, "COMPLETED");
+        assert_eq!(status(&app, "u", done + d * 7).await, "EXPIRING_SOON");
+        assert_eq!(status(&app, "u", done + d * 10 - s).await, "EXPIRING_SOON");
+        assert_eq!(status(&app, "u", done + d * 10).await, "NOT_COMPLIANT", "expired at that instant");
+        let late = progress(&app, "u", done + d * 10 + s).await;
+        let entry = &late["user"]["learningTracks"][0];
+        assert_eq!(entry["status"], "NOT_COMPLIANT");
+        assert_eq!(at(&entry["completedAt"]), done);
+        assert_eq!(at(&entry["expiresAt"]), done + d * 10);
+
+        // The newest completion counts.
+        complete(&app, "u", &safety, done + d * 9).await.data();
+        assert_eq!(status(&app, "u", done + d * 10 + s).await, "COMPLETED");
+    }
+}
+
+db_test! {
+    async fn tracks_without_validity_or_due_days_never_lapse(app) {
+        let open = track(&app, json!({ "name": "Open", "tags": ["all"] })).await;
+        person(&app, "u", json!(["all"])).await;
+        let far = Utc::now() + Duration::days(36_000);
+        assert_eq!(status(&app, "u", far).await, "UNCOMPLETED");
+        complete(&app, "u", &open, Utc::now()).await.data();
+        assert_eq!(status(&app, "u", far).await, "COMPLETED");
+    }
+}
+
+db_test! {
+    async fn the_worst_track_decides_and_tags_move_assignments(app) {
+        let a = track(&app, json!({ "name": "A", "tags": ["a"], "dueDays": 0 })).await;
+        let b = track(&app, json!({ "name": "B", "tags": ["b"] })).await;
+        person(&app, "u", json!(["a", "b"])).await;
+        person(&app, "none", json!([])).await;
+        let now = Utc::now() + Duration::seconds(1);
+        assert_eq!(status(&app, "u", now).await, "NOT_COMPLIANT", "A is due at once");
+        complete(&app, "u", &a, now - Duration::milliseconds(500)).await.data();
+        assert_eq!(status(&app, "u", now).await, "UNCOMPLETED", "B is still open");
+        complete(&app, "u", &b, now - Duration::milliseconds(500)).await.data();
+        assert_eq!(status(&app, "u", now).await, "COMPLETED");
+        assert_eq!(status(&app, "none", now).await, "NO_TRACKS_ASSIGNED");
+
+        // The user loses tag b: B is unassigned.
+        person(&app, "u", json!(["a"])).await;
+        let names: Vec<String> = progress(&app, "u", now).await["user"]["learningTracks"].as_array().unwrap().iter().map(|t| t["track"]["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["A"]);
+        // Track A now wants tag c: u loses it, the user with c gains it.
+        person(&app, "c", json!(["C"])).await;
+        let updated = app.graphql(&app.token(Role::Admin), UPDATE, json!({ "id": a, "i": { "name": "A", "tags": ["c"], "dueDays": 0 } })).await;
+        assert_eq!(updated.data()["updateLearningTrack"]["tags"], json!(["c"]));
+        let later = Utc::now() + Duration::seconds(1);
+        assert_eq!(status(&app, "u", later).await, "NO_TRACKS_ASSIGNED");
+        assert_eq!(status(&app, "c", later).await, "NOT_COMPLIANT");
+    }
+}
+
+db_test! {
+    async fn completions_are_checked_one_by_one(app) {
+        let a = track(&app, json!({ "name": "A", "tags": ["a"] })).await;
+        let b = track(&app, json!({ "name": "B", "tags": ["b"] })).await;
+        person(&app, "u", json!(["a"])).await;
+        let other = app.token_for(Role::Admin, Some("elsewhere"));
+        crate::users::import_as(&app, &other, json!({ "externalId": "x", "email": "x@example.com", "firstName": "X", "lastName": "Y", "tags": ["a"] }), Value::Null).await.data();
+        let now = Utc::now().to_rfc3339();
+        let response = app.graphql(&app.token(Role::Admin), COMPLETE, json!({ "c": [
+            { "user": { "externalId": "u" }, "track": a, "completedAt": now },
+            { "user": { "externalId": "u" }, "track": b, "completedAt": now },
+            { "user": { "externalId": "nobody" }, "track": a, "completedAt": now },
+            { "user": { "externalId": "x" }, "track": a, "completedAt": now },
+            { "user": { "externalId": "u" }, "track": "999999", "completedAt": now },
+        ] })).await;
+        let payload = &response.data()["recordTrackCompletions"];
+        assert_eq!((payload["succeeded"].as_i64(), payload["failed"].as_i64()), (Some(1), Some(4)));
+        let codes: Vec<String> = payload["results"].as_array().unwrap().iter().map(|r| r["errors"][0]["code"].as_str().unwrap_or("").to_owned()).collect();
+        assert_eq!(codes, ["", "NOT_ASSIGNED", "NOT_FOUND", "NOT_FOUND", "NOT_ASSIGNED"]);
+
+        let bad = app.graphql(&app.token(Role::Admin), CREATE, json!({ "i": { "name": " ", "tags": [""], "validityDays": 0, "expiringSoonDays": -1 } })).await;
+        let mut fields = bad.field_errors();
+        fields.sort();
+        assert_eq!(fields, vec![
+            ("input.expiringSoonDays".to_owned(), "OUT_OF_RANGE".to_owned()),
+            ("input.name".to_owned(), "REQUIRED".to_owned()),
+            ("input.tags[0]".to_owned(), "REQUIRED".to_owned()),
+            ("input.validityDays".to_owned(), "OUT_OF_RANGE".to_owned()),
+        ]);
+        let taken = app.graphql(&app.token(Role::Admin), CREATE, json!({ "i": { "name": "A", "tags": [] } })).await;
+        assert_eq!(taken.error_code(), Some("CONFLICT"));
+        let viewer = app.graphql(&app.token(Role::Viewer), CREATE, json!({ "i": { "name": "V", "tags": [] } })).await;
+        assert_eq!(viewer.error_code(), Some("FORBIDDEN"));
+        let listed = app.graphql(&app.token(Role::Viewer), "{ learningTracks { name tags expiringSoonDays } }", Value::Null).await;
+        assert_eq!(listed.data()["learningTracks"], json!([{ "name": "A", "tags": ["a"], "expiringSoonDays": 30 }, { "name": "B", "tags": ["b"], "expiringSoonDays": 30 }]));
+    }
+}
+
+db_test! {
+    async fn the_summary_counts_what_each_user_shows(app) {
+        let tracks = [
+            track(&app, json!({ "name": "T0", "tags": ["t0"], "validityDays": 30, "expiringSoonDays": 10, "dueDays": 3 })).await,
+            track(&app, json!({ "name": "T1", "tags": ["t1"], "validityDays": 5, "expiringSoonDays": 2 })).await,
+            track(&app, json!({ "name": "T2", "tags": ["t2"], "dueDays": 1 })).await,
+        ];
+        let start = Utc::now();
+        let mut completions = Vec::new();
+        for i in 0..120 {
+            let tags: Vec<String> = (0..3).filter(|t| (i >> t) & 1 == 1).map(|t| format!("t{t}")).collect();
+            person(&app, &format!("u{i}"), json!(tags)).await;
+            for (t, track) in tracks.iter().enumerate() {
+                if (i >> t) & 1 == 1 && (i / 8 + t) % 3 != 0 {
+                    let when = start + Duration::hours(((i * 7 + t * 13) % 200) as i64);
+                    completions.push(json!({ "user": { "externalId": format!("u{i}") }, "track": track, "completedAt": when.to_rfc3339() }));
+                }
+            }
+        }
+        app.graphql(&app.token(Role::Admin), COMPLETE, json!({ "c": completions })).await.data();
+        let query = "query($at: DateTime) {
+            complianceSummary(asOf: $at) { notCompliant expiringSoon uncompleted completed noTracksAssigned }
+            users(first: 500) { edges { node { learningTrackStatus(asOf: $at) } } }
+        }";
+        let mut seen = std::collections::HashSet::new();
+        for days in [0, 2, 4, 8, 26, 40] {
+            let instant = start + Duration::days(days);
+            let response = app.graphql(&app.token(Role::Viewer), query, json!({ "at": instant.to_rfc3339() })).await;
+            let data = response.data();
+            let mut counted = std::collections::HashMap::new();
+            for edge in data["users"]["edges"].as_array().unwrap() {
+                *counted.entry(edge["node"]["learningTrackStatus"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+            }
+            let summary = &data["complianceSummary"];
+            for (field, status) in [("notCompliant", "NOT_COMPLIANT"), ("expiringSoon", "EXPIRING_SOON"), ("uncompleted", "UNCOMPLETED"), ("completed", "COMPLETED"), ("noTracksAssigned", "NO_TRACKS_ASSIGNED")] {
+                assert_eq!(summary[field].as_i64().unwrap(), counted.get(status).copied().unwrap_or(0), "day {days}: {field}");
+            }
+            seen.extend(counted.keys().cloned());
+        }
+        assert_eq!(seen.len(), 5, "every status occurs on some day: {seen:?}");
+    }
+}
