@@ -51,6 +51,18 @@ impl From<Overall> for LearningTrackStatus {
     }
 }
 
+impl From<LearningTrackStatus> for Overall {
+    fn from(status: LearningTrackStatus) -> Self {
+        match status {
+            LearningTrackStatus::NotCompliant => Overall::Track(Status::NotCompliant),
+            LearningTrackStatus::ExpiringSoon => Overall::Track(Status::ExpiringSoon),
+            LearningTrackStatus::Uncompleted => Overall::Track(Status::Uncompleted),
+            LearningTrackStatus::Completed => Overall::Track(Status::Completed),
+            LearningTrackStatus::NoTracksAssigned => Overall::NoTracksAssigned,
+        }
+    }
+}
+
 /// A learning track: users sharing any of its tags are assigned it.
 #[derive(InputObject)]
 pub struct LearningTrackInput {

@@ -477,7 +477,8 @@ pub async fn record_completions(
     Ok(results)
 }
 
-/// Each user's tracks as of `as_of_ms`, in track-name order.
+/// Each user's tracks as of `as_of_ms`, in track-name order: three statements per chunk
+/// of users (tracks, completions, assignments).
 pub async fn progress_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -534,32 +535,24 @@ pub async fn progress_of(
     Ok(progress)
 }
 
-/// Users of the tenant per overall status as of `as_of_ms`: one aggregate query, the same
-/// rules as [`status`].
-pub async fn summary(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    as_of_ms: i64,
-) -> Result<HashMap<Overall, i64>, DbErr> {
-    let backend = conn.get_database_backend();
+/// Each user of the tenant with the rank of their overall status as of an instant
+/// (`NULL`: no track), as SQL with its values, in the order of its `?`.
+fn ranked_users(tenant: &TenantId, as_of_ms: i64) -> (String, Vec<Value>) {
     let sql = format!(
-        "SELECT s.status_rank, COUNT(*) FROM (\
-           SELECT u.id, CAST(MIN({rank}) AS BIGINT) AS status_rank \
-           FROM users u \
-           LEFT JOIN track_assignments a ON a.user_id = u.id AND a.assigned_at_ms <= ? \
-           LEFT JOIN learning_tracks t ON t.id = a.track_id \
-           LEFT JOIN (SELECT user_id, track_id, MAX(completed_at_ms) AS done \
-                      FROM track_completions WHERE tenant = ? AND completed_at_ms <= ? \
-                      GROUP BY user_id, track_id) c \
-             ON c.user_id = a.user_id AND c.track_id = a.track_id \
-           WHERE u.tenant = ? \
-           GROUP BY u.id\
-         ) s GROUP BY s.status_rank",
-        rank = RANK_SQL,
+        "SELECT u.id AS user_id, CAST(MIN({RANK_SQL}) AS BIGINT) AS status_rank \
+         FROM users u \
+         LEFT JOIN track_assignments a ON a.user_id = u.id AND a.assigned_at_ms <= ? \
+         LEFT JOIN learning_tracks t ON t.id = a.track_id \
+         LEFT JOIN (SELECT user_id, track_id, MAX(completed_at_ms) AS done \
+                    FROM track_completions WHERE tenant = ? AND completed_at_ms <= ? \
+                    GROUP BY user_id, track_id) c \
+           ON c.user_id = a.user_id AND c.track_id = a.track_id \
+         WHERE u.tenant = ? \
+         GROUP BY u.id"
     );
-    // In the order of the `?`: the three of the rank, the assignments' instant, the
-    // completions' tenant and instant, the users' tenant.
-    let values: Vec<Value> = vec![
+    // The three of the rank, the assignments' instant, the completions' tenant and
+    // instant, the users' tenant.
+    let values = vec![
         as_of_ms.into(),
         as_of_ms.into(),
         as_of_ms.into(),
@@ -568,8 +561,30 @@ pub async fn summary(
         as_of_ms.into(),
         tenant.as_str().into(),
     ];
+    (sql, values)
+}
+
+fn rank_of(overall: Overall) -> Option<i64> {
+    match overall {
+        Overall::Track(status) => Some(status as i64),
+        Overall::NoTracksAssigned => None,
+    }
+}
+
+/// Users of the tenant per overall status as of `as_of_ms`: one aggregate query, the same
+/// rules as [`status`].
+pub async fn summary(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    as_of_ms: i64,
+) -> Result<HashMap<Overall, i64>, DbErr> {
+    let (ranked, values) = ranked_users(tenant, as_of_ms);
+    let sql = format!("SELECT s.status_rank, COUNT(*) FROM ({ranked}) s GROUP BY s.status_rank");
     let mut counts = HashMap::new();
-    for row in conn.query_all_raw(statement(backend, &sql, values)).await? {
+    for row in conn
+        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .await?
+    {
         let rank: Option<i64> = row.try_get_by_index(0)?;
         let count: i64 = row.try_get_by_index(1)?;
         let overall = match rank {
@@ -582,6 +597,28 @@ pub async fn summary(
         *counts.entry(overall).or_insert(0) += count;
     }
     Ok(counts)
+}
+
+/// A condition on `users.id`: the user's overall status as of `as_of_ms` is `overall`.
+pub fn status_condition(
+    backend: DatabaseBackend,
+    tenant: &TenantId,
+    overall: Overall,
+    as_of_ms: i64,
+) -> sea_orm::sea_query::SimpleExpr {
+    let (ranked, mut values) = ranked_users(tenant, as_of_ms);
+    let test = match rank_of(overall) {
+        Some(rank) => {
+            values.push(rank.into());
+            "r.status_rank = ?"
+        }
+        None => "r.status_rank IS NULL",
+    };
+    let sql = format!("\"users\".\"id\" IN (SELECT r.user_id FROM ({ranked}) r WHERE {test})");
+    // sea-query numbers custom placeholders itself on PostgreSQL, as `$1…` of this
+    // expression's own values.
+    let sql = statement(backend, &sql, Vec::new()).sql;
+    sea_orm::sea_query::Expr::cust_with_values(sql, values)
 }
 
 /// [`status`] in SQL over `a` (assignment), `t` (track) and `c.done` (newest completion);

@@ -338,6 +338,8 @@ pub struct UserFilter {
     /// Users of exactly this department.
     pub department: Option<String>,
     pub source: Option<String>,
+    /// Users whose overall learning-track status is this one now.
+    pub learning_track_status: Option<LearningTrackStatus>,
 }
 
 impl From<UserFilter> for DomainFilter {
@@ -348,6 +350,9 @@ impl From<UserFilter> for DomainFilter {
             tag: filter.tag,
             department: filter.department,
             source: filter.source,
+            learning_track_status: filter
+                .learning_track_status
+                .map(|status| (status.into(), Utc::now().timestamp_millis())),
         }
     }
 }
@@ -384,6 +389,17 @@ struct Prefetched {
     attributes: Option<Vec<profile::Attribute>>,
     approvers: Option<Vec<ResolvedLink>>,
     managees: Option<Vec<ResolvedLink>>,
+    /// Learning-track progress for the `asOf` the query gave (`None`: the request's now).
+    progress: Option<(Option<DateTime<Utc>>, Vec<tracks::Progress>)>,
+}
+
+impl Prefetched {
+    fn progress_for(&self, as_of: Option<DateTime<Utc>>) -> Option<Vec<tracks::Progress>> {
+        self.progress
+            .as_ref()
+            .filter(|(at, _)| *at == as_of)
+            .map(|(_, progress)| progress.clone())
+    }
 }
 
 impl From<users::Model> for User {
@@ -535,7 +551,10 @@ impl User {
         ctx: &Context<'_>,
         as_of: Option<DateTime<Utc>>,
     ) -> AppResult<LearningTrackStatus> {
-        let progress = tracks::graphql::progress(ctx, self.0.id, as_of).await?;
+        let progress = match self.1.progress_for(as_of) {
+            Some(progress) => progress,
+            None => tracks::graphql::progress(ctx, self.0.id, as_of).await?,
+        };
         Ok(tracks::overall(&progress).into())
     }
     /// Each assigned track with its status as of `asOf` (default now), by track name.
@@ -544,7 +563,10 @@ impl User {
         ctx: &Context<'_>,
         as_of: Option<DateTime<Utc>>,
     ) -> AppResult<Vec<TrackProgress>> {
-        let progress = tracks::graphql::progress(ctx, self.0.id, as_of).await?;
+        let progress = match self.1.progress_for(as_of) {
+            Some(progress) => progress,
+            None => tracks::graphql::progress(ctx, self.0.id, as_of).await?,
+        };
         Ok(progress.into_iter().map(TrackProgress::from).collect())
     }
     async fn custom_info(&self) -> Option<Json<serde_json::Value>> {
@@ -746,6 +768,13 @@ async fn prefetch(
             page.approvers = Some(links.remove(id).unwrap_or_default());
         }
     }
+    if let Some(as_of) = one_as_of(&node) {
+        let at = as_of.unwrap_or_else(Utc::now).timestamp_millis();
+        let mut progress = tracks::progress_of(db, tenant, &ids, at).await?;
+        for (id, page) in &mut pages {
+            page.progress = Some((as_of, progress.remove(id).unwrap_or_default()));
+        }
+    }
     if wants("managees") {
         let mut links = approver_store::resolved_links_by(db, tenant, Side::Approver, &ids).await?;
         for (id, page) in &mut pages {
@@ -753,6 +782,30 @@ async fn prefetch(
         }
     }
     Ok(pages)
+}
+
+/// The one `asOf` every selection of `learningTrackStatus`/`learningTracks` on the page's
+/// users gives (`Some(None)`: none given, so now); `None` when they are not selected, or
+/// ask for different instants (then each is loaded on its own).
+fn one_as_of(nodes: &[async_graphql::Lookahead<'_>]) -> Option<Option<DateTime<Utc>>> {
+    let mut instants = Vec::new();
+    for node in nodes {
+        for name in ["learningTrackStatus", "learningTracks"] {
+            for field in node.field(name).selection_fields() {
+                let arguments = field.arguments().ok()?;
+                let as_of = match arguments.iter().find(|(name, _)| name.as_str() == "asOf") {
+                    None | Some((_, async_graphql::Value::Null)) => None,
+                    Some((_, async_graphql::Value::String(text))) => {
+                        Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc))
+                    }
+                    Some(_) => return None,
+                };
+                instants.push(as_of);
+            }
+        }
+    }
+    let first = *instants.first()?;
+    instants.iter().all(|at| *at == first).then_some(first)
 }
 
 #[derive(Default)]

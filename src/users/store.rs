@@ -37,6 +37,8 @@ pub struct UserFilter {
     /// Exact department name.
     pub department: Option<String>,
     pub source: Option<String>,
+    /// Users whose overall learning-track status is this one at the given instant (ms).
+    pub learning_track_status: Option<(crate::tracks::Overall, i64)>,
 }
 
 impl UserFilter {
@@ -515,7 +517,7 @@ pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {
     }
 }
 
-fn filter_condition(tenant: &TenantId, filter: &UserFilter) -> Condition {
+fn filter_condition(backend: DatabaseBackend, tenant: &TenantId, filter: &UserFilter) -> Condition {
     let mut condition = Condition::all().add(users::Column::Tenant.eq(tenant.as_str()));
     if let Some(search) = &filter.search {
         for word in search.split_whitespace() {
@@ -532,6 +534,11 @@ fn filter_condition(tenant: &TenantId, filter: &UserFilter) -> Condition {
     }
     if let Some(source) = &filter.source {
         condition = condition.add(users::Column::Source.eq(source.trim()));
+    }
+    if let Some((status, as_of_ms)) = filter.learning_track_status {
+        condition = condition.add(crate::tracks::status_condition(
+            backend, tenant, status, as_of_ms,
+        ));
     }
     if let Some(tag) = &filter.tag {
         condition = condition.add(
@@ -568,7 +575,11 @@ pub async fn page(
     after: Option<i64>,
     limit: u64,
 ) -> Result<Vec<users::Model>, DbErr> {
-    let mut query = users::Entity::find().filter(filter_condition(tenant, filter));
+    let mut query = users::Entity::find().filter(filter_condition(
+        conn.get_database_backend(),
+        tenant,
+        filter,
+    ));
     if let Some(after) = after {
         query = query.filter(users::Column::Id.gt(after));
     }
@@ -585,7 +596,11 @@ pub async fn count(
     filter: &UserFilter,
 ) -> Result<u64, DbErr> {
     users::Entity::find()
-        .filter(filter_condition(tenant, filter))
+        .filter(filter_condition(
+            conn.get_database_backend(),
+            tenant,
+            filter,
+        ))
         .count(conn)
         .await
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{GraphQLResponse, TestApp, db_test};
+use crate::helpers::{Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
 use crate::users::import;
 
 const CREATE: &str = "mutation($i: LearningTrackInput!) { createLearningTrack(input: $i) { id name tags validityDays expiringSoonDays dueDays } }";
@@ -223,5 +223,71 @@ db_test! {
             seen.extend(counted.keys().cloned());
         }
         assert_eq!(seen.len(), 5, "every status occurs on some day: {seen:?}");
+
+        // Dashboards filter users by their status now; the counts agree with the summary.
+        let filtered = "query($s: LearningTrackStatus!) {
+            complianceSummary { notCompliant expiringSoon uncompleted completed noTracksAssigned }
+            users(filter: { learningTrackStatus: $s }) { totalCount edges { node { learningTrackStatus } } }
+        }";
+        for (field, status) in [("notCompliant", "NOT_COMPLIANT"), ("expiringSoon", "EXPIRING_SOON"), ("uncompleted", "UNCOMPLETED"), ("completed", "COMPLETED"), ("noTracksAssigned", "NO_TRACKS_ASSIGNED")] {
+            let response = app.graphql(&app.token(Role::Viewer), filtered, json!({ "s": status })).await;
+            let data = response.data();
+            assert_eq!(data["users"]["totalCount"], data["complianceSummary"][field], "{status}");
+            for edge in data["users"]["edges"].as_array().unwrap() {
+                assert_eq!(edge["node"]["learningTrackStatus"], status);
+            }
+        }
     }
+}
+
+async fn statements_per_page(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let server = ServerProcess::start(&database.url, &[]);
+    server
+        .graphql(
+            CREATE,
+            json!({ "i": { "name": "T", "tags": ["t"], "validityDays": 30, "dueDays": 5 } }),
+        )
+        .await
+        .data();
+    let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+    for i in 0..100 {
+        let user = json!({
+            "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U",
+            "lastName": "V", "tags": ["t"], "attributes": [{ "name": "grade", "value": "1" }],
+        });
+        server.graphql(import, json!({ "u": user })).await.data();
+    }
+    const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
+    let query = "query($first: Int) { users(first: $first) { edges { node {
+        learningTrackStatus learningTracks { track { name } status assignedAt } attributes { name }
+    } } } }";
+    let mut counts = Vec::new();
+    for first in [100, 10, 1] {
+        let before = server.metric(SERIES).await;
+        let response = server.graphql(query, json!({ "first": first })).await;
+        let edges = response.data()["users"]["edges"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(edges.len(), first);
+        assert_eq!(edges[0]["node"]["learningTrackStatus"], "UNCOMPLETED");
+        counts.push(server.metric(SERIES).await - before);
+    }
+    // The page, the attributes, and the tracks, completions and assignments.
+    assert_eq!(
+        counts,
+        [5.0, 5.0, 5.0],
+        "statements for pages of 100, 10 and 1 users"
+    );
+}
+
+#[tokio::test]
+async fn a_page_with_compliance_runs_a_constant_number_of_statements_sqlite() {
+    statements_per_page(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_page_with_compliance_runs_a_constant_number_of_statements_postgres() {
+    statements_per_page(Backend::Postgres).await;
 }
