@@ -192,9 +192,19 @@ db_test! {
         ];
         let start = Utc::now();
         let mut completions = Vec::new();
-        for i in 0..120 {
-            let tags: Vec<String> = (0..3).filter(|t| (i >> t) & 1 == 1).map(|t| format!("t{t}")).collect();
-            person(&app, &format!("u{i}"), json!(tags)).await;
+        // 1,000 users: every combination of the three tags, completions spread over time.
+        let users: Vec<Value> = (0..1000)
+            .map(|i: usize| {
+                let tags: Vec<String> = (0..3).filter(|t| (i >> t) & 1 == 1).map(|t| format!("t{t}")).collect();
+                json!({ "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U", "lastName": "P", "tags": tags })
+            })
+            .collect();
+        for batch in users.chunks(20) {
+            for response in futures_util::future::join_all(batch.iter().map(|u| import(&app, u.clone(), Value::Null))).await {
+                response.data();
+            }
+        }
+        for i in 0..1000usize {
             for (t, track) in tracks.iter().enumerate() {
                 if (i >> t) & 1 == 1 && (i / 8 + t) % 3 != 0 {
                     let when = start + Duration::hours(((i * 7 + t * 13) % 200) as i64);
@@ -206,14 +216,19 @@ db_test! {
         let query = "query($at: DateTime) {
             complianceSummary(asOf: $at) { notCompliant expiringSoon uncompleted completed noTracksAssigned }
             users(first: 500) { edges { node { learningTrackStatus(asOf: $at) } } }
+            more: users(first: 500, after: \"aWQ6NTAw\") { edges { node { learningTrackStatus(asOf: $at) } } }
         }";
+        // Ids run from 1 to 1,000 in a fresh database: the second page starts after id 500
+        // (its cursor is base64 of `id:500`).
         let mut seen = std::collections::HashSet::new();
         for days in [0, 2, 4, 8, 26, 40] {
             let instant = start + Duration::days(days);
             let response = app.graphql(&app.token(Role::Viewer), query, json!({ "at": instant.to_rfc3339() })).await;
             let data = response.data();
             let mut counted = std::collections::HashMap::new();
-            for edge in data["users"]["edges"].as_array().unwrap() {
+            let edges: Vec<&Value> = data["users"]["edges"].as_array().unwrap().iter().chain(data["more"]["edges"].as_array().unwrap()).collect();
+            assert_eq!(edges.len(), 1000);
+            for edge in edges {
                 *counted.entry(edge["node"]["learningTrackStatus"].as_str().unwrap().to_owned()).or_insert(0) += 1;
             }
             let summary = &data["complianceSummary"];
