@@ -52,6 +52,17 @@ pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
     .finish()
 }
 
+/// The moment a request is judged at when it gives no `asOf`: one instant for all of its
+/// fields, so two fields of one response never disagree across a boundary.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestNow(pub chrono::DateTime<chrono::Utc>);
+
+/// The request's [`RequestNow`]; outside a request (tests of a bare schema), the clock.
+pub fn request_now(ctx: &async_graphql::Context<'_>) -> chrono::DateTime<chrono::Utc> {
+    ctx.data_opt::<RequestNow>()
+        .map_or_else(chrono::Utc::now, |now| now.0)
+}
+
 /// The SDL, sorted so that `schema.graphql` diffs stay readable.
 pub fn sdl() -> String {
     build_schema(&QueryLimits::default()).sdl_with_options(
@@ -65,6 +76,7 @@ pub fn sdl() -> String {
 /// Per-request data: the verified caller and the database. DataLoaders belong here too,
 /// created per request and never shared, so one batch never mixes tenants.
 pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
+    data.insert(RequestNow(chrono::Utc::now()));
     loaders(data, db, &principal.tenant);
     crate::approvers::graphql::loaders(data, db, &principal.tenant);
     crate::tracks::graphql::loaders(data, db, &principal.tenant);

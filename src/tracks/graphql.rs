@@ -12,7 +12,7 @@ use super::{CompletionEntry, Overall, Progress, RawTrack, Status, Track};
 use crate::attributes::describe;
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::FieldErrorView;
+use crate::graphql::{FieldErrorView, request_now};
 use crate::users::graphql::UserLookup;
 use crate::users::store as users;
 
@@ -155,7 +155,7 @@ impl From<Progress> for TrackProgress {
             assigned_at: instant(progress.assigned_at_ms),
             completed_at: progress.completed_at_ms.map(instant),
             expires_at: progress.expires_at_ms.map(instant),
-            track: LearningTrack(progress.track, None),
+            track: LearningTrack(progress.track, Some(progress.track_tags)),
         }
     }
 }
@@ -215,7 +215,7 @@ pub async fn progress(
     user_id: i64,
     as_of: Option<DateTime<Utc>>,
 ) -> AppResult<Vec<Progress>> {
-    let at = as_of.unwrap_or_else(Utc::now).timestamp_millis();
+    let at = as_of.unwrap_or_else(|| request_now(ctx)).timestamp_millis();
     Ok(ctx
         .data_unchecked::<DataLoader<ProgressLoader>>()
         .load_one((user_id, at))
@@ -264,7 +264,7 @@ impl TracksQuery {
     ) -> AppResult<ComplianceSummary> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
-        let at = as_of.unwrap_or_else(Utc::now).timestamp_millis();
+        let at = as_of.unwrap_or_else(|| request_now(ctx)).timestamp_millis();
         let counts = super::summary(db, &principal.tenant, at).await?;
         let count = |o: Overall| counts.get(&o).copied().unwrap_or(0);
         Ok(ComplianceSummary {

@@ -33,6 +33,11 @@ use crate::users::lookup::UserKey;
 use crate::users::store as users;
 
 pub const DAY_MS: i64 = 86_400_000;
+
+/// The advisory-lock namespace of tag changes (of users or tracks). [`sync`] reads both
+/// sides' tags, so writers of either take this lock first, before any row lock: otherwise
+/// on PostgreSQL each could sync against the other's old tags.
+pub const TAGS_LOCK: &str = "tags";
 const MAX_DAYS: i32 = 36_500;
 const CHUNK: usize = 500;
 
@@ -73,6 +78,7 @@ pub struct Track {
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub track: learning_tracks::Model,
+    pub track_tags: Vec<String>,
     pub status: Status,
     pub assigned_at_ms: i64,
     pub completed_at_ms: Option<i64>,
@@ -163,6 +169,7 @@ pub async fn create(db: &DatabaseConnection, tenant: &TenantId, raw: RawTrack) -
     let (name, tags, raw) = parse(raw)?;
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
+    db::lock_tenant(&txn, TAGS_LOCK, tenant).await?;
     let model = learning_tracks::ActiveModel {
         tenant: Set(tenant.as_str().to_owned()),
         name: Set(name),
@@ -193,6 +200,7 @@ pub async fn update(
     let (name, tags, raw) = parse(raw)?;
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
+    db::lock_tenant(&txn, TAGS_LOCK, tenant).await?;
     let Some(existing) = learning_tracks::Entity::find_by_id(id)
         .filter(learning_tracks::Column::Tenant.eq(tenant.as_str()))
         .one(&txn)
@@ -477,8 +485,8 @@ pub async fn record_completions(
     Ok(results)
 }
 
-/// Each user's tracks as of `as_of_ms`, in track-name order: three statements per chunk
-/// of users (tracks, completions, assignments).
+/// Each user's tracks as of `as_of_ms`, in track-name order: the tenant's tracks and their
+/// tags, then two statements per chunk of users (completions, assignments).
 pub async fn progress_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -492,6 +500,7 @@ pub async fn progress_of(
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
+    let track_tags = tags_of(conn, tenant).await?;
     let mut progress: HashMap<i64, Vec<Progress>> = HashMap::new();
     for chunk in user_ids.chunks(CHUNK) {
         let mut done: HashMap<(i64, i64), i64> = HashMap::new();
@@ -525,6 +534,7 @@ pub async fn progress_of(
                     .map(|(done, days)| done + i64::from(days) * DAY_MS),
                 completed_at_ms: completed,
                 assigned_at_ms: row.assigned_at_ms,
+                track_tags: track_tags.get(&track.id).cloned().unwrap_or_default(),
                 track: track.clone(),
             });
         }

@@ -20,6 +20,7 @@ use crate::approvers::store::{self as approver_store, ResolvedLink, Side};
 use crate::approvers::{ApproverChange, ApproverSpec, Label};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::request_now;
 use crate::graphql::scalars::{Date, IdCursor};
 use crate::tracks;
 use crate::tracks::graphql::{LearningTrackStatus, TrackProgress};
@@ -342,17 +343,18 @@ pub struct UserFilter {
     pub learning_track_status: Option<LearningTrackStatus>,
 }
 
-impl From<UserFilter> for DomainFilter {
-    fn from(filter: UserFilter) -> Self {
-        Self {
-            search: filter.search,
-            active: filter.active,
-            tag: filter.tag,
-            department: filter.department,
-            source: filter.source,
-            learning_track_status: filter
+impl UserFilter {
+    /// The domain filter; a status filter is judged at `now`.
+    fn into_domain(self, now: DateTime<Utc>) -> DomainFilter {
+        DomainFilter {
+            search: self.search,
+            active: self.active,
+            tag: self.tag,
+            department: self.department,
+            source: self.source,
+            learning_track_status: self
                 .learning_track_status
-                .map(|status| (status.into(), Utc::now().timestamp_millis())),
+                .map(|status| (status.into(), now.timestamp_millis())),
         }
     }
 }
@@ -702,7 +704,7 @@ impl UsersQuery {
             .map_err(|message| {
                 AppError::invalid_fields(vec![FieldError::new("after", "INVALID_CURSOR", message)])
             })?;
-        let filter: DomainFilter = filter.unwrap_or_default().into();
+        let filter = filter.unwrap_or_default().into_domain(request_now(ctx));
         filter.check()?;
         let limit = u64::try_from(first).unwrap_or(0);
         let mut rows = store::page(
@@ -768,8 +770,10 @@ async fn prefetch(
             page.approvers = Some(links.remove(id).unwrap_or_default());
         }
     }
-    if let Some(as_of) = one_as_of(&node) {
-        let at = as_of.unwrap_or_else(Utc::now).timestamp_millis();
+    if !rows.is_empty()
+        && let Some(as_of) = one_as_of(&node)
+    {
+        let at = as_of.unwrap_or_else(|| request_now(ctx)).timestamp_millis();
         let mut progress = tracks::progress_of(db, tenant, &ids, at).await?;
         for (id, page) in &mut pages {
             page.progress = Some((as_of, progress.remove(id).unwrap_or_default()));

@@ -16,6 +16,7 @@ use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::tracks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImportMode {
@@ -431,6 +432,9 @@ async fn import_once(
     let touches_links = !matches!(approvers, ApproverChange::Keep) || options.replace;
     if touches_links {
         db::lock_tenant(&txn, approvers::LOCK_KIND, tenant).await?;
+    }
+    if changes.sends_tags() || options.replace {
+        db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
     }
     let decision = decide(&txn, tenant, changes, options, now.date_naive()).await?;
     let links = decide_links(&txn, tenant, &decision, approvers, options.replace).await?;

@@ -698,6 +698,11 @@ impl UserChanges {
         }
     }
 
+    /// Whether the import sends tags (a value or `null`).
+    pub fn sends_tags(&self) -> bool {
+        !self.tags.is_keep()
+    }
+
     /// The input path of one field, e.g. `user.email`.
     pub fn path(&self, field: &str) -> String {
         format!("{}.{field}", self.prefix)

@@ -275,7 +275,7 @@ async fn statements_per_page(backend: Backend) {
     }
     const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
     let query = "query($first: Int) { users(first: $first) { edges { node {
-        learningTrackStatus learningTracks { track { name } status assignedAt } attributes { name }
+        learningTrackStatus learningTracks { track { name tags } status assignedAt } attributes { name }
     } } } }";
     let mut counts = Vec::new();
     for first in [100, 10, 1] {
@@ -289,10 +289,10 @@ async fn statements_per_page(backend: Backend) {
         assert_eq!(edges[0]["node"]["learningTrackStatus"], "UNCOMPLETED");
         counts.push(server.metric(SERIES).await - before);
     }
-    // The page, the attributes, and the tracks, completions and assignments.
+    // The page, the attributes, and the tracks, their tags, completions and assignments.
     assert_eq!(
         counts,
-        [5.0, 5.0, 5.0],
+        [6.0, 6.0, 6.0],
         "statements for pages of 100, 10 and 1 users"
     );
 }
@@ -305,4 +305,23 @@ async fn a_page_with_compliance_runs_a_constant_number_of_statements_sqlite() {
 #[tokio::test]
 async fn a_page_with_compliance_runs_a_constant_number_of_statements_postgres() {
     statements_per_page(Backend::Postgres).await;
+}
+
+db_test! {
+    async fn assignments_follow_tags_changed_at_the_same_time(app) {
+        let admin = app.token(Role::Admin);
+        for round in 0..10 {
+            let tag = format!("r{round}");
+            let user = json!({ "externalId": format!("u{round}"), "email": format!("u{round}@example.com"), "firstName": "U", "lastName": "P", "tags": [tag] });
+            let track_input = json!({ "i": { "name": format!("T{round}"), "tags": [tag] } });
+            let (created, imported) = futures_util::join!(
+                app.graphql(&admin, CREATE, track_input),
+                import(&app, user, Value::Null),
+            );
+            created.data();
+            imported.data();
+            let tracks = &progress(&app, &format!("u{round}"), Utc::now() + Duration::seconds(1)).await["user"]["learningTracks"];
+            assert_eq!(tracks.as_array().unwrap().len(), 1, "round {round}: the new user has the new track");
+        }
+    }
 }
