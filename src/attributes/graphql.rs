@@ -5,9 +5,10 @@ use sea_orm::DatabaseConnection;
 
 use super::{AttributeChange, ChangeResult, describe};
 use crate::auth::{Role, RoleGuard, principal};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::FieldErrorView;
 use crate::users::graphql::{AttributeInput, User, UserLookup};
+use crate::users::lookup::UserKey;
 use crate::users::profile::RawAttribute;
 
 /// Attributes to set and to remove for one user.
@@ -55,6 +56,20 @@ pub struct AttributeChangePayload {
     pub failed: i32,
 }
 
+/// The user of one entry of a bulk call, or the problems of its lookup (which fail that
+/// entry alone), and the `lookupKey` it is reported under.
+pub fn entry_lookup(lookup: &UserLookup) -> (Result<UserKey, Vec<FieldError>>, String) {
+    let user = lookup.key("user");
+    let lookup_key = user
+        .as_ref()
+        .map_or_else(|_| "invalid lookup".to_owned(), describe);
+    let user = user.map_err(|error| match error {
+        AppError::BadUserInput { field_errors, .. } => field_errors,
+        other => vec![FieldError::new("user", "INVALID", other.to_string())],
+    });
+    (user, lookup_key)
+}
+
 #[derive(Default)]
 pub struct AttributesMutation;
 
@@ -73,20 +88,9 @@ impl AttributesMutation {
         let changes = changes
             .into_iter()
             .map(|change| {
-                let user = change.user.key("user");
-                let lookup_key = match &user {
-                    Ok(key) => describe(key),
-                    Err(_) => "invalid lookup".to_owned(),
-                };
+                let (user, lookup_key) = entry_lookup(&change.user);
                 AttributeChange {
-                    user: user.map_err(|error| match error {
-                        AppError::BadUserInput { field_errors, .. } => field_errors,
-                        other => vec![crate::error::FieldError::new(
-                            "user",
-                            "INVALID",
-                            other.to_string(),
-                        )],
-                    }),
+                    user,
                     lookup_key,
                     set: change
                         .set

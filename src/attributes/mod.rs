@@ -15,9 +15,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::users::domain::{Problem, Problems, optional_text, required_text};
+use crate::users::domain::{Problem, Problems, required_text};
 use crate::users::lookup::UserKey;
-use crate::users::profile::{Attribute, RawAttribute};
+use crate::users::profile::{Attribute, RawAttribute, check_attribute};
 use crate::users::store;
 
 /// Most changes in one call.
@@ -87,38 +87,11 @@ fn parse(change: &AttributeChange) -> Result<(Vec<Attribute>, Vec<String>), Vec<
     let mut named: HashSet<String> = HashSet::new();
     for (index, attribute) in change.set.iter().enumerate() {
         let at = |field: &str| format!("set[{index}].{field}");
-        let name = problems.check(at("name"), required_text(&attribute.name, 100));
-        let class = problems
-            .check(
-                at("class"),
-                attribute
-                    .class
-                    .as_deref()
-                    .map_or(Ok(None), |c| optional_text(c, 100)),
-            )
-            .flatten();
-        let value = attribute
-            .value
-            .as_deref()
-            .map(|v| problems.check(at("value"), attribute.kind.check(v)));
-        let Some(name) = name else { continue };
-        if named.contains(&name) {
-            problems.add(
-                at("name"),
-                Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
-            );
-            continue;
-        }
-        named.insert(name.clone());
-        match value {
-            None => remove.push(name),
-            Some(Some(value)) => set.push(Attribute {
-                name,
-                value,
-                kind: attribute.kind,
-                class,
-            }),
-            Some(None) => {}
+        match check_attribute(attribute, &mut named, &mut problems, at) {
+            Some((_, Some(attribute))) => set.push(attribute),
+            // A `null` value removes (a refused value fails the change anyway).
+            Some((name, None)) => remove.push(name),
+            None => {}
         }
     }
     for (index, name) in change.unset.iter().enumerate() {

@@ -9,9 +9,9 @@ use entity::learning_tracks;
 use sea_orm::DatabaseConnection;
 
 use super::{CompletionEntry, Overall, Progress, RawTrack, Status, Track};
-use crate::attributes::describe;
+use crate::attributes::graphql::entry_lookup;
 use crate::auth::{Role, RoleGuard, TenantId, principal};
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
 use crate::graphql::{FieldErrorView, request_now};
 use crate::users::graphql::UserLookup;
 use crate::users::store as users;
@@ -351,15 +351,10 @@ impl TracksMutation {
         let entries = completions
             .into_iter()
             .map(|c| {
-                let user = c.user.key("user");
+                let (user, lookup_key) = entry_lookup(&c.user);
                 CompletionEntry {
-                    lookup_key: user
-                        .as_ref()
-                        .map_or_else(|_| "invalid lookup".to_owned(), describe),
-                    user: user.map_err(|error| match error {
-                        AppError::BadUserInput { field_errors, .. } => field_errors,
-                        other => vec![FieldError::new("user", "INVALID", other.to_string())],
-                    }),
+                    lookup_key,
+                    user,
                     track: c.track.parse().ok(),
                     completed_at_ms: c.completed_at.timestamp_millis(),
                 }

@@ -7,6 +7,8 @@
 //! contract's rules: omitted fields keep their value, `null` clears, `replace` clears every
 //! omitted optional field. Two profiles compare equal exactly when an import changes nothing.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDate;
 use serde_json::Value as Json;
 
@@ -709,6 +711,46 @@ impl UserChanges {
     }
 }
 
+/// Checks one attribute, naming problems `at(field)`. `None` when its name was refused or
+/// already in `seen`; else its name and the attribute, `None` for a `null` value (or a
+/// refused one, recorded in `problems`).
+pub fn check_attribute(
+    attribute: &RawAttribute,
+    seen: &mut HashSet<String>,
+    problems: &mut Problems,
+    at: impl Fn(&str) -> String,
+) -> Option<(String, Option<Attribute>)> {
+    let name = problems.check(at("name"), required_text(&attribute.name, NAME_LEN));
+    let class = problems
+        .check(
+            at("class"),
+            attribute
+                .class
+                .as_deref()
+                .map_or(Ok(None), |c| optional_text(c, NAME_LEN)),
+        )
+        .flatten();
+    let value = attribute
+        .value
+        .as_deref()
+        .and_then(|v| problems.check(at("value"), attribute.kind.check(v)));
+    let name = name?;
+    if !seen.insert(name.clone()) {
+        problems.add(
+            at("name"),
+            Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
+        );
+        return None;
+    }
+    let attribute = value.map(|value| Attribute {
+        name: name.clone(),
+        value,
+        kind: attribute.kind,
+        class,
+    });
+    Some((name, attribute))
+}
+
 fn parse_attributes(
     attributes: Vec<RawAttribute>,
     path: &str,
@@ -723,39 +765,12 @@ fn parse_attributes(
         return None;
     }
     let mut parsed: Vec<Attribute> = Vec::with_capacity(attributes.len());
-    let mut names: Vec<String> = Vec::with_capacity(attributes.len());
-    for (index, attribute) in attributes.into_iter().enumerate() {
+    let mut names = HashSet::with_capacity(attributes.len());
+    for (index, attribute) in attributes.iter().enumerate() {
         let at = |field: &str| format!("{path}[{index}].{field}");
-        let name = problems.check(at("name"), required_text(&attribute.name, NAME_LEN));
-        let class = problems
-            .check(
-                at("class"),
-                attribute
-                    .class
-                    .as_deref()
-                    .map_or(Ok(None), |c| optional_text(c, NAME_LEN)),
-            )
-            .flatten();
-        let value = match attribute.value {
-            Some(value) => problems.check(at("value"), attribute.kind.check(&value)),
-            None => None,
-        };
-        let Some(name) = name else { continue };
-        if names.contains(&name) {
-            problems.add(
-                at("name"),
-                Problem::new("DUPLICATE", format!("attribute {name:?} is given twice")),
-            );
-            continue;
-        }
-        names.push(name.clone());
-        if let Some(value) = value {
-            parsed.push(Attribute {
-                name,
-                value,
-                kind: attribute.kind,
-                class,
-            });
+        // A `null` value leaves the attribute out.
+        if let Some((_, Some(attribute))) = check_attribute(attribute, &mut names, problems, at) {
+            parsed.push(attribute);
         }
     }
     if problems.len() > problems_before {

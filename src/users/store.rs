@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{ExprTrait, LikeExpr, Query};
+use sea_orm::sea_query::{ExprTrait, LikeExpr, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -110,10 +110,7 @@ pub async fn find_for_update(
     tenant: &TenantId,
     key: &UserKey,
 ) -> Result<Option<users::Model>, DbErr> {
-    if conn.get_database_backend() != DatabaseBackend::Postgres {
-        return find(conn, tenant, key).await;
-    }
-    select(tenant, key).lock_exclusive().one(conn).await
+    find_locked(conn, tenant, key, LockType::Update).await
 }
 
 /// Like [`find`], and on PostgreSQL holds a share lock (`FOR SHARE`) on the row until the
@@ -123,10 +120,21 @@ pub async fn find_for_share(
     tenant: &TenantId,
     key: &UserKey,
 ) -> Result<Option<users::Model>, DbErr> {
-    if conn.get_database_backend() != DatabaseBackend::Postgres {
-        return find(conn, tenant, key).await;
+    find_locked(conn, tenant, key, LockType::Share).await
+}
+
+async fn find_locked(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &UserKey,
+    lock: LockType,
+) -> Result<Option<users::Model>, DbErr> {
+    let query = select(tenant, key);
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        query.lock(lock).one(conn).await
+    } else {
+        query.one(conn).await
     }
-    select(tenant, key).lock_shared().one(conn).await
 }
 
 /// Users of the tenant with the given ids; ids of other tenants are absent.

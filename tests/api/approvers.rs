@@ -276,15 +276,6 @@ db_test! {
     }
 }
 
-/// SQL statements the server ran for one GraphQL operation, read from its own `/metrics`.
-async fn statements_for(server: &ServerProcess, query: &str, variables: Value) -> (f64, Value) {
-    const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
-    let before = server.metric(SERIES).await;
-    let response = server.graphql(query, variables).await;
-    let after = server.metric(SERIES).await;
-    (after - before, response.data().clone())
-}
-
 async fn statements_per_page(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let server = ServerProcess::start(&database.url, &[]);
@@ -313,7 +304,9 @@ async fn statements_per_page(backend: Backend) {
     } } } }";
     let mut counts = Vec::new();
     for first in [100, 10, 1] {
-        let (statements, data) = statements_for(&server, query, json!({ "first": first })).await;
+        let (statements, data) = server
+            .statements_for(query, json!({ "first": first }))
+            .await;
         let edges = data["users"]["edges"].as_array().unwrap();
         assert_eq!(edges.len(), first);
         assert_eq!(edges[0]["node"]["managees"].as_array().unwrap().len(), 100);

@@ -444,6 +444,16 @@ impl ServerProcess {
         GraphQLResponse::read(response).await
     }
 
+    /// Runs one operation and counts the SQL statements the server ran for it, from its own
+    /// `/metrics`; returns the count and the operation's `data` (errors fail the test).
+    pub async fn statements_for(&self, query: &str, variables: Value) -> (f64, Value) {
+        const SERIES: &str = "roster_db_statements_total{failed=\"false\"}";
+        let before = self.metric(SERIES).await;
+        let response = self.graphql(query, variables).await;
+        let after = self.metric(SERIES).await;
+        (after - before, response.data().clone())
+    }
+
     /// The value of an unlabelled-or-labelled counter line of `/metrics` that starts with
     /// `series` (e.g. `roster_db_statements_total{failed="false"}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
