@@ -81,12 +81,25 @@ pub enum ApproverChange {
     SetManager(Option<UserKey>),
 }
 
+impl ApproverChange {
+    /// Whether the import may change the approver set: it names approvers, or `replace`
+    /// clears the ones it does not name.
+    pub fn touches_links(&self, replace: bool) -> bool {
+        replace || !matches!(self, Self::Keep)
+    }
+}
+
 /// One checked link of a user's approver set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Link {
     pub approver_id: i64,
     pub label: Label,
     pub can_approve: bool,
+}
+
+/// Puts a set in the one order sets are stored and compared in.
+pub fn sort_links(links: &mut [Link]) {
+    links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
 }
 
 /// Longest `MANAGER` chain followed when looking for a cycle; a change that would need a
@@ -199,7 +212,7 @@ pub async fn check_set(
         });
     }
     Ok(if problems.is_empty() {
-        links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+        sort_links(&mut links);
         Ok(links)
     } else {
         Err(problems)
@@ -324,7 +337,7 @@ pub async fn add_approver(
         )]));
     }
     set.push(added);
-    set.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+    sort_links(&mut set);
     let user = write_set(&txn, tenant, user, &set).await?;
     txn.commit().await?;
     Ok(user)

@@ -108,7 +108,7 @@ pub async fn resolved_links_by(
         .collect())
 }
 
-/// The stored approver set of one user, in the order [`super::check_set`] produces.
+/// The stored approver set of one user, in [`super::sort_links`] order.
 pub async fn set_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -127,7 +127,7 @@ pub async fn set_of(
             })
         })
         .collect();
-    links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+    super::sort_links(&mut links);
     Ok(links)
 }
 

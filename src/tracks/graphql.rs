@@ -91,11 +91,12 @@ impl From<LearningTrackInput> for RawTrack {
     }
 }
 
-pub struct LearningTrack(pub learning_tracks::Model, pub Option<Vec<String>>);
+/// A track with its tags, which every path that yields one has already loaded.
+pub struct LearningTrack(pub learning_tracks::Model, pub Vec<String>);
 
 impl From<Track> for LearningTrack {
     fn from(track: Track) -> Self {
-        Self(track.model, Some(track.tags))
+        Self(track.model, track.tags)
     }
 }
 
@@ -108,18 +109,8 @@ impl LearningTrack {
         &self.0.name
     }
     /// Lower-cased, sorted.
-    async fn tags(&self, ctx: &Context<'_>) -> AppResult<Vec<String>> {
-        if let Some(tags) = &self.1 {
-            return Ok(tags.clone());
-        }
-        let principal = principal(ctx)?;
-        let db = ctx.data_unchecked::<DatabaseConnection>();
-        Ok(super::list(db, &principal.tenant)
-            .await?
-            .into_iter()
-            .find(|t| t.model.id == self.0.id)
-            .map(|t| t.tags)
-            .unwrap_or_default())
+    async fn tags(&self) -> &[String] {
+        &self.1
     }
     async fn validity_days(&self) -> Option<i32> {
         self.0.validity_days
@@ -155,7 +146,7 @@ impl From<Progress> for TrackProgress {
             assigned_at: instant(progress.assigned_at_ms),
             completed_at: progress.completed_at_ms.map(instant),
             expires_at: progress.expires_at_ms.map(instant),
-            track: LearningTrack(progress.track, Some(progress.track_tags)),
+            track: LearningTrack(progress.track, progress.track_tags),
         }
     }
 }

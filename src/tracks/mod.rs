@@ -126,19 +126,7 @@ pub fn overall(progress: &[Progress]) -> Overall {
 fn parse(raw: RawTrack) -> AppResult<(String, Vec<String>, RawTrack)> {
     let mut problems = Problems::default();
     let name = problems.check("input.name", required_text(&raw.name, 200));
-    let tags = match Tags::parse(raw.tags.iter().map(String::as_str)) {
-        Ok(tags) => {
-            let mut tags = tags.as_slice().to_vec();
-            tags.sort();
-            tags
-        }
-        Err(tag_problems) => {
-            for (index, problem) in tag_problems {
-                problems.add(format!("input.tags[{index}]"), problem);
-            }
-            Vec::new()
-        }
-    };
+    let tags = Tags::check(&raw.tags, "input.tags", &mut problems).unwrap_or_default();
     let days = |problems: &mut Problems, field: &str, value: Option<i32>, min: i32| {
         if let Some(days) = value
             && !(min..=MAX_DAYS).contains(&days)

@@ -244,6 +244,24 @@ impl Tags {
     pub fn as_slice(&self) -> &[String] {
         &self.0
     }
+
+    /// The tags of an input as a sorted set (the form they are stored and compared in);
+    /// each bad one is recorded under `{path}[i]`.
+    pub fn check(raw: &[String], path: &str, problems: &mut Problems) -> Option<Vec<String>> {
+        match Self::parse(raw.iter().map(String::as_str)) {
+            Ok(tags) => {
+                let mut tags = tags.0;
+                tags.sort();
+                Some(tags)
+            }
+            Err(tag_problems) => {
+                for (index, problem) in tag_problems {
+                    problems.add(format!("{path}[{index}]"), problem);
+                }
+                None
+            }
+        }
+    }
 }
 
 /// The type an attribute's value is checked against.

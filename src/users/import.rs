@@ -239,7 +239,7 @@ async fn decide_links(
     approvers: &ApproverChange,
     replace: bool,
 ) -> AppResult<Option<Vec<Link>>> {
-    if matches!(approvers, ApproverChange::Keep) && !replace {
+    if !approvers.touches_links(replace) {
         return Ok(None);
     }
     let user_id = decision.user_id();
@@ -300,7 +300,7 @@ async fn decide_links(
             link
         }),
     );
-    links.sort_by_key(|l| (l.approver_id, l.label.as_str()));
+    approvers::sort_links(&mut links);
     Ok((links != current).then_some(links))
 }
 
@@ -429,8 +429,7 @@ async fn import_once(
     let txn = db::begin_write(db).await?;
     // Approver changes take the tenant's approver lock before any row lock, in the same
     // order as setApprovers, so two writers never wait for each other.
-    let touches_links = !matches!(approvers, ApproverChange::Keep) || options.replace;
-    if touches_links {
+    if approvers.touches_links(options.replace) {
         db::lock_tenant(&txn, approvers::LOCK_KIND, tenant).await?;
     }
     if changes.sends_tags() || options.replace {

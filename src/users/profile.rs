@@ -439,19 +439,9 @@ impl UserChanges {
         );
 
         let tags = match raw.tags {
-            Patch::Set(tags) => match Tags::parse(tags.iter().map(String::as_str)) {
-                Ok(tags) => {
-                    let mut tags = tags.as_slice().to_vec();
-                    tags.sort();
-                    Patch::Set(tags)
-                }
-                Err(tag_problems) => {
-                    for (index, problem) in tag_problems {
-                        problems.add(format!("{prefix}.tags[{index}]"), problem);
-                    }
-                    Patch::Keep
-                }
-            },
+            Patch::Set(tags) => {
+                Tags::check(&tags, &path("tags"), &mut problems).map_or(Patch::Keep, Patch::Set)
+            }
             Patch::Clear => Patch::Clear,
             Patch::Keep => Patch::Keep,
         };

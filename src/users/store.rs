@@ -254,8 +254,6 @@ pub async fn tags_of(
     let rows = user_tags::Entity::find()
         .filter(user_tags::Column::Tenant.eq(tenant.as_str()))
         .filter(user_tags::Column::UserId.is_in(ids.iter().copied()))
-        .order_by_asc(user_tags::Column::UserId)
-        .order_by_asc(user_tags::Column::Tag)
         .all(conn)
         .await?;
     let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
@@ -277,8 +275,6 @@ pub async fn attributes_of(
     let rows = user_attributes::Entity::find()
         .filter(user_attributes::Column::Tenant.eq(tenant.as_str()))
         .filter(user_attributes::Column::UserId.is_in(ids.iter().copied()))
-        .order_by_asc(user_attributes::Column::UserId)
-        .order_by_asc(user_attributes::Column::Name)
         .all(conn)
         .await?;
     let mut attributes: HashMap<i64, Vec<Attribute>> = HashMap::new();
