@@ -279,18 +279,19 @@ db_test! {
 async fn statements_per_page(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let server = ServerProcess::start(&database.url, &[]);
-    let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
-    for i in 0..=100 {
-        let mut user = json!({
-            "externalId": format!("u{i}"), "email": format!("u{i}@example.com"),
-            "firstName": "U", "lastName": format!("{i}"), "tags": ["staff"],
-            "attributes": [{ "name": "grade", "value": "7", "type": "NUMBER" }],
-        });
-        if i > 0 {
-            user["managerExternalId"] = json!("u0");
-        }
-        server.graphql(import, json!({ "u": user })).await.data();
-    }
+    server
+        .import_users((0..=100).map(|i| {
+            let mut user = json!({
+                "externalId": format!("u{i}"), "email": format!("u{i}@example.com"),
+                "firstName": "U", "lastName": format!("{i}"), "tags": ["staff"],
+                "attributes": [{ "name": "grade", "value": "7", "type": "NUMBER" }],
+            });
+            if i > 0 {
+                user["managerExternalId"] = json!("u0");
+            }
+            user
+        }))
+        .await;
     // The first user, alone on a page of one, has links both ways too.
     server
         .graphql(
@@ -434,14 +435,12 @@ async fn lookup_updated_at(app: &TestApp, user: &str) -> Value {
 
 db_test! {
     async fn a_manager_chain_too_long_to_check_is_refused(app) {
-        let import_query = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
-        let token = app.token(Role::Admin);
         for i in 0..=1001 {
             let mut user = json!({ "externalId": format!("c{i}"), "email": format!("c{i}@example.com"), "firstName": "C", "lastName": "D" });
             if i > 0 {
                 user["managerExternalId"] = json!(format!("c{}", i - 1));
             }
-            app.graphql(&token, import_query, json!({ "u": user })).await.data();
+            import(&app, user, Value::Null).await.data();
         }
         let top = set(&app, "c0", json!([{ "approver": by("c1001") }])).await;
         assert_eq!(top.field_errors(), vec![("approvers[0].approver".to_owned(), "CHAIN_TOO_DEEP".to_owned())]);

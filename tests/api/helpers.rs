@@ -444,6 +444,14 @@ impl ServerProcess {
         GraphQLResponse::read(response).await
     }
 
+    /// Imports each user with `importUser`, in order; any error fails the test.
+    pub async fn import_users(&self, users: impl IntoIterator<Item = Value>) {
+        let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+        for user in users {
+            self.graphql(import, json!({ "u": user })).await.data();
+        }
+    }
+
     /// Runs one operation and counts the SQL statements the server ran for it, from its own
     /// `/metrics`; returns the count and the operation's `data` (errors fail the test).
     pub async fn statements_for(&self, query: &str, variables: Value) -> (f64, Value) {

@@ -265,14 +265,14 @@ async fn statements_per_page(backend: Backend) {
         )
         .await
         .data();
-    let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
-    for i in 0..100 {
-        let user = json!({
-            "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U",
-            "lastName": "V", "tags": ["t"], "attributes": [{ "name": "grade", "value": "1" }],
-        });
-        server.graphql(import, json!({ "u": user })).await.data();
-    }
+    server
+        .import_users((0..100).map(|i| {
+            json!({
+                "externalId": format!("u{i}"), "email": format!("u{i}@example.com"), "firstName": "U",
+                "lastName": "V", "tags": ["t"], "attributes": [{ "name": "grade", "value": "1" }],
+            })
+        }))
+        .await;
     let query = "query($first: Int) { users(first: $first) { edges { node {
         learningTrackStatus learningTracks { track { name tags } status assignedAt } attributes { name }
     } } } }";
