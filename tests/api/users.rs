@@ -404,19 +404,34 @@ db_test! {
 }
 
 db_test! {
-    async fn the_readme_example_runs_as_printed(app) {
+    async fn every_readme_example_runs_as_printed(app) {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        let start = readme.find("```graphql\nmutation ImportJohn").expect("the README has the example");
-        let example = &readme[start + "```graphql\n".len()..];
-        let example = &example[..example.find("```").unwrap()];
-        let response = app.graphql(&app.token(Role::Admin), example, Value::Null).await;
-        let result = &response.data()["importUser"];
-        assert_eq!(result["action"], "CREATED");
-        assert_eq!(result["user"]["fullName"], "John Smith");
-        assert_eq!(result["user"]["birthDate"], "1988-07-26");
-        assert_eq!(result["user"]["tags"], json!(["kyiv", "management"]));
-        let again = app.graphql(&app.token(Role::Admin), example, Value::Null).await;
-        assert_eq!(again.data()["importUser"]["action"], "UNCHANGED");
+        let examples: Vec<&str> = readme
+            .split("```graphql\n")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("```").unwrap()])
+            .collect();
+        assert_eq!(examples.len(), 4, "viewer, importUser, setUserAttributes, createLearningTrack");
+        let admin = app.token(Role::Admin);
+        // In README order: each example works on what the earlier ones made.
+        let mut results = Vec::new();
+        for (index, example) in examples.iter().enumerate() {
+            results.push(app.graphql(&admin, example, Value::Null).await.data().clone());
+            if index == 1 {
+                let again = app.graphql(&admin, example, Value::Null).await;
+                assert_eq!(again.data()["importUser"]["action"], "UNCHANGED", "a re-send of the import");
+            }
+        }
+        assert_eq!(results[0]["viewer"]["role"], "admin");
+        let imported = &results[1]["importUser"];
+        assert_eq!(imported["action"], "CREATED");
+        assert_eq!(imported["user"]["fullName"], "John Smith");
+        assert_eq!(imported["user"]["birthDate"], "1988-07-26");
+        assert_eq!(imported["user"]["tags"], json!(["kyiv", "management"]));
+        let changed = &results[2]["setUserAttributes"];
+        assert_eq!(changed["results"][0]["success"], true, "{changed}");
+        assert_eq!(changed["results"][1]["errors"][0]["code"], "NOT_FOUND", "no jane in a fresh database");
+        assert!(results[3]["createLearningTrack"]["id"].is_string());
     }
 }
 
