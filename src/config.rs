@@ -93,6 +93,54 @@ impl Default for QueryLimits {
     }
 }
 
+/// Background workers that run bulk import jobs.
+#[derive(Debug, Clone, Args)]
+pub struct JobsConfig {
+    /// Job workers in this process; 0 makes a process that accepts jobs but leaves running
+    /// them to other processes on the same database.
+    #[arg(long, env = "ROSTER_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// How long a worker holds a job without renewing its lease; a job whose worker died is
+    /// taken over by another worker (of any process) after this long. At least 1s.
+    #[arg(long, env = "ROSTER_JOB_LEASE", default_value = "30s", value_parser = parse_lease)]
+    pub job_lease: Duration,
+
+    /// How often idle workers look for jobs (this process's own jobs wake them at once).
+    #[arg(long, env = "ROSTER_JOB_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub job_poll: Duration,
+
+    /// Rows per chunk: each chunk is one transaction, and the unit a job resumes from.
+    #[arg(long, env = "ROSTER_JOB_CHUNK", default_value_t = 1000, value_parser = parse_chunk)]
+    pub job_chunk: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            job_lease: Duration::from_secs(30),
+            job_poll: Duration::from_secs(1),
+            job_chunk: 1000,
+        }
+    }
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err("the lease must be at least 1s".to_owned());
+    }
+    Ok(lease)
+}
+
+fn parse_chunk(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(chunk @ 1..=5000) => Ok(chunk),
+        _ => Err("a chunk is 1 to 5000 rows".to_owned()),
+    }
+}
+
 /// Everything `roster serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -111,6 +159,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub limits: QueryLimits,
+
+    #[command(flatten)]
+    pub jobs: JobsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The machine-readable class of an error, sent as `extensions.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl ErrorCode {
 }
 
 /// One bad field of an input, as `extensions.fieldErrors[]` and `ImportRow.errors[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     /// Input path, e.g. `user.phone` or `user.attributes[2].value`.
     pub field: Option<String>,

@@ -10,9 +10,10 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
-use crate::config::ServeConfig;
+use crate::config::{JobsConfig, ServeConfig};
 use crate::graphql::build_schema;
 use crate::http::{AppState, router};
+use crate::jobs::{Queue, worker::Workers};
 use crate::{db, telemetry};
 
 /// A server bound to its port, its database migrated, ready to run.
@@ -20,6 +21,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    jobs: JobsConfig,
 }
 
 impl Application {
@@ -39,12 +41,14 @@ impl Application {
             auth: Arc::new(auth),
             http: Arc::new(config.http),
             metrics: telemetry::metrics_handle(),
+            queue: Queue::default(),
         };
         let router = router(state.clone())?;
         Ok(Self {
             listener,
             router,
             state,
+            jobs: config.jobs,
         })
     }
 
@@ -62,8 +66,14 @@ impl Application {
         &self.state.db
     }
 
-    /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+    /// Serves, and runs jobs, until Ctrl-C or SIGTERM; then finishes the requests in flight
+    /// and lets the workers stop after their current chunk.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let workers = Workers::start(
+            self.state.db.clone(),
+            self.state.queue.clone(),
+            self.jobs.clone(),
+        );
         let metrics = self.state.metrics.clone();
         // Histograms are buffered until drained; drain them even when nobody scrapes.
         let upkeep = tokio::spawn(async move {
@@ -77,6 +87,7 @@ impl Application {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         upkeep.abort();
+        workers.shutdown().await;
         result
     }
 }

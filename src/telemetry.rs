@@ -33,6 +33,16 @@ pub const HTTP_DURATION: &str = "roster_http_request_duration_seconds";
 /// batching.
 pub const DB_STATEMENTS: &str = "roster_db_statements_total";
 pub const DB_DURATION: &str = "roster_db_statement_duration_seconds";
+/// Bulk import jobs accepted by this process.
+pub const JOBS_SUBMITTED: &str = "roster_jobs_submitted_total";
+/// Jobs this process's workers finished, labelled with the final `status`.
+pub const JOBS_FINISHED: &str = "roster_jobs_finished_total";
+/// Jobs this process's workers are running now.
+pub const JOBS_RUNNING: &str = "roster_jobs_running";
+/// Job rows this process's workers committed, labelled with their `action` (and `pass`).
+pub const JOB_ROWS: &str = "roster_job_rows_total";
+/// How long one committed chunk of a job took.
+pub const JOB_CHUNK_DURATION: &str = "roster_job_chunk_duration_seconds";
 
 /// The process-wide Prometheus recorder; `metrics` macros anywhere in the code report to it.
 pub fn metrics_handle() -> PrometheusHandle {
@@ -52,6 +62,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                         &[
                             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
                         ],
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(JOB_CHUNK_DURATION.to_owned()),
+                        &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                     )
                 })
                 .and_then(PrometheusBuilder::install_recorder)

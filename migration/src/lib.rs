@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261101_000001_users;
 mod m20261102_000001_approver_links;
 mod m20261103_000001_learning_tracks;
+mod m20261104_000001_import_jobs;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261101_000001_users::Migration),
             Box::new(m20261102_000001_approver_links::Migration),
             Box::new(m20261103_000001_learning_tracks::Migration),
+            Box::new(m20261104_000001_import_jobs::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use async_graphql::{Context, Enum, InputObject, Object};
 use sea_orm::DatabaseConnection;
 
 use super::store::{self, ResolvedLink, Side};
-use super::{ApproverSpec, Label};
+use super::{ApproverSpec, Label, RawApprover, RawLookup};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult};
 use crate::users::graphql::{User, UserLookup};
@@ -38,20 +38,17 @@ pub struct ApproverInput {
 
 /// The specs of a list of approvers, every bad lookup named (not only the first).
 pub fn specs(approvers: &[ApproverInput], prefix: &str) -> AppResult<Vec<(ApproverSpec, String)>> {
-    let mut specs = Vec::with_capacity(approvers.len());
-    let mut problems = Vec::new();
-    for (i, approver) in approvers.iter().enumerate() {
-        let path = format!("{prefix}[{i}]");
-        match approver.spec(&path) {
-            Ok(spec) => specs.push((spec, path)),
-            Err(AppError::BadUserInput { field_errors, .. }) => problems.extend(field_errors),
-            Err(other) => return Err(other),
+    let raw: Vec<RawApprover> = approvers.iter().map(RawApprover::from).collect();
+    super::specs(&raw, prefix)
+}
+
+impl From<&ApproverInput> for RawApprover {
+    fn from(input: &ApproverInput) -> Self {
+        Self {
+            approver: RawLookup::from(&input.approver),
+            label: input.label.into(),
+            can_approve: input.can_approve,
         }
-    }
-    if problems.is_empty() {
-        Ok(specs)
-    } else {
-        Err(AppError::invalid_fields(problems))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod store;
 use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use chrono::Utc;
 use entity::users::Model as User;
@@ -20,6 +21,7 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::users::lookup::UserKey;
+use crate::users::profile::Patch;
 use crate::users::store as users;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +59,147 @@ impl Label {
     }
 }
 
+impl Serialize for Label {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Self::from_stored(&name).ok_or_else(|| {
+            serde::de::Error::unknown_variant(
+                &name,
+                &["MANAGER", "NON_APPROVING_MANAGER", "HIGHER_MANAGER"],
+            )
+        })
+    }
+}
+
+/// A `UserLookup` as sent, before checking (see [`UserKey::from_parts`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawLookup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl RawLookup {
+    pub fn key(&self, path: &str) -> AppResult<UserKey> {
+        UserKey::from_parts(
+            self.id.as_deref(),
+            self.external_id.as_deref(),
+            self.source.as_deref(),
+            self.email.as_deref(),
+            path,
+        )
+    }
+}
+
+/// An `ApproverInput` as sent, before checking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawApprover {
+    pub approver: RawLookup,
+    #[serde(default = "manager")]
+    pub label: Label,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_approve: Option<bool>,
+}
+
+fn manager() -> Label {
+    Label::Manager
+}
+
+/// The specs of a list of approvers, every bad lookup named (not only the first); each
+/// comes with its input path `{prefix}[i]`.
+pub fn specs(approvers: &[RawApprover], prefix: &str) -> AppResult<Vec<(ApproverSpec, String)>> {
+    let mut specs = Vec::with_capacity(approvers.len());
+    let mut problems = Vec::new();
+    for (i, approver) in approvers.iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        match approver.approver.key(&format!("{path}.approver")) {
+            Ok(key) => specs.push((
+                ApproverSpec {
+                    approver: key,
+                    label: approver.label,
+                    can_approve: approver.can_approve,
+                },
+                path,
+            )),
+            Err(AppError::BadUserInput { field_errors, .. }) => problems.extend(field_errors),
+            Err(other) => return Err(other),
+        }
+    }
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(AppError::invalid_fields(problems))
+    }
+}
+
+/// What an import row says about approvers, as sent: `approvers` and `managerExternalId`
+/// of `UserImportInput`, each omitted, `null` or given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawLinks {
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
+    pub approvers: Patch<Vec<RawApprover>>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
+    pub manager_external_id: Patch<String>,
+}
+
+impl RawLinks {
+    /// Whether the row says anything about approvers.
+    pub fn sends_links(&self) -> bool {
+        !(self.approvers.is_keep() && self.manager_external_id.is_keep())
+    }
+
+    /// The checked change for a user of `source`; problems are named under `{prefix}.…`.
+    pub fn change(&self, source: Option<&str>, prefix: &str) -> AppResult<ApproverChange> {
+        let source = source.unwrap_or(crate::users::profile::DEFAULT_SOURCE);
+        let manager_path = format!("{prefix}.managerExternalId");
+        let manager = match &self.manager_external_id {
+            Patch::Keep => None,
+            Patch::Clear => Some(None),
+            Patch::Set(external_id) => Some(Some(UserKey::from_parts(
+                None,
+                Some(external_id),
+                Some(source),
+                None,
+                &manager_path,
+            )?)),
+        };
+        let approvers = match &self.approvers {
+            Patch::Keep => None,
+            Patch::Clear => Some(Vec::new()),
+            Patch::Set(approvers) => Some(specs(approvers, &format!("{prefix}.approvers"))?),
+        };
+        Ok(match (approvers, manager) {
+            (None, None) => ApproverChange::Keep,
+            (None, Some(manager)) => ApproverChange::SetManager(manager, manager_path),
+            (Some(mut specs), manager) => {
+                specs.extend(manager.flatten().map(|key| {
+                    let spec = ApproverSpec {
+                        approver: key,
+                        label: Label::Manager,
+                        can_approve: None,
+                    };
+                    (spec, manager_path.clone())
+                }));
+                ApproverChange::Replace(specs)
+            }
+        })
+    }
+}
+
 /// One approver as an input names it.
 #[derive(Debug, Clone)]
 pub struct ApproverSpec {
@@ -77,8 +220,8 @@ pub enum ApproverChange {
     /// with the input path its problems are named under.
     Replace(Vec<(ApproverSpec, String)>),
     /// Only `managerExternalId` was sent: the `MANAGER` link becomes this one (`None`, for
-    /// `null`, removes it); other labels stay.
-    SetManager(Option<UserKey>),
+    /// `null`, removes it); other labels stay. With the input path of `managerExternalId`.
+    SetManager(Option<UserKey>, String),
 }
 
 impl ApproverChange {
@@ -107,11 +250,14 @@ pub fn sort_links(links: &mut [Link]) {
 const MAX_CHAIN: usize = 1000;
 
 /// Checks a whole approver set for the user `user_id` (`None` for a user not yet stored);
-/// the problem of `specs[i]` with its `field` is named `path(i, field)`.
+/// the problem of `specs[i]` with its `field` is named `path(i, field)`. A `MANAGER` the
+/// user already has in `stored` is part of the acyclic stored graph, so keeping it needs no
+/// walk up the chain.
 pub async fn check_set(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     user_id: Option<i64>,
+    stored: &[Link],
     specs: &[ApproverSpec],
     path: impl Fn(usize, &str) -> String,
 ) -> AppResult<Result<Vec<Link>, Vec<FieldError>>> {
@@ -176,7 +322,11 @@ pub async fn check_set(
             ));
             continue;
         }
+        let kept = stored
+            .iter()
+            .any(|l| l.label == Label::Manager && l.approver_id == approver.id);
         if spec.label == Label::Manager
+            && !kept
             && let Some(user_id) = user_id
         {
             match manages_through(conn, tenant, approver.id, user_id).await? {
@@ -295,7 +445,7 @@ pub async fn set_approvers(
 ) -> AppResult<User> {
     let txn = db::begin_write(db).await?;
     let user = find_user(&txn, tenant, user).await?;
-    let links = check_set(&txn, tenant, Some(user.id), specs, |i, field| {
+    let links = check_set(&txn, tenant, Some(user.id), &[], specs, |i, field| {
         format!("approvers[{i}].{field}")
     })
     .await?
@@ -318,6 +468,7 @@ pub async fn add_approver(
         &txn,
         tenant,
         Some(user.id),
+        &[],
         std::slice::from_ref(spec),
         |_, field| format!("approver.{field}"),
     )

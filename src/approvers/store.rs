@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{approver_links, users};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{Label, Link};
@@ -82,30 +82,65 @@ pub async fn resolved_links_by(
     ids: &[i64],
 ) -> Result<HashMap<i64, Vec<ResolvedLink>>, DbErr> {
     let links = links_by(conn, tenant, side, ids).await?;
+    let users = users_at_ends(conn, tenant, links.values().flatten()).await?;
+    Ok(links
+        .into_iter()
+        .map(|(id, links)| (id, resolve(&users, links)))
+        .collect())
+}
+
+/// Every link of the tenant whose approver is inactive, with both its users, in order of
+/// the user it is for.
+pub async fn inactive_approver_links(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<ResolvedLink>, DbErr> {
+    let inactive = Query::select()
+        .column(users::Column::Id)
+        .from(users::Entity)
+        .and_where(users::Column::Tenant.eq(tenant.as_str()))
+        .and_where(users::Column::Active.eq(false))
+        .to_owned();
+    let links = approver_links::Entity::find()
+        .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+        .filter(approver_links::Column::ApproverId.in_subquery(inactive))
+        .order_by_asc(approver_links::Column::UserId)
+        .order_by_asc(approver_links::Column::Label)
+        .order_by_asc(approver_links::Column::ApproverId)
+        .all(conn)
+        .await?;
+    let users = users_at_ends(conn, tenant, &links).await?;
+    Ok(resolve(&users, links))
+}
+
+async fn users_at_ends(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    links: impl IntoIterator<Item = &approver_links::Model>,
+) -> Result<HashMap<i64, users::Model>, DbErr> {
     let mut ends: Vec<i64> = links
-        .values()
-        .flatten()
+        .into_iter()
         .flat_map(|l| [l.user_id, l.approver_id])
         .collect();
     ends.sort_unstable();
     ends.dedup();
-    let users = user_store::by_ids(conn, tenant, &ends).await?;
-    Ok(links
+    user_store::by_ids(conn, tenant, &ends).await
+}
+
+fn resolve(
+    users: &HashMap<i64, users::Model>,
+    links: Vec<approver_links::Model>,
+) -> Vec<ResolvedLink> {
+    links
         .into_iter()
-        .map(|(id, links)| {
-            let resolved = links
-                .into_iter()
-                .filter_map(|link| {
-                    Some(ResolvedLink {
-                        user: users.get(&link.user_id)?.clone(),
-                        approver: users.get(&link.approver_id)?.clone(),
-                        link,
-                    })
-                })
-                .collect();
-            (id, resolved)
+        .filter_map(|link| {
+            Some(ResolvedLink {
+                user: users.get(&link.user_id)?.clone(),
+                approver: users.get(&link.approver_id)?.clone(),
+                link,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The stored approver set of one user, in [`super::sort_links`] order.

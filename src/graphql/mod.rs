@@ -7,19 +7,20 @@ mod types;
 pub use extensions::{ErrorPolicy, ExecutionMarker};
 pub use types::FieldErrorView;
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 
 use crate::approvers::graphql::ApproversMutation;
 use crate::attributes::graphql::AttributesMutation;
 use crate::auth::{AuthQuery, Principal};
 use crate::config::QueryLimits;
+use crate::jobs::graphql::{JobsMutation, JobsQuery, JobsSubscription};
 use crate::tracks::graphql::{TracksMutation, TracksQuery};
 use crate::users::graphql::{UsersMutation, UsersQuery, loaders};
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery, UsersQuery, TracksQuery);
+pub struct QueryRoot(AuthQuery, UsersQuery, JobsQuery, TracksQuery);
 
 /// Every mutation needs the `admin` role; each field carries its guard.
 #[derive(MergedObject, Default)]
@@ -27,11 +28,17 @@ pub struct QueryRoot(AuthQuery, UsersQuery, TracksQuery);
 pub struct MutationRoot(
     UsersMutation,
     ApproversMutation,
+    JobsMutation,
     AttributesMutation,
     TracksMutation,
 );
 
-pub type RosterSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+/// Subscriptions are open to every role, like queries.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(JobsSubscription);
+
+pub type RosterSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// The one schema used by the server, the tests and `roster schema`.
 ///
@@ -41,7 +48,7 @@ pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
@@ -75,11 +82,17 @@ pub fn sdl() -> String {
 
 /// Per-request data: the verified caller and the database. DataLoaders belong here too,
 /// created per request and never shared, so one batch never mixes tenants.
-pub fn request_data(data: &mut async_graphql::Data, principal: Principal, db: &DatabaseConnection) {
+pub fn request_data(
+    data: &mut async_graphql::Data,
+    principal: Principal,
+    db: &DatabaseConnection,
+    queue: &crate::jobs::Queue,
+) {
     data.insert(RequestNow(chrono::Utc::now()));
     loaders(data, db, &principal.tenant);
     crate::approvers::graphql::loaders(data, db, &principal.tenant);
     crate::tracks::graphql::loaders(data, db, &principal.tenant);
     data.insert(principal);
     data.insert(db.clone());
+    data.insert(queue.clone());
 }

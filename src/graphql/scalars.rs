@@ -58,6 +58,50 @@ impl CursorType for IdCursor {
     }
 }
 
+/// The checked arguments of a page: `first` within `0..=max` (`default` when omitted) and
+/// the decoded `after` cursor. `limit` is `first`; callers fetch `limit + 1` rows to learn
+/// whether there is a next page.
+pub struct PageArgs {
+    pub limit: u64,
+    pub after: Option<i64>,
+}
+
+impl PageArgs {
+    pub fn check(
+        first: Option<i32>,
+        default: i32,
+        max: i32,
+        after: Option<String>,
+    ) -> Result<Self, crate::error::AppError> {
+        use crate::error::{AppError, FieldError};
+        let first = first.unwrap_or(default);
+        if !(0..=max).contains(&first) {
+            return Err(AppError::invalid_fields(vec![FieldError::new(
+                "first",
+                "OUT_OF_RANGE",
+                format!("must be between 0 and {max}"),
+            )]));
+        }
+        let after = after
+            .map(|cursor| IdCursor::decode_cursor(&cursor))
+            .transpose()
+            .map_err(|message| {
+                AppError::invalid_fields(vec![FieldError::new("after", "INVALID_CURSOR", message)])
+            })?;
+        Ok(Self {
+            limit: u64::try_from(first).unwrap_or(0),
+            after: after.map(|cursor| cursor.0),
+        })
+    }
+
+    /// Cuts the one extra row fetched off; true when there was one (a next page).
+    pub fn trim<T>(&self, rows: &mut Vec<T>) -> bool {
+        let has_next = rows.len() as u64 > self.limit;
+        rows.truncate(usize::try_from(self.limit).unwrap_or(usize::MAX));
+        has_next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

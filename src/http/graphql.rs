@@ -105,7 +105,7 @@ async fn execute(
     format: ResponseFormat,
 ) -> Response {
     let marker = Arc::new(ExecutionMarker::default());
-    request_data(&mut request.data, principal, &state.db);
+    request_data(&mut request.data, principal, &state.db, &state.queue);
     request.data.insert(marker.clone());
 
     let Ok(response) =

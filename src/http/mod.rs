@@ -29,6 +29,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub http: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
+    pub queue: crate::jobs::Queue,
 }
 
 pub fn router(state: AppState) -> anyhow::Result<Router> {

@@ -66,7 +66,7 @@ async fn serve(
                     AppError::Unauthenticated(e.to_string())
                 })?;
             let mut data = Data::default();
-            request_data(&mut data, principal, &state.db);
+            request_data(&mut data, principal, &state.db, &state.queue);
             Ok(data)
         })
         .map(|message| match message {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -11,17 +11,17 @@ use entity::users;
 use sea_orm::DatabaseConnection;
 
 use super::domain;
-use super::import::{self, UserImportOptions};
+use super::import::{self, ImportRow, UserImportOptions};
 use super::lookup::UserKey;
 use super::profile::{self, Patch, RawAttribute, RawUser};
 use super::store::{self, UserFilter as DomainFilter};
 use crate::approvers::graphql::{ApproverInput, ApproverLink, ApproversLoader, ManageesLoader};
 use crate::approvers::store::{self as approver_store, ResolvedLink, Side};
-use crate::approvers::{ApproverChange, ApproverSpec, Label};
+use crate::approvers::{RawApprover, RawLinks, RawLookup};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::request_now;
-use crate::graphql::scalars::{Date, IdCursor};
+use crate::graphql::scalars::{Date, IdCursor, PageArgs};
 use crate::tracks;
 use crate::tracks::graphql::{LearningTrackStatus, TrackProgress};
 
@@ -180,48 +180,18 @@ pub struct UserImportInput {
     pub manager_external_id: MaybeUndefined<String>,
 }
 
-impl UserImportInput {
-    /// The user's fields, and what the import says about its approvers.
-    pub fn into_parts(mut self) -> AppResult<(RawUser, ApproverChange)> {
-        let source = self
-            .source
-            .clone()
-            .unwrap_or_else(|| profile::DEFAULT_SOURCE.to_owned());
-        let manager = match std::mem::take(&mut self.manager_external_id) {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(external_id) => Some(Some(UserKey::from_parts(
-                None,
-                Some(&external_id),
-                Some(&source),
-                None,
-                "user.managerExternalId",
-            )?)),
+impl From<UserImportInput> for ImportRow {
+    fn from(mut input: UserImportInput) -> Self {
+        let links = RawLinks {
+            approvers: patch(std::mem::take(&mut input.approvers), |approvers| {
+                approvers.iter().map(RawApprover::from).collect()
+            }),
+            manager_external_id: patch(std::mem::take(&mut input.manager_external_id), same),
         };
-        let approvers = match std::mem::take(&mut self.approvers) {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(Vec::new()),
-            MaybeUndefined::Value(approvers) => Some(crate::approvers::graphql::specs(
-                &approvers,
-                "user.approvers",
-            )?),
-        };
-        let change = match (approvers, manager) {
-            (None, None) => ApproverChange::Keep,
-            (None, Some(manager)) => ApproverChange::SetManager(manager),
-            (Some(mut specs), manager) => {
-                specs.extend(manager.flatten().map(|key| {
-                    let spec = ApproverSpec {
-                        approver: key,
-                        label: Label::Manager,
-                        can_approve: None,
-                    };
-                    (spec, import::MANAGER_PATH.to_owned())
-                }));
-                ApproverChange::Replace(specs)
-            }
-        };
-        Ok((self.into(), change))
+        Self {
+            user: input.into(),
+            links,
+        }
     }
 }
 
@@ -279,8 +249,8 @@ impl From<UserImportInput> for RawUser {
     }
 }
 
-/// How an import treats each user.
-#[derive(InputObject, Default)]
+/// How an import treats each user, and, for bulk jobs, the job.
+#[derive(InputObject)]
 pub struct ImportOptions {
     #[graphql(default_with = "ImportMode::Upsert")]
     pub mode: ImportMode,
@@ -292,15 +262,68 @@ pub struct ImportOptions {
     /// Check and decide everything, report the action, write nothing.
     #[graphql(default)]
     pub dry_run: bool,
+    /// Bulk jobs: all rows or none; one failed row fails the job and nothing is written.
+    /// `importUser` is always all-or-nothing.
+    #[graphql(default)]
+    pub atomic: bool,
+    /// Bulk jobs: the same key in the same tenant returns the first job (whatever its
+    /// status) instead of starting a second one; the same key with a different request is
+    /// a `CONFLICT`. Keys are kept as long as their job. Up to 255 characters.
+    pub idempotency_key: Option<String>,
+    /// Bulk jobs: at the end, list in `integrityWarnings` every approver link of the tenant
+    /// whose approver is inactive.
+    #[graphql(default = true)]
+    pub run_integrity_check: bool,
+    /// Bulk jobs: a note kept with the job, up to 1000 characters.
+    pub description: Option<String>,
 }
 
-impl From<ImportOptions> for UserImportOptions {
-    fn from(options: ImportOptions) -> Self {
+/// The options an import without `options` gets: the defaults above.
+impl Default for ImportOptions {
+    fn default() -> Self {
         Self {
-            mode: options.mode.into(),
-            match_by: options.match_by.into(),
-            replace: options.replace,
-            dry_run: options.dry_run,
+            mode: ImportMode::Upsert,
+            match_by: MatchBy::ExternalId,
+            replace: false,
+            dry_run: false,
+            atomic: false,
+            idempotency_key: None,
+            run_integrity_check: true,
+            description: None,
+        }
+    }
+}
+
+impl ImportOptions {
+    /// The options of `importUser`, which runs no job: the job-only options that would mean
+    /// something else there are refused rather than ignored.
+    pub fn single(self) -> AppResult<UserImportOptions> {
+        let mut problems = Vec::new();
+        for (set, field) in [
+            (self.idempotency_key.is_some(), "idempotencyKey"),
+            (self.description.is_some(), "description"),
+        ] {
+            if set {
+                problems.push(FieldError::new(
+                    format!("options.{field}"),
+                    "NOT_SUPPORTED",
+                    "only bulk jobs (importUsers) take this option",
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(self.user())
+        } else {
+            Err(AppError::invalid_fields(problems))
+        }
+    }
+
+    pub fn user(&self) -> UserImportOptions {
+        UserImportOptions {
+            mode: self.mode.into(),
+            match_by: self.match_by.into(),
+            replace: self.replace,
+            dry_run: self.dry_run,
         }
     }
 }
@@ -317,13 +340,18 @@ pub struct UserLookup {
 
 impl UserLookup {
     pub fn key(&self, path: &str) -> AppResult<UserKey> {
-        UserKey::from_parts(
-            self.id.as_ref().map(|id| id.as_str()),
-            self.external_id.as_deref(),
-            self.source.as_deref(),
-            self.email.as_deref(),
-            path,
-        )
+        RawLookup::from(self).key(path)
+    }
+}
+
+impl From<&UserLookup> for RawLookup {
+    fn from(lookup: &UserLookup) -> Self {
+        Self {
+            id: lookup.id.as_ref().map(|id| id.to_string()),
+            external_id: lookup.external_id.clone(),
+            source: lookup.source.clone(),
+            email: lookup.email.clone(),
+        }
     }
 }
 
@@ -690,35 +718,14 @@ impl UsersQuery {
     ) -> AppResult<UserConnection> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
-        let first = first.unwrap_or(DEFAULT_PAGE);
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(AppError::invalid_fields(vec![FieldError::new(
-                "first",
-                "OUT_OF_RANGE",
-                format!("must be between 0 and {MAX_PAGE}"),
-            )]));
-        }
-        let after = after
-            .map(|cursor| IdCursor::decode_cursor(&cursor))
-            .transpose()
-            .map_err(|message| {
-                AppError::invalid_fields(vec![FieldError::new("after", "INVALID_CURSOR", message)])
-            })?;
+        let page = PageArgs::check(first, DEFAULT_PAGE, MAX_PAGE, after)?;
         let filter = filter.unwrap_or_default().into_domain(request_now(ctx));
         filter.check()?;
-        let limit = u64::try_from(first).unwrap_or(0);
-        let mut rows = store::page(
-            db,
-            &principal.tenant,
-            &filter,
-            after.map(|c| c.0),
-            limit + 1,
-        )
-        .await?;
-        let has_next = rows.len() as u64 > limit;
-        rows.truncate(first as usize);
+        let mut rows =
+            store::page(db, &principal.tenant, &filter, page.after, page.limit + 1).await?;
+        let has_next = page.trim(&mut rows);
         let mut connection = Connection::with_additional_fields(
-            after.is_some(),
+            page.after.is_some(),
             has_next,
             UserTotal {
                 tenant: principal.tenant.clone(),
@@ -828,10 +835,9 @@ impl UsersMutation {
     ) -> AppResult<ImportUserPayload> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
-        let options = UserImportOptions::from(options.unwrap_or_default());
-        let (user, approvers) = user.into_parts()?;
+        let options = options.unwrap_or_default().single()?;
         let outcome =
-            import::import_user(db, &principal.tenant, user, &approvers, &options).await?;
+            import::import_user(db, &principal.tenant, ImportRow::from(user), &options).await?;
         let count = |yes: bool| i32::from(yes);
         Ok(ImportUserPayload {
             action: outcome.action.into(),

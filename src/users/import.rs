@@ -7,12 +7,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::users;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use serde::{Deserialize, Serialize};
 
 use super::lookup::UserKey;
 use super::profile::{PreparedPassword, Profile, RawUser, UserChanges};
 use super::store;
 use crate::approvers::store::{self as approver_store, Side};
-use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link};
+use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link, RawLinks};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
@@ -43,6 +44,71 @@ pub enum RowAction {
     Unchanged,
     Skipped,
     Failed,
+}
+
+impl RowAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Updated => "UPDATED",
+            Self::Unchanged => "UNCHANGED",
+            Self::Skipped => "SKIPPED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Self {
+        [
+            Self::Created,
+            Self::Updated,
+            Self::Unchanged,
+            Self::Skipped,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|action| action.as_str() == text)
+        .unwrap_or(Self::Failed)
+    }
+}
+
+/// One user of an import as sent: its fields and what it says about its approvers. Its
+/// serde form is the API's `UserImportInput` object, which is how a bulk job keeps its rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportRow {
+    #[serde(flatten)]
+    pub user: RawUser,
+    #[serde(flatten)]
+    pub links: RawLinks,
+}
+
+impl ImportRow {
+    /// `source:externalId`, as the row names its user before any checking.
+    pub fn lookup_key(&self) -> String {
+        format!(
+            "{}:{}",
+            self.user
+                .source
+                .as_deref()
+                .unwrap_or(super::profile::DEFAULT_SOURCE),
+            self.user.external_id
+        )
+    }
+
+    /// Checks every field, the approvers' lookups included; all problems are reported
+    /// together, each under `{prefix}.{field}`.
+    pub fn parse(self, prefix: &str) -> AppResult<(UserChanges, ApproverChange)> {
+        let links = self.links.change(self.user.source.as_deref(), prefix);
+        let user = UserChanges::parse(self.user, prefix);
+        match (user, links) {
+            (Ok(user), Ok(links)) => Ok((user, links)),
+            (Err(mut problems), Err(AppError::BadUserInput { field_errors, .. })) => {
+                problems.extend(field_errors);
+                Err(AppError::invalid_fields(problems))
+            }
+            (Err(problems), _) => Err(AppError::invalid_fields(problems)),
+            (Ok(_), Err(error)) => Err(error),
+        }
+    }
 }
 
 /// The options of `ImportOptions` that apply to each user.
@@ -79,13 +145,16 @@ pub enum Decision {
         after: Box<Profile>,
     },
     Unchanged(users::Model),
+    /// The mode rules the user out: `CREATE_ONLY` and it exists, or `UPDATE_ONLY` and it
+    /// does not. `importUser` answers with the error; a bulk job skips the row.
+    Skip(AppError),
 }
 
 impl Decision {
     /// The stored user this decision is about; `None` for a new one.
     pub fn user_id(&self) -> Option<i64> {
         match self {
-            Self::Create(_) => None,
+            Self::Create(_) | Self::Skip(_) => None,
             Self::Update { user, .. } | Self::Unchanged(user) => Some(user.id),
         }
     }
@@ -99,10 +168,6 @@ pub async fn decide(
     options: &UserImportOptions,
     today: NaiveDate,
 ) -> AppResult<Decision> {
-    let by_key = UserKey::External {
-        source: changes.source.clone(),
-        external_id: changes.external_id.clone(),
-    };
     // The matched row stays locked (on PostgreSQL) until the transaction ends, so two
     // imports of one user take turns; SQLite's write transaction already serialises them.
     let by_email = match options.match_by {
@@ -115,8 +180,47 @@ pub async fn decide(
     let matched_by_email = by_email.is_some();
     let existing = match by_email {
         Some(user) => Some(user),
-        None => store::find_for_update(conn, tenant, &by_key).await?,
+        None => store::find_for_update(conn, tenant, &external_key(changes)).await?,
     };
+    let before = match &existing {
+        Some(user) => Some(store::profile_of(conn, tenant, user).await?),
+        None => None,
+    };
+    match judge(changes, options, existing, matched_by_email, before, today)? {
+        Judged::Done(decision) => Ok(*decision),
+        Judged::Write { existing, after } => {
+            let except = existing.as_ref().map(|existing| existing.0.id);
+            let holders = store::holders_of(conn, tenant, &after, except).await?;
+            finish(changes, existing, after, &holders)
+        }
+    }
+}
+
+fn external_key(changes: &UserChanges) -> UserKey {
+    UserKey::External {
+        source: changes.source.clone(),
+        external_id: changes.external_id.clone(),
+    }
+}
+
+/// A decision before its unique values are checked against other users.
+enum Judged {
+    Done(Box<Decision>),
+    Write {
+        existing: Option<Box<(users::Model, Profile)>>,
+        after: Box<Profile>,
+    },
+}
+
+/// The rules of a decision that need nothing more from the store than the matched user.
+fn judge(
+    changes: &UserChanges,
+    options: &UserImportOptions,
+    existing: Option<users::Model>,
+    matched_by_email: bool,
+    before: Option<Profile>,
+    today: NaiveDate,
+) -> AppResult<Judged> {
     match (options.mode, &existing) {
         (ImportMode::CreateOnly, Some(_)) => {
             let (field, what) = if matched_by_email {
@@ -124,55 +228,194 @@ pub async fn decide(
             } else {
                 ("externalId", "this source and externalId")
             };
-            return Err(AppError::conflict(vec![FieldError::new(
-                changes.path(field),
-                "EXISTS",
-                format!("a user with {what} already exists, and mode is CREATE_ONLY"),
-            )]));
+            return Ok(Judged::Done(Box::new(Decision::Skip(AppError::conflict(
+                vec![FieldError::new(
+                    changes.path(field),
+                    "EXISTS",
+                    format!("a user with {what} already exists, and mode is CREATE_ONLY"),
+                )],
+            )))));
         }
         (ImportMode::UpdateOnly, None) => {
-            return Err(AppError::NotFound(format!(
-                "no user with externalId {:?} in source {:?}{}, and mode is UPDATE_ONLY",
-                changes.external_id,
-                changes.source,
-                match options.match_by {
-                    MatchBy::Email => format!(" nor with email {:?}", changes.email.as_str()),
-                    MatchBy::ExternalId => String::new(),
-                }
-            )));
+            return Ok(Judged::Done(Box::new(Decision::Skip(AppError::NotFound(
+                format!(
+                    "no user with externalId {:?} in source {:?}{}, and mode is UPDATE_ONLY",
+                    changes.external_id,
+                    changes.source,
+                    match options.match_by {
+                        MatchBy::Email => format!(" nor with email {:?}", changes.email.as_str()),
+                        MatchBy::ExternalId => String::new(),
+                    }
+                ),
+            )))));
         }
         _ => {}
     }
-
-    let before = match &existing {
-        Some(user) => Some(store::profile_of(conn, tenant, user).await?),
-        None => None,
-    };
     let after = changes
         .apply(before.as_ref(), options.replace, today)
         .map_err(AppError::invalid_fields)?;
-    if let (Some(user), Some(before)) = (&existing, &before)
-        && *before == after
-    {
-        return Ok(Decision::Unchanged(user.clone()));
-    }
+    Ok(match (existing, before) {
+        (Some(user), Some(before)) if before == after => {
+            Judged::Done(Box::new(Decision::Unchanged(user)))
+        }
+        (Some(user), Some(before)) => Judged::Write {
+            existing: Some(Box::new((user, before))),
+            after: Box::new(after),
+        },
+        _ => Judged::Write {
+            existing: None,
+            after: Box::new(after),
+        },
+    })
+}
 
-    let clashes = clashes(
-        &store::holders_of(conn, tenant, &after, existing.as_ref().map(|u| u.id)).await?,
-        &after,
-        changes,
-    );
+/// A create or update, unless another user (among `holders`) holds one of its unique values.
+fn finish(
+    changes: &UserChanges,
+    existing: Option<Box<(users::Model, Profile)>>,
+    after: Box<Profile>,
+    holders: &[users::Model],
+) -> AppResult<Decision> {
+    let except = existing.as_ref().map(|existing| existing.0.id);
+    let others: Vec<users::Model> = holders
+        .iter()
+        .filter(|o| Some(o.id) != except)
+        .cloned()
+        .collect();
+    let clashes = clashes(&others, &after, changes);
     if !clashes.is_empty() {
         return Err(AppError::conflict(clashes));
     }
-    Ok(match (existing, before) {
-        (Some(user), Some(before)) => Decision::Update {
+    Ok(match existing.map(|existing| *existing) {
+        Some((user, before)) => Decision::Update {
             user,
             before: Box::new(before),
-            after: Box::new(after),
+            after,
         },
-        _ => Decision::Create(after),
+        None => Decision::Create(*after),
     })
+}
+
+/// Decides many rows with a fixed number of statements: the longest prefix of `rows` in
+/// which no row touches a user or a unique value (key, email, login) that an earlier row
+/// of the prefix touches. Within such a prefix, deciding every row against the stored state
+/// is the same as deciding them one after another, so each gets exactly the decision
+/// [`decide`] would give it. The caller writes the prefix and calls again with the rest;
+/// the result is never empty for a non-empty `rows`.
+pub async fn decide_prefix(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    rows: &[&UserChanges],
+    options: &UserImportOptions,
+    today: NaiveDate,
+) -> Result<Vec<AppResult<Decision>>, DbErr> {
+    let mut keys: Vec<UserKey> = rows.iter().map(|c| external_key(c)).collect();
+    if options.match_by == MatchBy::Email {
+        keys.extend(rows.iter().map(|c| UserKey::Email(c.email.normalized())));
+    }
+    let key_refs: Vec<&UserKey> = keys.iter().collect();
+    let found = store::find_many(conn, tenant, &key_refs, true).await?;
+    let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut tags = store::tags_of(conn, tenant, &ids).await?;
+    let mut attributes = store::attributes_of(conn, tenant, &ids).await?;
+
+    let mut claimed = Claimed::default();
+    let mut judged = Vec::with_capacity(rows.len());
+    for changes in rows {
+        let by_email = match options.match_by {
+            MatchBy::Email => found.get(&UserKey::Email(changes.email.normalized())),
+            MatchBy::ExternalId => None,
+        };
+        let matched_by_email = by_email.is_some();
+        let existing = by_email
+            .or_else(|| found.get(&external_key(changes)))
+            .cloned();
+        if !claimed.take(changes, existing.as_ref()) {
+            break;
+        }
+        let before = existing.as_ref().map(|user| {
+            store::profile_from(
+                user,
+                tags.remove(&user.id).unwrap_or_default(),
+                attributes.remove(&user.id).unwrap_or_default(),
+            )
+        });
+        judged.push(judge(
+            changes,
+            options,
+            existing,
+            matched_by_email,
+            before,
+            today,
+        ));
+    }
+
+    let writes: Vec<&Profile> = judged
+        .iter()
+        .filter_map(|j| match j {
+            Ok(Judged::Write { after, .. }) => Some(after.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let holders = store::holders_of_many(conn, tenant, &writes).await?;
+    Ok(judged
+        .into_iter()
+        .zip(rows)
+        .map(|(judged, changes)| match judged? {
+            Judged::Done(decision) => Ok(*decision),
+            Judged::Write { existing, after } => {
+                let holding: Vec<users::Model> = holders
+                    .iter()
+                    .filter(|o| {
+                        o.email_key == after.email_key()
+                            || o.login_key == after.login_key()
+                            || (o.source == after.source && o.external_id == after.external_id)
+                    })
+                    .cloned()
+                    .collect();
+                finish(changes, existing, after, &holding)
+            }
+        })
+        .collect())
+}
+
+/// The users and unique values the rows of a prefix touch, before and after.
+#[derive(Default)]
+struct Claimed {
+    users: std::collections::HashSet<i64>,
+    keys: std::collections::HashSet<(String, String)>,
+    emails: std::collections::HashSet<String>,
+    logins: std::collections::HashSet<String>,
+}
+
+impl Claimed {
+    /// Claims what a row touches; false (claiming nothing) when an earlier row touches any.
+    fn take(&mut self, changes: &UserChanges, existing: Option<&users::Model>) -> bool {
+        let mut keys = vec![(changes.source.clone(), changes.external_id.clone())];
+        let mut emails = vec![changes.email.normalized()];
+        // The login may become the email, or the one sent.
+        let mut logins = vec![changes.email.normalized()];
+        logins.extend(changes.sent_login().map(str::to_lowercase));
+        if let Some(user) = existing {
+            keys.push((user.source.clone(), user.external_id.clone()));
+            emails.push(user.email_key.clone());
+            logins.push(user.login_key.clone());
+        }
+        let taken = existing.is_some_and(|u| self.users.contains(&u.id))
+            || keys.iter().any(|k| self.keys.contains(k))
+            || emails.iter().any(|e| self.emails.contains(e))
+            || logins.iter().any(|l| self.logins.contains(l));
+        if taken {
+            return false;
+        }
+        self.users.extend(existing.map(|u| u.id));
+        self.keys.extend(keys);
+        self.emails.extend(emails);
+        self.logins.extend(logins);
+        true
+    }
 }
 
 /// Each unique value of `profile` that another user already holds.
@@ -210,39 +453,51 @@ fn clashes(others: &[users::Model], profile: &Profile, changes: &UserChanges) ->
     clashes
 }
 
-/// Writes a decision; returns the stored user.
+/// Writes a decision; returns the stored user (`None` for a skipped one).
 pub async fn apply(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     decision: &Decision,
     now: DateTime<Utc>,
-) -> Result<users::Model, DbErr> {
-    match decision {
-        Decision::Create(profile) => store::insert(conn, tenant, profile, now).await,
+) -> Result<Option<users::Model>, DbErr> {
+    Ok(Some(match decision {
+        Decision::Create(profile) => store::insert(conn, tenant, profile, now).await?,
         Decision::Update {
             user,
             before,
             after,
-        } => store::update(conn, tenant, user.id, before, after, now).await,
-        Decision::Unchanged(user) => Ok(user.clone()),
+        } => store::update(conn, tenant, user, before, after, now).await?,
+        Decision::Unchanged(user) => user.clone(),
+        Decision::Skip(_) => return Ok(None),
+    }))
+}
+
+/// What a decision counts as: its action, and whether it blocks or unblocks the user.
+pub fn counts(decision: &Decision, links_change: bool) -> (RowAction, bool, bool) {
+    match decision {
+        Decision::Create(_) => (RowAction::Created, false, false),
+        Decision::Update { before, after, .. } => (
+            RowAction::Updated,
+            before.active && !after.active,
+            !before.active && after.active,
+        ),
+        Decision::Unchanged(_) if links_change => (RowAction::Updated, false, false),
+        Decision::Unchanged(_) => (RowAction::Unchanged, false, false),
+        Decision::Skip(_) => (RowAction::Skipped, false, false),
     }
 }
 
-/// The input path of `managerExternalId`.
-pub const MANAGER_PATH: &str = "user.managerExternalId";
-
 /// The approver set a decided user gets, checked; `None` when it stays as stored.
-async fn decide_links(
+pub async fn decide_links(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    decision: &Decision,
+    user_id: Option<i64>,
     approvers: &ApproverChange,
     replace: bool,
 ) -> AppResult<Option<Vec<Link>>> {
     if !approvers.touches_links(replace) {
         return Ok(None);
     }
-    let user_id = decision.user_id();
     let current = match user_id {
         Some(id) => approver_store::set_of(conn, tenant, id).await?,
         None => Vec::new(),
@@ -255,7 +510,7 @@ async fn decide_links(
             (specs, paths, Vec::new())
         }
         // Only the new manager is checked; the other stored links stay as they are.
-        ApproverChange::SetManager(manager) => (
+        ApproverChange::SetManager(manager, path) => (
             manager
                 .iter()
                 .map(|key| ApproverSpec {
@@ -264,7 +519,7 @@ async fn decide_links(
                     can_approve: None,
                 })
                 .collect(),
-            vec![MANAGER_PATH.to_owned()],
+            vec![path.clone()],
             // `replace` overrides the whole set: only the manager is left.
             current
                 .iter()
@@ -273,11 +528,12 @@ async fn decide_links(
                 .collect(),
         ),
     };
+    let is_manager_field = |path: &str| path.ends_with(".managerExternalId");
     links.extend(
         // A problem of `managerExternalId` is named by that field alone.
-        approvers::check_set(conn, tenant, user_id, &specs, |i, field| {
-            if paths[i] == MANAGER_PATH {
-                MANAGER_PATH.to_owned()
+        approvers::check_set(conn, tenant, user_id, &current, &specs, |i, field| {
+            if is_manager_field(&paths[i]) {
+                paths[i].clone()
             } else {
                 format!("{}.{field}", paths[i])
             }
@@ -292,7 +548,7 @@ async fn decide_links(
                 .iter()
                 .find(|old| old.approver_id == link.approver_id && old.label == Label::Manager);
             if link.label == Label::Manager
-                && paths.iter().any(|p| p == MANAGER_PATH)
+                && paths.iter().any(|p| is_manager_field(p))
                 && let Some(old) = same
             {
                 link.can_approve = old.can_approve;
@@ -339,11 +595,11 @@ async fn managee_warning(
 pub async fn import_user(
     db: &DatabaseConnection,
     tenant: &TenantId,
-    raw: RawUser,
-    approvers: &ApproverChange,
+    row: ImportRow,
     options: &UserImportOptions,
 ) -> AppResult<ImportOutcome> {
-    let mut changes = UserChanges::parse(raw, "user").map_err(AppError::invalid_fields)?;
+    let (mut changes, approvers) = row.parse("user")?;
+    let approvers = &approvers;
     prepare_password(db, tenant, &mut changes).await?;
     // Two imports that both create the same new user race to insert it: the loser decides
     // again, now finding the winner's row.
@@ -363,7 +619,7 @@ pub async fn import_user(
 /// Hashes a sent plain password, and checks it against the stored hashes of the users the
 /// import may match, before any transaction: Argon2 is slow by design, and a transaction
 /// (on SQLite, the database's one write lock) must not wait for it.
-async fn prepare_password(
+pub async fn prepare_password(
     db: &DatabaseConnection,
     tenant: &TenantId,
     changes: &mut UserChanges,
@@ -436,17 +692,11 @@ async fn import_once(
         db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
     }
     let decision = decide(&txn, tenant, changes, options, now.date_naive()).await?;
-    let links = decide_links(&txn, tenant, &decision, approvers, options.replace).await?;
-    let (action, blocked, unblocked) = match &decision {
-        Decision::Create(_) => (RowAction::Created, false, false),
-        Decision::Update { before, after, .. } => (
-            RowAction::Updated,
-            before.active && !after.active,
-            !before.active && after.active,
-        ),
-        Decision::Unchanged(_) if links.is_some() => (RowAction::Updated, false, false),
-        Decision::Unchanged(_) => (RowAction::Unchanged, false, false),
-    };
+    if let Decision::Skip(error) = decision {
+        return Err(Attempt::Failed(error));
+    }
+    let links = decide_links(&txn, tenant, decision.user_id(), approvers, options.replace).await?;
+    let (action, blocked, unblocked) = counts(&decision, links.is_some());
     let mut warnings = Vec::new();
     if blocked && let Decision::Update { user, .. } = &decision {
         warnings.extend(managee_warning(&txn, tenant, user).await?);
@@ -454,12 +704,13 @@ async fn import_once(
     let user = if options.dry_run {
         txn.rollback().await?;
         match decision {
-            Decision::Create(_) => None,
+            Decision::Create(_) | Decision::Skip(_) => None,
             Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user),
         }
     } else {
         let user = match apply(&txn, tenant, &decision, now).await {
-            Ok(user) => write_links(&txn, tenant, user, links.as_deref(), now).await,
+            Ok(Some(user)) => write_links(&txn, tenant, user, links.as_deref(), now).await,
+            Ok(None) => unreachable!("a skip returned above"),
             Err(error) => Err(error),
         }
         .map_err(written)?;
@@ -479,7 +730,7 @@ async fn import_once(
 }
 
 /// Writes a changed approver set; the user's `updatedAt` moves with it.
-async fn write_links(
+pub async fn write_links(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     user: users::Model,

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
 
 use super::domain::{
@@ -81,6 +82,24 @@ impl<T> Patch<Option<T>> {
     }
 }
 
+/// On the wire (a stored job row), a patch is a field of an object: left out for `Keep`,
+/// `null` for `Clear`, the value for `Set`. Fields of this type need
+/// `#[serde(default, skip_serializing_if = "Patch::is_keep")]`.
+impl<T: Serialize> Serialize for Patch<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Set(value) => serializer.serialize_some(value),
+            Self::Keep | Self::Clear => serializer.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Self::Clear, Self::Set))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gender {
     Male,
@@ -111,6 +130,21 @@ macro_rules! stored_names {
 
             pub fn from_stored(name: &str) -> Option<Self> {
                 match name { $($name => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+                Self::from_stored(&name).ok_or_else(|| {
+                    serde::de::Error::unknown_variant(&name, &[$($name),+])
+                })
             }
         }
     };
@@ -173,12 +207,19 @@ fn has_nul(json: &Json) -> bool {
 }
 
 /// One attribute as sent; a `null` value means the user does not have it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawAttribute {
     pub name: String,
+    #[serde(default)]
     pub value: Option<String>,
+    #[serde(rename = "type", default = "string_type")]
     pub kind: AttributeType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+}
+
+fn string_type() -> AttributeType {
+    AttributeType::String
 }
 
 /// One attribute as stored: its value in the canonical form of its type.
@@ -191,36 +232,65 @@ pub struct Attribute {
 }
 
 /// A user as an import sends it, before any checking.
-#[derive(Debug, Clone, Default)]
+///
+/// Its serde form is the `UserImportInput` object of the API (camelCase keys, omitted fields
+/// left out), which is how a bulk job keeps its rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RawUser {
     pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub email: String,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub login: Patch<String>,
     pub first_name: String,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub middle_name: Patch<String>,
     pub last_name: String,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub title: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub password: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub password_hash: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub birth_date: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub gender: Patch<Gender>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub active: Patch<bool>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub phone: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub city: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub department: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub position: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub company: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub work_contact: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub structure_uid: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub language: Patch<Language>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub facebook_id: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub google_id: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub employment_start_date: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub employment_end_date: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub position_assigned_date: Patch<String>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub tags: Patch<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub attributes: Patch<Vec<RawAttribute>>,
+    #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub custom_info: Patch<Json>,
 }
 
@@ -687,6 +757,14 @@ impl UserChanges {
     pub fn prepare_password(&mut self, prepared: PreparedPassword) {
         if self.plain_password().is_some() {
             self.password = Patch::Set(PasswordChange::Prepared(prepared));
+        }
+    }
+
+    /// The login sent, if any.
+    pub fn sent_login(&self) -> Option<&str> {
+        match &self.login {
+            Patch::Set(login) => Some(login),
+            _ => None,
         }
     }
 

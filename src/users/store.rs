@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{ExprTrait, LikeExpr, LockType, Query};
+use sea_orm::sea_query::{ExprTrait, LikeExpr, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -245,6 +245,36 @@ pub async fn holders_of(
     query.all(conn).await
 }
 
+/// Users of the tenant that hold the email, the login or the key of any of `profiles`.
+pub async fn holders_of_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profiles: &[&Profile],
+) -> Result<Vec<users::Model>, DbErr> {
+    let mut holders: HashMap<i64, users::Model> = HashMap::new();
+    for chunk in profiles.chunks(IN_CHUNK) {
+        let mut keys = Condition::any();
+        for profile in chunk {
+            keys = keys.add(
+                users::Column::Source
+                    .eq(profile.source.as_str())
+                    .and(users::Column::ExternalId.eq(profile.external_id.as_str())),
+            );
+        }
+        let condition = Condition::any()
+            .add(users::Column::EmailKey.is_in(chunk.iter().map(|p| p.email_key())))
+            .add(users::Column::LoginKey.is_in(chunk.iter().map(|p| p.login_key())))
+            .add(keys);
+        let found = users::Entity::find()
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(condition)
+            .all(conn)
+            .await?;
+        holders.extend(found.into_iter().map(|u| (u.id, u)));
+    }
+    Ok(holders.into_values().collect())
+}
+
 /// Tags of each of `ids`, sorted; users without tags are absent from the map.
 pub async fn tags_of(
     conn: &impl ConnectionTrait,
@@ -388,40 +418,209 @@ fn columns(tenant: &TenantId, profile: &Profile, now: DateTime<Utc>) -> users::A
     }
 }
 
+/// Rows per multi-row statement on `users`: its 34 columns bind 17,000 values per 500 rows,
+/// within SQLite's 32,766 (and PostgreSQL's 65,535).
+const WRITE_CHUNK: usize = 500;
+
 pub async fn insert(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     profile: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    let mut row = columns(tenant, profile, now);
-    row.created_at = Set(now);
-    let user = users::Entity::insert(row).exec_with_returning(conn).await?;
-    replace_tags(conn, tenant, user.id, &profile.tags, now).await?;
-    replace_attributes(conn, tenant, user.id, &profile.attributes).await?;
-    Ok(user)
+    let mut users = insert_many(conn, tenant, &[profile], now).await?;
+    users.pop().ok_or(DbErr::RecordNotInserted)
+}
+
+/// Inserts new users, their tags and attributes, with multi-row statements; returns them in
+/// the order given.
+pub async fn insert_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    profiles: &[&Profile],
+    now: DateTime<Utc>,
+) -> Result<Vec<users::Model>, DbErr> {
+    let mut inserted = Vec::with_capacity(profiles.len());
+    for chunk in profiles.chunks(WRITE_CHUNK) {
+        let rows = chunk.iter().map(|profile| {
+            let mut row = columns(tenant, profile, now);
+            row.created_at = Set(now);
+            row
+        });
+        let mut users = users::Entity::insert_many(rows)
+            .exec_with_returning(conn)
+            .await?;
+        // RETURNING order is not promised: match the rows back by their key.
+        let position: HashMap<(&str, &str), usize> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.source.as_str(), p.external_id.as_str()), i))
+            .collect();
+        users.sort_by_key(|u| {
+            position
+                .get(&(u.source.as_str(), u.external_id.as_str()))
+                .copied()
+        });
+        inserted.extend(users);
+    }
+    let all: Vec<(i64, &Profile)> = inserted
+        .iter()
+        .map(|u| u.id)
+        .zip(profiles.iter().copied())
+        .collect();
+    write_related(conn, tenant, &all, &all, now).await?;
+    Ok(inserted)
 }
 
 /// Writes what differs between `before` and `after`; tags and attributes only when changed.
 pub async fn update(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    id: i64,
+    user: &users::Model,
     before: &Profile,
     after: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    let mut row = columns(tenant, after, now);
-    row.id = sea_orm::ActiveValue::Unchanged(id);
-    // `id` was found in `tenant` within the caller's transaction.
-    let user = row.update(conn).await?;
-    if before.tags != after.tags {
-        replace_tags(conn, tenant, id, &after.tags, now).await?;
+    let mut users = update_many(conn, tenant, &[(user, before, after)], now).await?;
+    users.pop().ok_or(DbErr::RecordNotUpdated)
+}
+
+/// Updates users (each `(stored row, before, after)`) with multi-row upserts on their ids;
+/// tags and attributes are rewritten only for users whose tags or attributes changed.
+pub async fn update_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    updates: &[(&users::Model, &Profile, &Profile)],
+    now: DateTime<Utc>,
+) -> Result<Vec<users::Model>, DbErr> {
+    use sea_orm::{IdenStatic, Iterable};
+    let mut updated = Vec::with_capacity(updates.len());
+    let keep = [
+        users::Column::Id,
+        users::Column::Tenant,
+        users::Column::CreatedAt,
+    ];
+    let changing: Vec<users::Column> = users::Column::iter()
+        .filter(|c| !keep.iter().any(|k| k.as_str() == c.as_str()))
+        .collect();
+    for chunk in updates.chunks(WRITE_CHUNK) {
+        let rows = chunk.iter().map(|(user, _, after)| {
+            let mut row = columns(tenant, after, now);
+            row.id = Set(user.id);
+            row.created_at = Set(user.created_at);
+            row
+        });
+        let mut users = users::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(users::Column::Id)
+                    .update_columns(changing.iter().copied())
+                    .to_owned(),
+            )
+            .exec_with_returning(conn)
+            .await?;
+        let position: HashMap<i64, usize> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (u, _, _))| (u.id, i))
+            .collect();
+        users.sort_by_key(|u| position.get(&u.id).copied());
+        updated.extend(users);
     }
-    if before.attributes != after.attributes {
-        replace_attributes(conn, tenant, id, &after.attributes).await?;
+    let tags: Vec<(i64, &Profile)> = updates
+        .iter()
+        .filter(|(_, before, after)| before.tags != after.tags)
+        .map(|(user, _, after)| (user.id, *after))
+        .collect();
+    let attributes: Vec<(i64, &Profile)> = updates
+        .iter()
+        .filter(|(_, before, after)| before.attributes != after.attributes)
+        .map(|(user, _, after)| (user.id, *after))
+        .collect();
+    write_related(conn, tenant, &tags, &attributes, now).await?;
+    Ok(updated)
+}
+
+/// Replaces the tags of the users in `tags` and the attributes of those in `attributes`;
+/// the learning tracks the tags assign follow at once.
+async fn write_related(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    tags: &[(i64, &Profile)],
+    attributes: &[(i64, &Profile)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in tags.chunks(IN_CHUNK) {
+        user_tags::Entity::delete_many()
+            .filter(user_tags::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
+            .exec(conn)
+            .await?;
+        let rows: Vec<user_tags::ActiveModel> = chunk
+            .iter()
+            .flat_map(|(id, profile)| {
+                profile.tags.iter().map(|tag| user_tags::ActiveModel {
+                    user_id: Set(*id),
+                    tag: Set(tag.clone()),
+                    tenant: Set(tenant.as_str().to_owned()),
+                })
+            })
+            .collect();
+        insert_in_chunks(conn, rows, 3).await?;
     }
-    Ok(user)
+    for chunk in attributes.chunks(IN_CHUNK) {
+        user_attributes::Entity::delete_many()
+            .filter(user_attributes::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
+            .exec(conn)
+            .await?;
+        let rows: Vec<user_attributes::ActiveModel> = chunk
+            .iter()
+            .flat_map(|(id, profile)| {
+                profile
+                    .attributes
+                    .iter()
+                    .map(|a| user_attributes::ActiveModel {
+                        user_id: Set(*id),
+                        name: Set(a.name.clone()),
+                        tenant: Set(tenant.as_str().to_owned()),
+                        value: Set(a.value.clone()),
+                        kind: Set(a.kind.as_str().to_owned()),
+                        class: Set(a.class.clone()),
+                    })
+            })
+            .collect();
+        insert_in_chunks(conn, rows, 6).await?;
+    }
+    if !tags.is_empty() {
+        let ids: Vec<i64> = tags.iter().map(|(id, _)| *id).collect();
+        crate::tracks::sync(
+            conn,
+            tenant,
+            crate::tracks::Scope::Users(&ids),
+            now.timestamp_millis(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts rows of `columns` columns each, as many per statement as the bind limits allow.
+async fn insert_in_chunks<A>(
+    conn: &impl ConnectionTrait,
+    rows: Vec<A>,
+    columns: usize,
+) -> Result<(), DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+{
+    const MAX_BINDS: usize = 30_000;
+    let per_statement = MAX_BINDS / columns;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
+        <A::Entity as EntityTrait>::insert_many(chunk)
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Moves `updated_at` of a user whose related rows (its approvers) changed.
@@ -433,73 +632,6 @@ pub async fn touch(
     let mut row: users::ActiveModel = user.into();
     row.updated_at = Set(now);
     row.update(conn).await
-}
-
-/// Replaces a user's tags; the learning tracks they assign follow at once.
-async fn replace_tags(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    user_id: i64,
-    tags: &[String],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    write_tags(conn, tenant, user_id, tags).await?;
-    crate::tracks::sync(
-        conn,
-        tenant,
-        crate::tracks::Scope::Users(&[user_id]),
-        now.timestamp_millis(),
-    )
-    .await
-}
-
-async fn write_tags(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    user_id: i64,
-    tags: &[String],
-) -> Result<(), DbErr> {
-    user_tags::Entity::delete_many()
-        .filter(user_tags::Column::UserId.eq(user_id))
-        .exec(conn)
-        .await?;
-    if tags.is_empty() {
-        return Ok(());
-    }
-    user_tags::Entity::insert_many(tags.iter().map(|tag| user_tags::ActiveModel {
-        user_id: Set(user_id),
-        tag: Set(tag.clone()),
-        tenant: Set(tenant.as_str().to_owned()),
-    }))
-    .exec(conn)
-    .await?;
-    Ok(())
-}
-
-async fn replace_attributes(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    user_id: i64,
-    attributes: &[Attribute],
-) -> Result<(), DbErr> {
-    user_attributes::Entity::delete_many()
-        .filter(user_attributes::Column::UserId.eq(user_id))
-        .exec(conn)
-        .await?;
-    if attributes.is_empty() {
-        return Ok(());
-    }
-    user_attributes::Entity::insert_many(attributes.iter().map(|a| user_attributes::ActiveModel {
-        user_id: Set(user_id),
-        name: Set(a.name.clone()),
-        tenant: Set(tenant.as_str().to_owned()),
-        value: Set(a.value.clone()),
-        kind: Set(a.kind.as_str().to_owned()),
-        class: Set(a.class.clone()),
-    }))
-    .exec(conn)
-    .await?;
-    Ok(())
 }
 
 /// Which unique rule of `users` a failed write broke, as the input field that names it;

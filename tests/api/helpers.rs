@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use roster::auth::{Authenticator, Role};
-use roster::config::{DatabaseConfig, HttpConfig, JwtConfig, QueryLimits, ServeConfig};
+use roster::config::{DatabaseConfig, HttpConfig, JobsConfig, JwtConfig, QueryLimits, ServeConfig};
 use roster::startup::Application;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -81,10 +81,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// to the test secret.
 pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let database = TestDatabase::create(backend).await;
-    let mut config = ServeConfig {
+    spawn_on(database, customize).await
+}
+
+/// A server for the tests: small job chunks (so that jobs of a few thousand rows take
+/// several chunks) and quick polling.
+fn test_config(database_url: &str) -> ServeConfig {
+    ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         database: DatabaseConfig {
-            database_url: database.url.clone(),
+            database_url: database_url.to_owned(),
             db_max_connections: 5,
         },
         jwt: JwtConfig {
@@ -97,7 +103,16 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut ServeC
             cors_origins: Vec::new(),
         },
         limits: QueryLimits::default(),
-    };
+        jobs: JobsConfig {
+            job_chunk: 500,
+            job_poll: Duration::from_millis(100),
+            ..JobsConfig::default()
+        },
+    }
+}
+
+async fn spawn_on(database: TestDatabase, customize: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let mut config = test_config(&database.url);
     customize(&mut config);
     let auth = Authenticator::from_config(&config.jwt)
         .expect("valid test key")
@@ -128,6 +143,20 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut ServeC
 }
 
 impl TestApp {
+    /// Starts a second server on this one's database, as another process would be; it runs
+    /// until the test ends.
+    pub async fn spawn_peer(&self, customize: impl FnOnce(&mut ServeConfig)) {
+        let mut config = test_config(&self.database.url);
+        customize(&mut config);
+        let auth = Authenticator::from_config(&config.jwt)
+            .expect("valid test key")
+            .expect("a test key is configured");
+        let app = Application::build(config, auth)
+            .await
+            .expect("the peer builds");
+        tokio::spawn(app.run_until_stopped());
+    }
+
     /// A real token signed with the test secret, for the default tenant.
     pub fn token(&self, role: Role) -> String {
         self.token_for(role, None)
@@ -403,13 +432,24 @@ impl ServerProcess {
                 }
             }
         });
+        // With a configured secret the server prints no token: the test signs its own.
+        let secret = env
+            .iter()
+            .find(|(name, _)| *name == "ROSTER_JWT_SECRET")
+            .map(|(_, secret)| *secret);
         let mut server = Self {
             base: String::new(),
-            admin_token: String::new(),
+            admin_token: secret
+                .map(|secret| {
+                    Authenticator::hs256(secret.as_bytes(), None, None)
+                        .mint("admin", Role::Admin, None, Duration::from_secs(3600))
+                        .expect("a token")
+                })
+                .unwrap_or_default(),
             lines,
             child,
         };
-        while server.admin_token.is_empty() {
+        while server.base.is_empty() || server.admin_token.is_empty() {
             let line = server.next_line();
             if let Some(address) = line.strip_prefix("Roster is listening on ") {
                 server.base = address.trim().to_owned();
@@ -423,6 +463,12 @@ impl ServerProcess {
             "the URL is printed before the tokens"
         );
         server
+    }
+
+    /// Stops the process at once, as a crash would (SIGKILL).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the server is killed");
+        let _ = self.child.wait();
     }
 
     /// The next line the server prints; fails the test after 30 seconds of silence.

@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod cli;
 mod http;
+mod jobs;
 mod listing;
 mod ops;
 mod schema;

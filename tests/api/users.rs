@@ -411,7 +411,7 @@ db_test! {
             .skip(1)
             .map(|rest| &rest[..rest.find("```").unwrap()])
             .collect();
-        assert_eq!(examples.len(), 4, "viewer, importUser, setUserAttributes, createLearningTrack");
+        assert_eq!(examples.len(), 6, "viewer, importUser, setUserAttributes, importUsers, importJob, createLearningTrack");
         let admin = app.token(Role::Admin);
         // In README order: each example works on what the earlier ones made.
         let mut results = Vec::new();
@@ -431,7 +431,9 @@ db_test! {
         let changed = &results[2]["setUserAttributes"];
         assert_eq!(changed["results"][0]["success"], true, "{changed}");
         assert_eq!(changed["results"][1]["errors"][0]["code"], "NOT_FOUND", "no jane in a fresh database");
-        assert!(results[3]["createLearningTrack"]["id"].is_string());
+        assert_eq!(results[3]["importUsers"]["status"], "QUEUED");
+        assert_eq!(results[4]["importJob"]["total"], 2);
+        assert!(results[5]["createLearningTrack"]["id"].is_string());
     }
 }
 

@@ -1,0 +1,309 @@
+//! Bulk import jobs: the job, its rows as sent, and each row's outcome.
+//!
+//! A job's input is durable from the moment it is accepted (`import_job_rows`); a worker
+//! records each chunk's outcomes (`import_job_results`) and the job's progress in the same
+//! transaction as the chunk's writes, so a job resumes exactly after its last committed
+//! chunk. Lease instants are epoch milliseconds.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let int = |column: ImportJobs| ColumnDef::new(column).integer().not_null().to_owned();
+        let flag = |column: ImportJobs| ColumnDef::new(column).boolean().not_null().to_owned();
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportJobs::Table)
+                    .col(
+                        ColumnDef::new(ImportJobs::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(ImportJobs::Tenant).string_len(64).not_null())
+                    .col(ColumnDef::new(ImportJobs::Kind).string_len(32).not_null())
+                    .col(ColumnDef::new(ImportJobs::Status).string_len(32).not_null())
+                    .col(ColumnDef::new(ImportJobs::Description).text().null())
+                    .col(ColumnDef::new(ImportJobs::Mode).string_len(32).not_null())
+                    .col(
+                        ColumnDef::new(ImportJobs::MatchBy)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(flag(ImportJobs::ReplaceFields))
+                    .col(flag(ImportJobs::DryRun))
+                    .col(flag(ImportJobs::Atomic))
+                    .col(flag(ImportJobs::RunIntegrityCheck))
+                    .col(ColumnDef::new(ImportJobs::IdempotencyKey).text().null())
+                    .col(
+                        ColumnDef::new(ImportJobs::PayloadHash)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(ImportJobs::CreatedBy).text().not_null())
+                    .col(
+                        ColumnDef::new(ImportJobs::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobs::StartedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobs::FinishedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(int(ImportJobs::Total))
+                    .col(int(ImportJobs::Processed))
+                    .col(int(ImportJobs::LinksTotal))
+                    .col(int(ImportJobs::LinksProcessed))
+                    .col(ColumnDef::new(ImportJobs::Phase).string_len(16).not_null())
+                    .col(int(ImportJobs::Cursor))
+                    .col(int(ImportJobs::Created))
+                    .col(int(ImportJobs::Updated))
+                    .col(int(ImportJobs::Unchanged))
+                    .col(int(ImportJobs::Skipped))
+                    .col(int(ImportJobs::Failed))
+                    .col(int(ImportJobs::Blocked))
+                    .col(int(ImportJobs::Unblocked))
+                    .col(int(ImportJobs::Deactivated))
+                    .col(ColumnDef::new(ImportJobs::ErrorMessage).text().null())
+                    .col(ColumnDef::new(ImportJobs::IntegrityWarnings).text().null())
+                    .col(ColumnDef::new(ImportJobs::LeaseOwner).string_len(64).null())
+                    .col(ColumnDef::new(ImportJobs::LeaseUntil).big_integer().null())
+                    .col(int(ImportJobs::Attempts))
+                    .col(int(ImportJobs::Version))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_import_jobs_idempotency")
+                    .table(ImportJobs::Table)
+                    .col(ImportJobs::Tenant)
+                    .col(ImportJobs::IdempotencyKey)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_import_jobs_tenant")
+                    .table(ImportJobs::Table)
+                    .col(ImportJobs::Tenant)
+                    .col(ImportJobs::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_import_jobs_queue")
+                    .table(ImportJobs::Table)
+                    .col(ImportJobs::Status)
+                    .col(ImportJobs::LeaseUntil)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportJobRows::Table)
+                    .col(
+                        ColumnDef::new(ImportJobRows::JobId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportJobRows::Idx).integer().not_null())
+                    .col(
+                        ColumnDef::new(ImportJobRows::Tenant)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportJobRows::Input).text().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ImportJobRows::JobId)
+                            .col(ImportJobRows::Idx),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_import_job_rows_job")
+                            .from(ImportJobRows::Table, ImportJobRows::JobId)
+                            .to(ImportJobs::Table, ImportJobs::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportJobResults::Table)
+                    .col(
+                        ColumnDef::new(ImportJobResults::JobId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportJobResults::Idx).integer().not_null())
+                    .col(
+                        ColumnDef::new(ImportJobResults::Tenant)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobResults::LookupKey)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobResults::Action)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobResults::Success)
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportJobResults::UserId)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(ImportJobResults::Errors).text().null())
+                    .col(
+                        ColumnDef::new(ImportJobResults::LinksPending)
+                            .boolean()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(ImportJobResults::JobId)
+                            .col(ImportJobResults::Idx),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_import_job_results_job")
+                            .from(ImportJobResults::Table, ImportJobResults::JobId)
+                            .to(ImportJobs::Table, ImportJobs::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_import_job_results_success")
+                    .table(ImportJobResults::Table)
+                    .col(ImportJobResults::JobId)
+                    .col(ImportJobResults::Success)
+                    .col(ImportJobResults::Idx)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_import_job_results_links")
+                    .table(ImportJobResults::Table)
+                    .col(ImportJobResults::JobId)
+                    .col(ImportJobResults::LinksPending)
+                    .col(ImportJobResults::Idx)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            ImportJobResults::Table.into_iden(),
+            ImportJobRows::Table.into_iden(),
+            ImportJobs::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum ImportJobs {
+    Table,
+    Id,
+    Tenant,
+    Kind,
+    Status,
+    Description,
+    Mode,
+    MatchBy,
+    ReplaceFields,
+    DryRun,
+    Atomic,
+    RunIntegrityCheck,
+    IdempotencyKey,
+    PayloadHash,
+    CreatedBy,
+    CreatedAt,
+    StartedAt,
+    FinishedAt,
+    Total,
+    Processed,
+    LinksTotal,
+    LinksProcessed,
+    Phase,
+    Cursor,
+    Created,
+    Updated,
+    Unchanged,
+    Skipped,
+    Failed,
+    Blocked,
+    Unblocked,
+    Deactivated,
+    ErrorMessage,
+    IntegrityWarnings,
+    LeaseOwner,
+    LeaseUntil,
+    Attempts,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum ImportJobRows {
+    Table,
+    JobId,
+    Idx,
+    Tenant,
+    Input,
+}
+
+#[derive(DeriveIden)]
+enum ImportJobResults {
+    Table,
+    JobId,
+    Idx,
+    Tenant,
+    LookupKey,
+    Action,
+    Success,
+    UserId,
+    Errors,
+    LinksPending,
+}

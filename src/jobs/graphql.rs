@@ -1,0 +1,455 @@
+//! The GraphQL face of bulk jobs: `importUsers`, `importJob`, `importJobs`, and the
+//! `importJobProgress` subscription.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use entity::import_jobs as jobs;
+use futures_util::Stream;
+use futures_util::stream::{BoxStream, StreamExt};
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+
+use super::{JobOptions, Queue, RowResult, Submitter, Summary, store};
+use crate::auth::{Role, RoleGuard, TenantId, principal};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::FieldErrorView;
+use crate::graphql::scalars::{IdCursor, PageArgs};
+use crate::users::graphql::{ImportOptions, RowAction, User, UserImportInput};
+use crate::users::import::ImportRow as InputRow;
+use crate::users::store as user_store;
+
+/// How often a watcher reads a job from the database, to see progress made by workers of
+/// other processes.
+const WATCH_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "super::JobStatus")]
+pub enum JobStatus {
+    /// Accepted and durable; waiting for a worker.
+    Queued,
+    Running,
+    /// Every row succeeded.
+    Completed,
+    /// Some rows failed; the others were applied.
+    CompletedWithErrors,
+    /// The job failed as a whole (see `errorMessage`).
+    Failed,
+    Cancelled,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "super::JobKind")]
+pub enum JobKind {
+    UserImport,
+    Revert,
+}
+
+/// What a job did, in rows.
+#[derive(SimpleObject)]
+pub struct ImportSummary {
+    pub created: i32,
+    pub updated: i32,
+    pub unchanged: i32,
+    /// Ruled out by the mode (`CREATE_ONLY` and the user exists, `UPDATE_ONLY` and it does
+    /// not), or not written because an atomic job failed.
+    pub skipped: i32,
+    /// Rows with `success: false`. A row whose user was written but whose approvers were
+    /// refused counts here and under its action.
+    pub failed: i32,
+    pub blocked: i32,
+    pub unblocked: i32,
+    pub deactivated: i32,
+}
+
+impl From<Summary> for ImportSummary {
+    fn from(s: Summary) -> Self {
+        Self {
+            created: s.created,
+            updated: s.updated,
+            unchanged: s.unchanged,
+            skipped: s.skipped,
+            failed: s.failed,
+            blocked: s.blocked,
+            unblocked: s.unblocked,
+            deactivated: s.deactivated,
+        }
+    }
+}
+
+/// One row of a job, and what became of it.
+pub struct ImportRow(RowResult, Option<entity::users::Model>);
+
+#[Object]
+impl ImportRow {
+    /// 0-based position of the row in the input.
+    async fn index(&self) -> i32 {
+        self.0.index
+    }
+    /// `source:externalId` as the row names its user.
+    async fn lookup_key(&self) -> &str {
+        &self.0.lookup_key
+    }
+    async fn action(&self) -> RowAction {
+        self.0.action.into()
+    }
+    /// False when the row was refused, or when its approvers could not be set.
+    async fn success(&self) -> bool {
+        self.0.success
+    }
+    /// The user as stored now; `null` for a failed row, or one a dry run would create.
+    async fn user(&self) -> Option<User> {
+        self.1.clone().map(User::from)
+    }
+    /// Why the row failed (or was skipped), each with the input path of its field, e.g.
+    /// `users[12].email`.
+    async fn errors(&self) -> Vec<FieldErrorView> {
+        self.0
+            .errors
+            .iter()
+            .cloned()
+            .map(FieldErrorView::from)
+            .collect()
+    }
+}
+
+/// `totalCount` of a page of rows.
+pub struct RowsTotal {
+    tenant: TenantId,
+    job: i64,
+    only_failed: bool,
+}
+
+#[Object]
+impl RowsTotal {
+    /// Rows on all pages: processed so far, or only the failed ones.
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let count = store::count_results(db, &self.tenant, self.job, self.only_failed).await?;
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+    }
+}
+
+pub type ImportRowConnection = Connection<IdCursor, ImportRow, RowsTotal>;
+
+/// A bulk import job.
+pub struct ImportJob(pub jobs::Model);
+
+#[Object]
+impl ImportJob {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn kind(&self) -> JobKind {
+        super::JobKind::from_stored(&self.0.kind).into()
+    }
+    async fn status(&self) -> JobStatus {
+        super::JobStatus::from_stored(&self.0.status).into()
+    }
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// A dry run decides and reports every row and writes nothing.
+    async fn dry_run(&self) -> bool {
+        self.0.dry_run
+    }
+    /// All rows or none.
+    async fn atomic(&self) -> bool {
+        self.0.atomic
+    }
+    /// The job is finished and has failed rows that could be run again.
+    async fn repeatable(&self) -> bool {
+        super::JobStatus::from_stored(&self.0.status).is_final() && self.0.failed > 0
+    }
+    /// Why the job failed as a whole.
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
+    }
+    /// The `sub` of the token that submitted the job.
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    /// Rows in the job.
+    async fn total(&self) -> i32 {
+        self.0.total
+    }
+    /// Rows whose user has been decided (and, unless a dry run, written).
+    async fn processed(&self) -> i32 {
+        self.0.processed
+    }
+    /// 0.0 … 1.0 over both passes: users, then the approvers of the rows that send some.
+    async fn progress(&self) -> f64 {
+        super::progress(&self.0)
+    }
+    async fn summary(&self) -> ImportSummary {
+        Summary::of(&self.0).into()
+    }
+    /// The rows processed so far, in input order, `first` at a time (default 100, at most
+    /// 500); `onlyFailed` keeps the rows with `success: false`.
+    async fn rows(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default = false)] only_failed: bool,
+    ) -> AppResult<ImportRowConnection> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let page = PageArgs::check(first, 100, 500, after)?;
+        let after = page.after.map(|idx| i32::try_from(idx).unwrap_or(i32::MAX));
+        let mut rows = store::results_page(
+            db,
+            &principal.tenant,
+            self.0.id,
+            only_failed,
+            after,
+            page.limit + 1,
+        )
+        .await?;
+        let has_next = page.trim(&mut rows);
+        let ids: Vec<i64> = rows.iter().filter_map(|r| r.user_id).collect();
+        let users = user_store::by_ids(db, &principal.tenant, &ids).await?;
+        let mut connection = Connection::with_additional_fields(
+            page.after.is_some(),
+            has_next,
+            RowsTotal {
+                tenant: principal.tenant.clone(),
+                job: self.0.id,
+                only_failed,
+            },
+        );
+        connection.edges.extend(rows.iter().map(|row| {
+            let user = row.user_id.and_then(|id| users.get(&id).cloned());
+            Edge::new(
+                IdCursor(i64::from(row.idx)),
+                ImportRow(RowResult::from_stored(row), user),
+            )
+        }));
+        Ok(connection)
+    }
+    /// Approver links of the tenant whose approver is inactive, found at the end of the
+    /// job (with `runIntegrityCheck`).
+    async fn integrity_warnings(&self) -> Vec<String> {
+        super::integrity_warnings(&self.0)
+    }
+}
+
+pub type ImportJobConnection = Connection<IdCursor, ImportJob, JobsTotal>;
+
+/// `totalCount` of a page of jobs.
+pub struct JobsTotal {
+    tenant: TenantId,
+    statuses: Vec<super::JobStatus>,
+}
+
+#[Object]
+impl JobsTotal {
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let count = store::count_jobs(db, &self.tenant, &self.statuses).await?;
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+    }
+}
+
+fn job_id(id: &ID) -> AppResult<i64> {
+    id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        AppError::invalid_fields(vec![FieldError::new(
+            "id",
+            "INVALID_ID",
+            format!("{:?} is not a job id", id.as_str()),
+        )])
+    })
+}
+
+#[derive(Default)]
+pub struct JobsQuery;
+
+#[Object]
+impl JobsQuery {
+    /// One job of the caller's tenant, or `null`.
+    async fn import_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<ImportJob>> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        Ok(store::find(db, &principal.tenant, job_id(&id)?)
+            .await?
+            .map(ImportJob))
+    }
+
+    /// The tenant's jobs, newest first, `first` at a time (default 20, at most 100);
+    /// `status` keeps jobs in any of the given statuses.
+    async fn import_jobs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+        status: Option<Vec<JobStatus>>,
+    ) -> AppResult<ImportJobConnection> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let page = PageArgs::check(first, 20, 100, after)?;
+        let statuses: Vec<super::JobStatus> = status
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        let mut rows =
+            store::jobs_page(db, &principal.tenant, &statuses, page.after, page.limit + 1).await?;
+        let has_next = page.trim(&mut rows);
+        let mut connection = Connection::with_additional_fields(
+            page.after.is_some(),
+            has_next,
+            JobsTotal {
+                tenant: principal.tenant.clone(),
+                statuses,
+            },
+        );
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|job| Edge::new(IdCursor(job.id), ImportJob(job))),
+        );
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct JobsMutation;
+
+#[Object]
+impl JobsMutation {
+    /// Imports up to 100,000 users as a background job and answers at once with the
+    /// `QUEUED` job, its input already stored. Rows are independent: a bad row fails alone
+    /// (see `rows(onlyFailed: true)`). Approvers may name users later in the same job.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn import_users(
+        &self,
+        ctx: &Context<'_>,
+        users: Vec<UserImportInput>,
+        options: Option<ImportOptions>,
+    ) -> AppResult<ImportJob> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let queue = ctx.data_unchecked::<Queue>();
+        let options = options.unwrap_or_default();
+        let options = JobOptions {
+            user: options.user(),
+            atomic: options.atomic,
+            run_integrity_check: options.run_integrity_check,
+            idempotency_key: options.idempotency_key,
+            description: options.description,
+        };
+        let rows = users.into_iter().map(InputRow::from).collect();
+        let by = Submitter {
+            tenant: &principal.tenant,
+            subject: &principal.subject,
+        };
+        Ok(ImportJob(
+            super::submit(db, queue, by, options, rows).await?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct JobsSubscription;
+
+#[Subscription]
+impl JobsSubscription {
+    /// The job as it stands now, then again after each step a worker commits (in this
+    /// process or another); the last event has a final status, and the stream ends.
+    async fn import_job_progress(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<BoxStream<'static, AppResult<ImportJob>>> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>().clone();
+        let queue = ctx.data_unchecked::<Queue>();
+        let id = job_id(&id)?;
+        let events = queue.subscribe();
+        let job = store::find(&db, &principal.tenant, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no import job {id}")))?;
+        Ok(watch(db, principal.tenant.clone(), job, events).boxed())
+    }
+}
+
+/// Each new version of a job, from `first` until its final status.
+fn watch(
+    db: DatabaseConnection,
+    tenant: TenantId,
+    first: jobs::Model,
+    events: broadcast::Receiver<Arc<jobs::Model>>,
+) -> impl Stream<Item = AppResult<ImportJob>> {
+    struct Watch {
+        db: DatabaseConnection,
+        tenant: TenantId,
+        id: i64,
+        last: Option<i32>,
+        next: Option<jobs::Model>,
+        events: broadcast::Receiver<Arc<jobs::Model>>,
+        done: bool,
+    }
+    let state = Watch {
+        db,
+        tenant,
+        id: first.id,
+        last: None,
+        next: Some(first),
+        events,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut w| async move {
+        loop {
+            if w.done {
+                return None;
+            }
+            if let Some(job) = w.next.take()
+                && w.last.is_none_or(|last| job.version > last)
+            {
+                w.last = Some(job.version);
+                w.done = super::JobStatus::from_stored(&job.status).is_final();
+                return Some((Ok(ImportJob(job)), w));
+            }
+            tokio::select! {
+                event = w.events.recv() => match event {
+                    Ok(job) if job.id == w.id && job.tenant == w.tenant.as_str() => {
+                        w.next = Some((*job).clone());
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    // Missed some events, or no more will come: read the database.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep(WATCH_POLL).await;
+                    }
+                },
+                () = tokio::time::sleep(WATCH_POLL) => {}
+            }
+            match store::find(&w.db, &w.tenant, w.id).await {
+                Ok(Some(job)) => w.next = Some(job),
+                Ok(None) => {
+                    w.done = true;
+                    return Some((
+                        Err(AppError::NotFound(format!("no import job {}", w.id))),
+                        w,
+                    ));
+                }
+                Err(error) => {
+                    w.done = true;
+                    return Some((Err(error.into()), w));
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,542 @@
+//! Bulk imports as durable background jobs. No GraphQL here but in `graphql`.
+//!
+//! [`submit`] stores a job and every input row in one transaction and answers at once;
+//! workers ([`worker`]) claim jobs from the database under a lease and run them
+//! ([`process`]): users first, chunk by chunk, then approvers in a second pass, so a row
+//! may name a manager that comes later in the same job. Each chunk is one transaction that
+//! also records its rows' results and the job's progress, so a job resumes exactly after
+//! its last committed chunk, wherever it was stopped.
+
+pub mod graphql;
+mod process;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::import_jobs;
+use sea_orm::{ActiveValue::Set, DatabaseConnection};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, broadcast};
+
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::users::domain::{Problem, Problems};
+use crate::users::import::{ImportMode, ImportRow, MatchBy, RowAction, UserImportOptions};
+
+/// Most rows one `importUsers` request may carry.
+pub const MAX_ROWS: usize = 100_000;
+/// Longest idempotency key and description.
+const KEY_MAX_LEN: usize = 255;
+const DESCRIPTION_MAX_LEN: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Self {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Completed,
+            Self::CompletedWithErrors,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .unwrap_or(Self::Failed)
+    }
+
+    /// A job in this status never changes again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    UserImport,
+    Revert,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserImport => "USER_IMPORT",
+            Self::Revert => "REVERT",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Self {
+        if text == "REVERT" {
+            Self::Revert
+        } else {
+            Self::UserImport
+        }
+    }
+}
+
+/// Where a running job stands: deciding and writing users, then setting approvers, then
+/// finishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Users,
+    Links,
+    Done,
+}
+
+/// The options of a bulk job.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    pub user: UserImportOptions,
+    /// All rows or none: one failed row fails the job and nothing is written.
+    pub atomic: bool,
+    /// At the end, list every link of the tenant whose approver is inactive.
+    pub run_integrity_check: bool,
+    pub idempotency_key: Option<String>,
+    pub description: Option<String>,
+}
+
+impl JobOptions {
+    fn check(&self) -> AppResult<()> {
+        let mut problems = Problems::default();
+        let texts = [
+            ("options.idempotencyKey", &self.idempotency_key, KEY_MAX_LEN),
+            (
+                "options.description",
+                &self.description,
+                DESCRIPTION_MAX_LEN,
+            ),
+        ];
+        for (path, text, max) in texts {
+            let Some(text) = text else { continue };
+            if text.trim().is_empty() {
+                problems.add(path, Problem::new("REQUIRED", "must not be blank"));
+            } else if text.chars().count() > max {
+                problems.add(
+                    path,
+                    Problem::new("TOO_LONG", format!("must be at most {max} characters")),
+                );
+            } else if text.chars().any(char::is_control) && path.ends_with("Key") {
+                problems.add(
+                    path,
+                    Problem::new("INVALID_CHARACTERS", "must not contain control characters"),
+                );
+            } else if text.contains('\0') {
+                problems.add(
+                    path,
+                    Problem::new("INVALID_CHARACTERS", "must not contain NUL characters"),
+                );
+            }
+        }
+        problems.finish()
+    }
+}
+
+/// Counts of what a job did, as `ImportSummary` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub created: i32,
+    pub updated: i32,
+    pub unchanged: i32,
+    pub skipped: i32,
+    /// Rows that did not succeed: refused, or their approvers could not be set.
+    pub failed: i32,
+    pub blocked: i32,
+    pub unblocked: i32,
+    pub deactivated: i32,
+}
+
+impl Summary {
+    pub fn of(job: &import_jobs::Model) -> Self {
+        Self {
+            created: job.created,
+            updated: job.updated,
+            unchanged: job.unchanged,
+            skipped: job.skipped,
+            failed: job.failed,
+            blocked: job.blocked,
+            unblocked: job.unblocked,
+            deactivated: job.deactivated,
+        }
+    }
+
+    fn add_to(&self, job: &mut import_jobs::Model) {
+        job.created += self.created;
+        job.updated += self.updated;
+        job.unchanged += self.unchanged;
+        job.skipped += self.skipped;
+        job.failed += self.failed;
+        job.blocked += self.blocked;
+        job.unblocked += self.unblocked;
+        job.deactivated += self.deactivated;
+    }
+
+    fn action(&mut self, action: RowAction, by: i32) {
+        match action {
+            RowAction::Created => self.created += by,
+            RowAction::Updated => self.updated += by,
+            RowAction::Unchanged => self.unchanged += by,
+            RowAction::Skipped => self.skipped += by,
+            RowAction::Failed => {}
+        }
+    }
+
+    /// Counts a row's result for the first time.
+    fn count(&mut self, row: &RowResult) {
+        self.action(row.action, 1);
+        self.failed += i32::from(!row.success);
+        self.blocked += i32::from(row.blocked);
+        self.unblocked += i32::from(row.unblocked);
+    }
+
+    /// Counts the change of a row's result from `before` to `after` (the second pass).
+    fn recount(&mut self, before: &RowResult, after: &RowResult) {
+        self.action(before.action, -1);
+        self.action(after.action, 1);
+        self.failed += i32::from(!after.success) - i32::from(!before.success);
+    }
+}
+
+/// What a job did with one row.
+#[derive(Debug, Clone)]
+pub struct RowResult {
+    pub index: i32,
+    pub lookup_key: String,
+    pub action: RowAction,
+    pub success: bool,
+    pub user_id: Option<i64>,
+    pub errors: Vec<FieldError>,
+    /// Approvers are still to be set in the second pass.
+    pub links_pending: bool,
+    pub blocked: bool,
+    pub unblocked: bool,
+}
+
+impl RowResult {
+    fn failed(index: i32, lookup_key: String, errors: Vec<FieldError>) -> Self {
+        Self {
+            index,
+            lookup_key,
+            action: RowAction::Failed,
+            success: false,
+            user_id: None,
+            errors,
+            links_pending: false,
+            blocked: false,
+            unblocked: false,
+        }
+    }
+
+    fn from_stored(model: &entity::import_job_results::Model) -> Self {
+        Self {
+            index: model.idx,
+            lookup_key: model.lookup_key.clone(),
+            action: RowAction::from_stored(&model.action),
+            success: model.success,
+            user_id: model.user_id,
+            errors: model
+                .errors
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
+            links_pending: model.links_pending,
+            blocked: false,
+            unblocked: false,
+        }
+    }
+}
+
+/// The field errors an error stands for, as a row reports them.
+pub fn row_errors(error: &AppError) -> Vec<FieldError> {
+    match error {
+        AppError::BadUserInput { field_errors, .. } | AppError::Conflict { field_errors, .. }
+            if !field_errors.is_empty() =>
+        {
+            field_errors.clone()
+        }
+        other => vec![FieldError {
+            field: None,
+            code: other.code().as_str().to_owned(),
+            message: match other {
+                AppError::Internal(_) => "internal error".to_owned(),
+                other => other.to_string(),
+            },
+        }],
+    }
+}
+
+/// How this process's workers hear of new jobs, and how watchers hear of progress made
+/// here. Other processes are seen by polling the database.
+#[derive(Clone)]
+pub struct Queue {
+    wake: Arc<Notify>,
+    progress: broadcast::Sender<Arc<import_jobs::Model>>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            wake: Arc::new(Notify::new()),
+            progress: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl Queue {
+    fn job_submitted(&self) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    fn published(&self, job: &import_jobs::Model) {
+        // Nobody listening is fine.
+        let _ = self.progress.send(Arc::new(job.clone()));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<import_jobs::Model>> {
+        self.progress.subscribe()
+    }
+}
+
+/// Who submits a job.
+pub struct Submitter<'a> {
+    pub tenant: &'a TenantId,
+    pub subject: &'a str,
+}
+
+/// `importUsers`: stores the job and its rows in one transaction and queues it. The same
+/// `idempotencyKey` with the same request returns the first job; with another request it is
+/// a `CONFLICT`.
+pub async fn submit(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    by: Submitter<'_>,
+    options: JobOptions,
+    rows: Vec<ImportRow>,
+) -> AppResult<import_jobs::Model> {
+    options.check()?;
+    if rows.is_empty() {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "users",
+            "REQUIRED",
+            "give at least one user",
+        )]));
+    }
+    if rows.len() > MAX_ROWS {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            "users",
+            "TOO_MANY",
+            format!(
+                "at most {MAX_ROWS} users per request (got {}); split the batch into several jobs",
+                rows.len()
+            ),
+        )]));
+    }
+    let inputs: Vec<String> = rows
+        .iter()
+        .map(|row| serde_json::to_string(row).map_err(AppError::internal))
+        .collect::<AppResult<_>>()?;
+    // Rows whose approvers the second pass sets; known now, so progress never goes back.
+    let links_total = rows
+        .iter()
+        .filter(|row| options.user.replace || row.links.sends_links())
+        .count();
+    drop(rows);
+    let hash = payload_hash(&options, &inputs);
+
+    if let Some(key) = &options.idempotency_key
+        && let Some(job) = store::find_by_key(db, by.tenant, key).await?
+    {
+        return repeated(job, &hash);
+    }
+    let now = Utc::now();
+    let total = i32::try_from(inputs.len()).map_err(AppError::internal)?;
+    let job = import_jobs::ActiveModel {
+        tenant: Set(by.tenant.as_str().to_owned()),
+        kind: Set(JobKind::UserImport.as_str().to_owned()),
+        status: Set(JobStatus::Queued.as_str().to_owned()),
+        description: Set(options.description.clone()),
+        mode: Set(mode_name(options.user.mode).to_owned()),
+        match_by: Set(match_name(options.user.match_by).to_owned()),
+        replace_fields: Set(options.user.replace),
+        dry_run: Set(options.user.dry_run),
+        atomic: Set(options.atomic),
+        run_integrity_check: Set(options.run_integrity_check),
+        idempotency_key: Set(options.idempotency_key.clone()),
+        payload_hash: Set(Some(hash.clone())),
+        created_by: Set(by.subject.to_owned()),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+        total: Set(total),
+        processed: Set(0),
+        links_total: Set(i32::try_from(links_total).map_err(AppError::internal)?),
+        links_processed: Set(0),
+        phase: Set(Phase::Users.as_str().to_owned()),
+        cursor: Set(0),
+        created: Set(0),
+        updated: Set(0),
+        unchanged: Set(0),
+        skipped: Set(0),
+        failed: Set(0),
+        blocked: Set(0),
+        unblocked: Set(0),
+        deactivated: Set(0),
+        error_message: Set(None),
+        integrity_warnings: Set(None),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        attempts: Set(0),
+        version: Set(0),
+        ..Default::default()
+    };
+    let txn = db::begin_write(db).await?;
+    let job = match store::insert_job(&txn, job).await {
+        Ok(job) => job,
+        // Another request with the same key got in first: answer as if it came first.
+        Err(error) if is_unique_violation(&error) => {
+            txn.rollback().await?;
+            let key = options.idempotency_key.as_deref().unwrap_or_default();
+            return match store::find_by_key(db, by.tenant, key).await? {
+                Some(job) => repeated(job, &hash),
+                None => Err(error.into()),
+            };
+        }
+        Err(error) => return Err(error.into()),
+    };
+    store::insert_rows(
+        &txn,
+        by.tenant,
+        job.id,
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| (i as i32, input)),
+    )
+    .await?;
+    txn.commit().await?;
+    metrics::counter!(crate::telemetry::JOBS_SUBMITTED).increment(1);
+    queue.job_submitted();
+    Ok(job)
+}
+
+fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The answer to a submission whose idempotency key is already taken.
+fn repeated(job: import_jobs::Model, hash: &str) -> AppResult<import_jobs::Model> {
+    if job.payload_hash.as_deref() == Some(hash) {
+        Ok(job)
+    } else {
+        Err(AppError::conflict(vec![FieldError::new(
+            "options.idempotencyKey",
+            "KEY_REUSED",
+            format!(
+                "idempotency key already used by job {} for a different request; use a new key for a new request",
+                job.id
+            ),
+        )]))
+    }
+}
+
+/// SHA-256 of everything a submission asks for but its idempotency key.
+fn payload_hash(options: &JobOptions, inputs: &[String]) -> String {
+    let mut hash = Sha256::new();
+    let header = serde_json::json!({
+        "mode": mode_name(options.user.mode),
+        "matchBy": match_name(options.user.match_by),
+        "replace": options.user.replace,
+        "dryRun": options.user.dry_run,
+        "atomic": options.atomic,
+        "runIntegrityCheck": options.run_integrity_check,
+        "description": options.description,
+    });
+    hash.update(header.to_string().as_bytes());
+    for input in inputs {
+        hash.update(b"\n");
+        hash.update(input.as_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+pub fn mode_name(mode: ImportMode) -> &'static str {
+    match mode {
+        ImportMode::CreateOnly => "CREATE_ONLY",
+        ImportMode::UpdateOnly => "UPDATE_ONLY",
+        ImportMode::Upsert => "UPSERT",
+    }
+}
+
+pub fn match_name(match_by: MatchBy) -> &'static str {
+    match match_by {
+        MatchBy::ExternalId => "EXTERNAL_ID",
+        MatchBy::Email => "EMAIL",
+    }
+}
+
+/// The per-user options a stored job was submitted with.
+fn user_options(job: &import_jobs::Model) -> UserImportOptions {
+    UserImportOptions {
+        mode: match job.mode.as_str() {
+            "CREATE_ONLY" => ImportMode::CreateOnly,
+            "UPDATE_ONLY" => ImportMode::UpdateOnly,
+            _ => ImportMode::Upsert,
+        },
+        match_by: if job.match_by == "EMAIL" {
+            MatchBy::Email
+        } else {
+            MatchBy::ExternalId
+        },
+        replace: job.replace_fields,
+        dry_run: job.dry_run,
+    }
+}
+
+/// How far a job is, from 0 to 1: both passes count, each row once per pass it needs.
+pub fn progress(job: &import_jobs::Model) -> f64 {
+    if JobStatus::from_stored(&job.status).is_final() {
+        return 1.0;
+    }
+    let work = f64::from(job.total) + f64::from(job.links_total);
+    if work == 0.0 {
+        return 0.0;
+    }
+    ((f64::from(job.processed) + f64::from(job.links_processed)) / work).min(1.0)
+}
+
+/// The integrity warnings stored with a job.
+pub fn integrity_warnings(job: &import_jobs::Model) -> Vec<String> {
+    job.integrity_warnings
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,763 @@
+//! Running one claimed job.
+//!
+//! A normal job runs in chunks: each chunk is one transaction that writes its users (or,
+//! in the second pass, their approvers), records the chunk's row results and moves the
+//! job's cursor, under a fence that holds only while this worker owns the job's lease. A
+//! job stopped at any moment resumes after its last committed chunk, and nothing is applied
+//! twice.
+//!
+//! A `dryRun` or `atomic` job runs whole in one transaction, so that every row sees the
+//! rows before it exactly as a real run would; the transaction is rolled back for a dry run
+//! (and for an atomic job with a failed row), and the results are stored after it.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
+use futures_util::{StreamExt, stream};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+
+use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, user_options};
+use crate::approvers::{self, ApproverChange};
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, FieldError};
+use crate::telemetry;
+use crate::tracks;
+use crate::users::import::{
+    self, Decision, ImportRow, RowAction, UserImportOptions, decide_links, write_links,
+};
+use crate::users::profile::UserChanges;
+use crate::users::store as user_store;
+
+/// Why a run ended before its job did.
+#[derive(Debug)]
+pub enum Stop {
+    /// Another worker holds the job now (this one's lease expired).
+    LeaseLost,
+    /// The process is shutting down.
+    ShuttingDown,
+    /// The database failed; the job is tried again later.
+    Failed(anyhow::Error),
+}
+
+impl From<DbErr> for Stop {
+    fn from(error: DbErr) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl From<AppError> for Stop {
+    fn from(error: AppError) -> Self {
+        Self::Failed(anyhow::anyhow!("{error:?}"))
+    }
+}
+
+/// What a run needs from its worker.
+pub struct Runner<'a> {
+    pub db: &'a DatabaseConnection,
+    pub queue: &'a super::Queue,
+    /// This worker's lease name.
+    pub owner: &'a str,
+    pub chunk: usize,
+    pub lease_ms: i64,
+    /// Checked between chunks: the lease was lost or the process is stopping.
+    pub should_stop: &'a (dyn Fn() -> Option<Stop> + Sync),
+}
+
+/// A row checked and ready to decide, outside any transaction.
+struct Prepared {
+    index: i32,
+    lookup_key: String,
+    parsed: Result<(UserChanges, ApproverChange), AppError>,
+}
+
+impl Runner<'_> {
+    pub async fn run(&self, job: jobs::Model) -> Result<(), Stop> {
+        if job.dry_run || job.atomic {
+            self.run_whole(job).await
+        } else {
+            self.run_chunked(job).await
+        }
+    }
+
+    fn check(&self) -> Result<(), Stop> {
+        match (self.should_stop)() {
+            Some(stop) => Err(stop),
+            None => Ok(()),
+        }
+    }
+
+    /// Begins a chunk: the job as stored, if this worker still owns it.
+    async fn fence(&self, conn: &impl ConnectionTrait, id: i64) -> Result<jobs::Model, Stop> {
+        store::fenced(conn, id, self.owner)
+            .await?
+            .ok_or(Stop::LeaseLost)
+    }
+
+    /// Ends a chunk: the job's new state, with its lease renewed.
+    async fn save(&self, conn: &impl ConnectionTrait, job: &mut jobs::Model) -> Result<(), Stop> {
+        job.version += 1;
+        job.lease_until = Some(Utc::now().timestamp_millis() + self.lease_ms);
+        store::save(conn, job).await?;
+        Ok(())
+    }
+
+    async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
+        let limit = self.chunk as u64;
+        loop {
+            self.check()?;
+            job = match Phase::from_stored(&job.phase) {
+                Phase::Users => {
+                    let batch = store::rows_from(self.db, job.id, job.cursor, limit).await?;
+                    if batch.is_empty() {
+                        self.advance(job, Phase::Links).await?
+                    } else {
+                        self.users_chunk(job, batch).await?
+                    }
+                }
+                Phase::Links => {
+                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
+                    if batch.is_empty() {
+                        self.advance(job, Phase::Done).await?
+                    } else {
+                        self.links_chunk(job, batch).await?
+                    }
+                }
+                Phase::Done => return self.finish_chunked(job).await,
+            };
+        }
+    }
+
+    async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        job.phase = phase.as_str().to_owned();
+        job.cursor = 0;
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        Ok(job)
+    }
+
+    /// Decides and writes one chunk of users, in one transaction with its results. A
+    /// database error (a unique value taken by a concurrent `importUser`, say) rolls the
+    /// chunk back; it is then run again with a savepoint per row, so that the row alone
+    /// fails.
+    async fn users_chunk(
+        &self,
+        job: jobs::Model,
+        batch: Vec<rows::Model>,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let prepared = prepare(self.db, &tenant, batch).await;
+        let job = match self.write_users(&job, &tenant, &prepared, false).await {
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(job = job.id, %error, "chunk failed; running it again row by row");
+                self.write_users(&job, &tenant, &prepared, true).await?
+            }
+            other => other?,
+        };
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    async fn write_users(
+        &self,
+        job: &jobs::Model,
+        tenant: &TenantId,
+        prepared: &[Prepared],
+        careful: bool,
+    ) -> Result<jobs::Model, Stop> {
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let options = user_options(&job);
+        if options.replace || prepared.iter().any(Prepared::sends_tags) {
+            db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
+        }
+        let now = Utc::now();
+        let mut batch = if careful {
+            let mut batch = Vec::with_capacity(prepared.len());
+            for row in prepared {
+                let savepoint = txn.begin().await?;
+                batch.push(
+                    match decide_row(&savepoint, tenant, row, &options, now).await {
+                        Ok(result) => {
+                            savepoint.commit().await?;
+                            result
+                        }
+                        Err(error) => {
+                            savepoint.rollback().await?;
+                            RowResult::failed(
+                                row.index,
+                                row.lookup_key.clone(),
+                                write_error(&error, row.index),
+                            )
+                        }
+                    },
+                );
+            }
+            batch
+        } else {
+            decide_and_write(&txn, tenant, prepared, &options, now).await?
+        };
+        batch.sort_by_key(|row| row.index);
+        let mut summary = Summary::default();
+        let mut links_settled = 0;
+        for (row, result) in prepared.iter().zip(&batch) {
+            // A row that will not reach the second pass is done with its approvers too.
+            if row.touches_links(options.replace) && !result.links_pending {
+                links_settled += 1;
+            }
+            summary.count(result);
+        }
+        store::upsert_results(&txn, tenant, job.id, &batch).await?;
+        let last = batch.last().map_or(job.cursor, |row| row.index);
+        job.cursor = last + 1;
+        job.processed += batch.len() as i32;
+        job.links_processed += links_settled;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        count_rows("users", &batch);
+        Ok(job)
+    }
+
+    /// Sets the approvers of one chunk of rows whose users are written.
+    async fn links_chunk(
+        &self,
+        job: jobs::Model,
+        batch: Vec<results::Model>,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let indexes: Vec<i32> = batch.iter().map(|r| r.idx).collect();
+        let inputs = store::rows_at(self.db, job.id, &indexes).await?;
+        let changes = link_changes(&inputs);
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let options = user_options(&job);
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        let before: Vec<RowResult> = batch.iter().map(RowResult::from_stored).collect();
+        let (after, summary) =
+            set_links(&txn, &tenant, &before, &changes, &options, Utc::now()).await?;
+        store::upsert_results(&txn, &tenant, job.id, &after).await?;
+        job.cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
+        job.links_processed += after.len() as i32;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        count_rows("links", &after);
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
+        let tenant = tenant_of(&job)?;
+        let warnings = if job.run_integrity_check {
+            integrity_warnings(self.db, &tenant).await?
+        } else {
+            Vec::new()
+        };
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let status = if job.failed > 0 {
+            JobStatus::CompletedWithErrors
+        } else {
+            JobStatus::Completed
+        };
+        self.close(&txn, &mut job, status, None, warnings).await?;
+        txn.commit().await?;
+        self.finished(&job);
+        Ok(())
+    }
+
+    /// Gives a job its final status and lets go of it.
+    async fn close(
+        &self,
+        conn: &impl ConnectionTrait,
+        job: &mut jobs::Model,
+        status: JobStatus,
+        error_message: Option<String>,
+        warnings: Vec<String>,
+    ) -> Result<(), Stop> {
+        job.status = status.as_str().to_owned();
+        job.phase = Phase::Done.as_str().to_owned();
+        job.finished_at = Some(Utc::now());
+        job.error_message = error_message;
+        job.integrity_warnings = Some(serde_json::to_string(&warnings).map_err(anyhow_error)?);
+        job.version += 1;
+        job.lease_owner = None;
+        job.lease_until = None;
+        store::save(conn, job).await?;
+        Ok(())
+    }
+
+    fn committed(&self, job: &jobs::Model, started: Instant) {
+        metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(started.elapsed().as_secs_f64());
+        self.queue.published(job);
+    }
+
+    fn finished(&self, job: &jobs::Model) {
+        metrics::counter!(telemetry::JOBS_FINISHED, "status" => job.status.clone()).increment(1);
+        tracing::info!(
+            job = job.id,
+            status = %job.status,
+            total = job.total,
+            failed = job.failed,
+            "job finished"
+        );
+        self.queue.published(job);
+    }
+
+    /// A dry run or an atomic job: every row in one transaction, both passes, then the
+    /// results stored (and, for an atomic job without failures, the writes committed).
+    async fn run_whole(&self, job: jobs::Model) -> Result<(), Stop> {
+        let tenant = tenant_of(&job)?;
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let options = user_options(&job);
+        // The order every writer takes these locks in: approvers, tags, then rows.
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
+        let now = Utc::now();
+        let mut results: Vec<RowResult> = Vec::with_capacity(job.total.max(0) as usize);
+        let mut from = 0;
+        loop {
+            self.check()?;
+            let batch = store::rows_from(self.db, job.id, from, self.chunk as u64).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.idx + 1;
+            for row in prepare(self.db, &tenant, batch).await {
+                let savepoint = txn.begin().await?;
+                let result = match decide_row(&savepoint, &tenant, &row, &options, now).await {
+                    Ok(result) => {
+                        savepoint.commit().await?;
+                        result
+                    }
+                    Err(error) => {
+                        savepoint.rollback().await?;
+                        RowResult::failed(
+                            row.index,
+                            row.lookup_key.clone(),
+                            write_error(&error, row.index),
+                        )
+                    }
+                };
+                results.push(result);
+            }
+        }
+        let pending: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].links_pending)
+            .collect();
+        for chunk in pending.chunks(self.chunk) {
+            self.check()?;
+            let indexes: Vec<i32> = chunk.iter().map(|&i| results[i].index).collect();
+            let inputs = store::rows_at(self.db, job.id, &indexes).await?;
+            let changes = link_changes(&inputs);
+            let before: Vec<RowResult> = chunk.iter().map(|&i| results[i].clone()).collect();
+            let (after, _) = set_links(&txn, &tenant, &before, &changes, &options, now).await?;
+            for (&i, row) in chunk.iter().zip(after) {
+                results[i] = row;
+            }
+        }
+        let failed = results.iter().filter(|row| !row.success).count();
+        // A dry run warns of the links as they would be; a failed atomic job, as they are.
+        let atomic_failed = !job.dry_run && failed > 0;
+        let mut warnings = if job.run_integrity_check && !atomic_failed {
+            integrity_warnings(&txn, &tenant).await?
+        } else {
+            Vec::new()
+        };
+        let write_nothing = job.dry_run || atomic_failed;
+        let (status, message) = if job.dry_run {
+            let status = if failed > 0 {
+                JobStatus::CompletedWithErrors
+            } else {
+                JobStatus::Completed
+            };
+            (status, None)
+        } else if failed > 0 {
+            for row in results.iter_mut().filter(|row| row.success) {
+                *row = not_written(row);
+            }
+            let message = format!(
+                "{failed} of {} rows failed; the job is atomic, so nothing was written",
+                results.len()
+            );
+            (JobStatus::Failed, Some(message))
+        } else {
+            (JobStatus::Completed, None)
+        };
+        let txn = if write_nothing {
+            txn.rollback().await?;
+            if job.run_integrity_check && atomic_failed {
+                warnings = integrity_warnings(self.db, &tenant).await?;
+            }
+            let txn = db::begin_write(self.db).await?;
+            job = self.fence(&txn, job.id).await?;
+            txn
+        } else {
+            txn
+        };
+        let mut summary = Summary::default();
+        for row in &mut results {
+            row.links_pending = false;
+            summary.count(row);
+        }
+        store::upsert_results(&txn, &tenant, job.id, &results).await?;
+        job.processed = job.total;
+        job.links_processed = job.links_total;
+        job.cursor = job.total;
+        summary.add_to(&mut job);
+        self.close(&txn, &mut job, status, message, warnings)
+            .await?;
+        txn.commit().await?;
+        count_rows("whole", &results);
+        self.finished(&job);
+        Ok(())
+    }
+}
+
+/// A row of an atomic job that failed as a whole: nothing of it was written.
+fn not_written(row: &RowResult) -> RowResult {
+    RowResult {
+        action: RowAction::Skipped,
+        user_id: None,
+        links_pending: false,
+        blocked: false,
+        unblocked: false,
+        errors: vec![FieldError {
+            field: None,
+            code: "NOT_WRITTEN".to_owned(),
+            message: format!(
+                "would have been {}, but another row failed and the job is atomic",
+                row.action.as_str().to_lowercase()
+            ),
+        }],
+        ..row.clone()
+    }
+}
+
+fn anyhow_error(error: serde_json::Error) -> Stop {
+    Stop::Failed(error.into())
+}
+
+fn tenant_of(job: &jobs::Model) -> Result<TenantId, Stop> {
+    TenantId::parse(&job.tenant).map_err(|e| Stop::Failed(anyhow::anyhow!(e)))
+}
+
+fn count_rows(pass: &'static str, batch: &[RowResult]) {
+    for row in batch {
+        metrics::counter!(telemetry::JOB_ROWS, "pass" => pass, "action" => row.action.as_str())
+            .increment(1);
+    }
+}
+
+/// The input path of a row's fields, e.g. `users[12]`.
+fn prefix(index: i32) -> String {
+    format!("users[{index}]")
+}
+
+/// Parses a chunk's rows and hashes their plain passwords (slow by design) a few at a
+/// time, before any transaction opens.
+async fn prepare(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    batch: Vec<rows::Model>,
+) -> Vec<Prepared> {
+    stream::iter(batch)
+        .map(|row| async move {
+            let parsed = serde_json::from_str::<ImportRow>(&row.input);
+            let (lookup_key, parsed) = match parsed {
+                Ok(input) => (input.lookup_key(), input.parse(&prefix(row.idx))),
+                Err(error) => (
+                    format!("row {}", row.idx),
+                    Err(AppError::bad_input(format!("unreadable row: {error}"))),
+                ),
+            };
+            let parsed = match parsed {
+                Ok((mut changes, links)) => import::prepare_password(db, tenant, &mut changes)
+                    .await
+                    .map(|()| (changes, links)),
+                Err(error) => Err(error),
+            };
+            Prepared {
+                index: row.idx,
+                lookup_key,
+                parsed,
+            }
+        })
+        .buffered(4)
+        .collect()
+        .await
+}
+
+impl Prepared {
+    fn sends_tags(&self) -> bool {
+        self.parsed
+            .as_ref()
+            .is_ok_and(|(changes, _)| changes.sends_tags())
+    }
+
+    fn touches_links(&self, replace: bool) -> bool {
+        self.parsed
+            .as_ref()
+            .is_ok_and(|(_, links)| links.touches_links(replace))
+    }
+}
+
+/// Decides and writes a chunk's rows with a fixed number of statements per run of rows
+/// that do not touch each other (see [`import::decide_prefix`]); usually one run.
+async fn decide_and_write(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    prepared: &[Prepared],
+    options: &UserImportOptions,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<RowResult>, DbErr> {
+    let mut results = Vec::with_capacity(prepared.len());
+    let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
+    for row in prepared {
+        match &row.parsed {
+            Ok((changes, links)) => pending.push((row, changes, links)),
+            Err(error) => results.push(RowResult::failed(
+                row.index,
+                row.lookup_key.clone(),
+                row_errors(error),
+            )),
+        }
+    }
+    let mut rest = pending.as_slice();
+    while !rest.is_empty() {
+        let changes: Vec<&UserChanges> = rest.iter().map(|(_, c, _)| *c).collect();
+        let decisions =
+            import::decide_prefix(conn, tenant, &changes, options, now.date_naive()).await?;
+        let (run, later) = rest.split_at(decisions.len());
+        rest = later;
+        let mut creates: Vec<&crate::users::profile::Profile> = Vec::new();
+        let mut updates = Vec::new();
+        for decision in decisions.iter().flatten() {
+            match decision {
+                Decision::Create(profile) => creates.push(profile),
+                Decision::Update {
+                    user,
+                    before,
+                    after,
+                } => updates.push((user, before.as_ref(), after.as_ref())),
+                Decision::Unchanged(_) | Decision::Skip(_) => {}
+            }
+        }
+        let mut created = user_store::insert_many(conn, tenant, &creates, now)
+            .await?
+            .into_iter();
+        user_store::update_many(conn, tenant, &updates, now).await?;
+        for ((row, _, links), decision) in run.iter().zip(decisions) {
+            let decision = match decision {
+                Ok(decision) => decision,
+                Err(AppError::Internal(error)) => {
+                    return Err(DbErr::Custom(format!("{error:#}")));
+                }
+                Err(error) => {
+                    results.push(RowResult::failed(
+                        row.index,
+                        row.lookup_key.clone(),
+                        row_errors(&error),
+                    ));
+                    continue;
+                }
+            };
+            let (action, blocked, unblocked) = import::counts(&decision, false);
+            let user_id = match &decision {
+                Decision::Create(_) => created.next().map(|user| user.id),
+                Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user.id),
+                Decision::Skip(reason) => {
+                    results.push(RowResult {
+                        action,
+                        success: true,
+                        ..RowResult::failed(row.index, row.lookup_key.clone(), row_errors(reason))
+                    });
+                    continue;
+                }
+            };
+            results.push(RowResult {
+                index: row.index,
+                lookup_key: row.lookup_key.clone(),
+                action,
+                success: true,
+                user_id,
+                errors: Vec::new(),
+                links_pending: links.touches_links(options.replace),
+                blocked,
+                unblocked,
+            });
+        }
+    }
+    Ok(results)
+}
+
+/// Decides one row and writes the user (never its approvers: that is the second pass).
+/// A refused row is a result; only a database failure is an error.
+async fn decide_row(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    row: &Prepared,
+    options: &UserImportOptions,
+    now: chrono::DateTime<Utc>,
+) -> Result<RowResult, DbErr> {
+    let failed =
+        |error: &AppError| RowResult::failed(row.index, row.lookup_key.clone(), row_errors(error));
+    let (changes, links) = match &row.parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return Ok(failed(error)),
+    };
+    let decision = match import::decide(conn, tenant, changes, options, now.date_naive()).await {
+        Ok(decision) => decision,
+        Err(AppError::Internal(error)) => return Err(DbErr::Custom(format!("{error:#}"))),
+        Err(error) => return Ok(failed(&error)),
+    };
+    let (action, blocked, unblocked) = import::counts(&decision, false);
+    if let Decision::Skip(reason) = &decision {
+        return Ok(RowResult {
+            action,
+            success: true,
+            errors: row_errors(reason),
+            ..failed(reason)
+        });
+    }
+    let user = import::apply(conn, tenant, &decision, now).await?;
+    Ok(RowResult {
+        index: row.index,
+        lookup_key: row.lookup_key.clone(),
+        action,
+        success: true,
+        user_id: user.map(|u| u.id),
+        errors: Vec::new(),
+        links_pending: links.touches_links(options.replace),
+        blocked,
+        unblocked,
+    })
+}
+
+/// A row whose write failed in its savepoint: a unique value taken meanwhile is the row's
+/// conflict; anything else is reported without internals.
+fn write_error(error: &DbErr, index: i32) -> Vec<FieldError> {
+    match user_store::unique_violation_field(error) {
+        Some(field) => vec![FieldError::new(
+            format!("{}.{field}", prefix(index)),
+            "TAKEN",
+            format!("{field} is already used by another user"),
+        )],
+        None => {
+            tracing::warn!(%error, "a job row failed to write");
+            vec![FieldError {
+                field: None,
+                code: "INTERNAL".to_owned(),
+                message: "the row could not be written".to_owned(),
+            }]
+        }
+    }
+}
+
+/// Each row's approver change, by index; a row that cannot be read again fails its links.
+fn link_changes(inputs: &[rows::Model]) -> HashMap<i32, Result<ApproverChange, AppError>> {
+    inputs
+        .iter()
+        .map(|row| {
+            let change = serde_json::from_str::<ImportRow>(&row.input)
+                .map_err(|e| AppError::bad_input(format!("unreadable row: {e}")))
+                .and_then(|input| {
+                    input
+                        .links
+                        .change(input.user.source.as_deref(), &prefix(row.idx))
+                });
+            (row.idx, change)
+        })
+        .collect()
+}
+
+/// The second pass over some rows: checks and writes each one's approver set. A row whose
+/// set is refused keeps its user and fails with the reason.
+async fn set_links(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    before: &[RowResult],
+    changes: &HashMap<i32, Result<ApproverChange, AppError>>,
+    options: &UserImportOptions,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<RowResult>, Summary), Stop> {
+    let ids: Vec<i64> = before.iter().filter_map(|row| row.user_id).collect();
+    let mut users = user_store::by_ids(conn, tenant, &ids).await?;
+    let mut summary = Summary::default();
+    let mut after = Vec::with_capacity(before.len());
+    for row in before {
+        let mut result = RowResult {
+            links_pending: false,
+            ..row.clone()
+        };
+        let user = row.user_id.and_then(|id| users.remove(&id));
+        let change = changes.get(&row.index);
+        let outcome = match (user, change) {
+            (Some(user), Some(Ok(change))) => {
+                match decide_links(conn, tenant, Some(user.id), change, options.replace).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(links)) => {
+                        write_links(conn, tenant, user, Some(&links), now).await?;
+                        if result.action == RowAction::Unchanged {
+                            result.action = RowAction::Updated;
+                        }
+                        Ok(())
+                    }
+                    Err(AppError::Internal(error)) => {
+                        return Err(Stop::Failed(anyhow::anyhow!("{error:#}")));
+                    }
+                    Err(error) => Err(row_errors(&error)),
+                }
+            }
+            (_, Some(Err(error))) => Err(row_errors(error)),
+            _ => Err(vec![FieldError {
+                field: None,
+                code: "NOT_FOUND".to_owned(),
+                message: "the user of this row no longer exists".to_owned(),
+            }]),
+        };
+        if let Err(errors) = outcome {
+            result.success = false;
+            result.errors.extend(errors);
+        }
+        summary.recount(row, &result);
+        after.push(result);
+    }
+    Ok((after, summary))
+}
+
+/// Every approver link of the tenant whose approver is inactive, described for people.
+pub async fn integrity_warnings(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<String>, DbErr> {
+    const MAX_WARNINGS: usize = 1_000;
+    let links = approvers::store::inactive_approver_links(conn, tenant).await?;
+    let total = links.len();
+    let mut warnings: Vec<String> = links
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|link| {
+            format!(
+                "{}:{} ({}) has {} {}:{} ({}), who is inactive",
+                link.user.source,
+                link.user.external_id,
+                link.user.email,
+                link.link.label,
+                link.approver.source,
+                link.approver.external_id,
+                link.approver.email,
+            )
+        })
+        .collect();
+    if total > MAX_WARNINGS {
+        warnings.push(format!("… and {} more", total - MAX_WARNINGS));
+    }
+    Ok(warnings)
+}

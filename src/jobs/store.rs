@@ -1,0 +1,344 @@
+//! Reading and writing jobs, their input rows and their results. Every read that a client
+//! can cause filters by tenant; the worker's reads go by job id, which it got by claiming.
+
+use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::{JobStatus, Phase, RowResult};
+use crate::auth::TenantId;
+
+/// Rows per multi-row `INSERT`: `import_job_results` has 9 columns, so 1,000 rows bind
+/// 9,000 values, well within SQLite's 32,766 and PostgreSQL's 65,535.
+const INSERT_CHUNK: usize = 1_000;
+
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: i64,
+) -> Result<Option<jobs::Model>, DbErr> {
+    jobs::Entity::find_by_id(id)
+        .filter(jobs::Column::Tenant.eq(tenant.as_str()))
+        .one(conn)
+        .await
+}
+
+pub async fn find_by_key(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key: &str,
+) -> Result<Option<jobs::Model>, DbErr> {
+    jobs::Entity::find()
+        .filter(jobs::Column::Tenant.eq(tenant.as_str()))
+        .filter(jobs::Column::IdempotencyKey.eq(key))
+        .one(conn)
+        .await
+}
+
+/// The job, if `owner` still holds its lease; on PostgreSQL the row stays locked until the
+/// transaction ends, so nobody can take the job over while a chunk is being written.
+pub async fn fenced(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+) -> Result<Option<jobs::Model>, DbErr> {
+    let query = jobs::Entity::find_by_id(id).filter(jobs::Column::LeaseOwner.eq(owner));
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        query.lock_exclusive().one(conn).await
+    } else {
+        query.one(conn).await
+    }
+}
+
+/// The oldest job that is queued, or running under a lease that has expired (its worker
+/// died). On PostgreSQL, jobs another process is claiming right now are skipped.
+pub async fn next_claimable(
+    conn: &impl ConnectionTrait,
+    now_ms: i64,
+) -> Result<Option<jobs::Model>, DbErr> {
+    let query = jobs::Entity::find()
+        .filter(
+            Condition::any()
+                .add(jobs::Column::Status.eq(JobStatus::Queued.as_str()))
+                .add(
+                    jobs::Column::Status
+                        .eq(JobStatus::Running.as_str())
+                        .and(jobs::Column::LeaseUntil.lt(now_ms)),
+                ),
+        )
+        .order_by_asc(jobs::Column::Id)
+        .limit(1);
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        query
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .one(conn)
+            .await
+    } else {
+        query.one(conn).await
+    }
+}
+
+/// Renews the lease of a job `owner` holds; false when it holds it no longer.
+pub async fn renew(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    until_ms: i64,
+) -> Result<bool, DbErr> {
+    let result = jobs::Entity::update_many()
+        .col_expr(jobs::Column::LeaseUntil, Expr::value(until_ms))
+        .filter(jobs::Column::Id.eq(id))
+        .filter(jobs::Column::LeaseOwner.eq(owner))
+        .filter(jobs::Column::Status.eq(JobStatus::Running.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Stores the job's new state; `model.version` must already be the next one.
+pub async fn save(conn: &impl ConnectionTrait, model: &jobs::Model) -> Result<(), DbErr> {
+    let active: jobs::ActiveModel = model.clone().into();
+    // Every column is written: the model was read in this transaction, under the fence.
+    jobs::Entity::update(reset_all(active)).exec(conn).await?;
+    Ok(())
+}
+
+fn reset_all(mut active: jobs::ActiveModel) -> jobs::ActiveModel {
+    use sea_orm::{ActiveModelTrait, Iterable};
+    for column in jobs::Column::iter() {
+        if !matches!(column, jobs::Column::Id) {
+            active.reset(column);
+        }
+    }
+    active
+}
+
+pub async fn insert_job(
+    conn: &impl ConnectionTrait,
+    job: jobs::ActiveModel,
+) -> Result<jobs::Model, DbErr> {
+    jobs::Entity::insert(job).exec_with_returning(conn).await
+}
+
+/// Stores the input rows of a new job, `(index, JSON)` each.
+pub async fn insert_rows(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    inputs: impl IntoIterator<Item = (i32, String)>,
+) -> Result<(), DbErr> {
+    let mut batch = Vec::with_capacity(INSERT_CHUNK);
+    let mut inputs = inputs.into_iter().peekable();
+    while inputs.peek().is_some() {
+        batch.extend(
+            inputs
+                .by_ref()
+                .take(INSERT_CHUNK)
+                .map(|(idx, input)| rows::ActiveModel {
+                    job_id: Set(job_id),
+                    idx: Set(idx),
+                    tenant: Set(tenant.as_str().to_owned()),
+                    input: Set(input),
+                }),
+        );
+        rows::Entity::insert_many(std::mem::take(&mut batch))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` input rows of a job from index `from` on, in order.
+pub async fn rows_from(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    from: i32,
+    limit: u64,
+) -> Result<Vec<rows::Model>, DbErr> {
+    rows::Entity::find()
+        .filter(rows::Column::JobId.eq(job_id))
+        .filter(rows::Column::Idx.gte(from))
+        .order_by_asc(rows::Column::Idx)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// The input rows of a job at these indexes, in order.
+pub async fn rows_at(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    indexes: &[i32],
+) -> Result<Vec<rows::Model>, DbErr> {
+    rows::Entity::find()
+        .filter(rows::Column::JobId.eq(job_id))
+        .filter(rows::Column::Idx.is_in(indexes.iter().copied()))
+        .order_by_asc(rows::Column::Idx)
+        .all(conn)
+        .await
+}
+
+/// Results whose approvers are still to be set, from index `from` on.
+pub async fn pending_links(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    from: i32,
+    limit: u64,
+) -> Result<Vec<results::Model>, DbErr> {
+    results::Entity::find()
+        .filter(results::Column::JobId.eq(job_id))
+        .filter(results::Column::LinksPending.eq(true))
+        .filter(results::Column::Idx.gte(from))
+        .order_by_asc(results::Column::Idx)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+pub async fn count_pending_links(conn: &impl ConnectionTrait, job_id: i64) -> Result<u64, DbErr> {
+    results::Entity::find()
+        .filter(results::Column::JobId.eq(job_id))
+        .filter(results::Column::LinksPending.eq(true))
+        .count(conn)
+        .await
+}
+
+/// Writes the results of rows: new ones are inserted, those of a second pass replace the
+/// first pass's.
+pub async fn upsert_results(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    batch: &[RowResult],
+) -> Result<(), DbErr> {
+    for chunk in batch.chunks(INSERT_CHUNK) {
+        let models = chunk.iter().map(|row| results::ActiveModel {
+            job_id: Set(job_id),
+            idx: Set(row.index),
+            tenant: Set(tenant.as_str().to_owned()),
+            lookup_key: Set(row.lookup_key.clone()),
+            action: Set(row.action.as_str().to_owned()),
+            success: Set(row.success),
+            user_id: Set(row.user_id),
+            errors: Set((!row.errors.is_empty())
+                .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
+            links_pending: Set(row.links_pending),
+        });
+        results::Entity::insert_many(models)
+            .on_conflict(
+                OnConflict::columns([results::Column::JobId, results::Column::Idx])
+                    .update_columns([
+                        results::Column::Action,
+                        results::Column::Success,
+                        results::Column::UserId,
+                        results::Column::Errors,
+                        results::Column::LinksPending,
+                    ])
+                    .to_owned(),
+            )
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A page of a job's results after index `after`, in input order.
+pub async fn results_page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    only_failed: bool,
+    after: Option<i32>,
+    limit: u64,
+) -> Result<Vec<results::Model>, DbErr> {
+    let mut query = results::Entity::find().filter(results_condition(tenant, job_id, only_failed));
+    if let Some(after) = after {
+        query = query.filter(results::Column::Idx.gt(after));
+    }
+    query
+        .order_by_asc(results::Column::Idx)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+pub async fn count_results(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    only_failed: bool,
+) -> Result<u64, DbErr> {
+    results::Entity::find()
+        .filter(results_condition(tenant, job_id, only_failed))
+        .count(conn)
+        .await
+}
+
+fn results_condition(tenant: &TenantId, job_id: i64, only_failed: bool) -> Condition {
+    let mut condition = Condition::all()
+        .add(results::Column::Tenant.eq(tenant.as_str()))
+        .add(results::Column::JobId.eq(job_id));
+    if only_failed {
+        condition = condition.add(results::Column::Success.eq(false));
+    }
+    condition
+}
+
+/// A page of the tenant's jobs, newest first, before job `before`.
+pub async fn jobs_page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    statuses: &[JobStatus],
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<jobs::Model>, DbErr> {
+    let mut query = jobs::Entity::find().filter(jobs_condition(tenant, statuses));
+    if let Some(before) = before {
+        query = query.filter(jobs::Column::Id.lt(before));
+    }
+    query
+        .order_by_desc(jobs::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+pub async fn count_jobs(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    statuses: &[JobStatus],
+) -> Result<u64, DbErr> {
+    jobs::Entity::find()
+        .filter(jobs_condition(tenant, statuses))
+        .count(conn)
+        .await
+}
+
+fn jobs_condition(tenant: &TenantId, statuses: &[JobStatus]) -> Condition {
+    let mut condition = Condition::all().add(jobs::Column::Tenant.eq(tenant.as_str()));
+    if !statuses.is_empty() {
+        condition = condition.add(jobs::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
+    }
+    condition
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "USERS",
+            Self::Links => "LINKS",
+            Self::Done => "DONE",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Self {
+        match text {
+            "LINKS" => Self::Links,
+            "DONE" => Self::Done,
+            _ => Self::Users,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Workers: claim a job from the database, hold it under a renewed lease, run it.
+//!
+//! On PostgreSQL the claim is `SELECT … FOR UPDATE SKIP LOCKED`, so the workers of several
+//! processes share one queue and a job is claimed by one of them at a time. A worker renews
+//! its lease while it runs the job; when a process dies, its leases run out and the jobs are
+//! claimed again, to resume after their last committed chunk. Every chunk is fenced by the
+//! lease (see [`super::store::fenced`]), so a worker that lost its job commits nothing more.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::import_jobs as jobs;
+use rand::RngCore;
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::process::{Runner, Stop};
+use super::{JobStatus, Queue, store};
+use crate::config::JobsConfig;
+use crate::db;
+use crate::telemetry;
+
+/// A job whose runs failed this often (the database failing, not its rows) is given up.
+const MAX_ATTEMPTS: i32 = 3;
+
+/// The running workers of this process.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `config.workers` workers.
+    pub fn start(db: DatabaseConnection, queue: Queue, config: JobsConfig) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        let process = rand::rng().next_u32();
+        let handles = (0..config.workers)
+            .map(|n| {
+                let worker = Worker {
+                    db: db.clone(),
+                    queue: queue.clone(),
+                    config: config.clone(),
+                    name: format!("{}-{process:08x}-{n}", std::process::id()),
+                    stopping: stopping.clone(),
+                };
+                tokio::spawn(worker.work())
+            })
+            .collect();
+        Self { stop, handles }
+    }
+
+    /// Asks every worker to stop after its current chunk, and waits for them. Jobs they
+    /// held are released at once, for any process to resume.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+struct Worker {
+    db: DatabaseConnection,
+    queue: Queue,
+    config: JobsConfig,
+    name: String,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.job_lease.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    async fn work(mut self) {
+        loop {
+            if *self.stopping.borrow() {
+                return;
+            }
+            match self.claim().await {
+                Ok(Some(job)) => self.run(job).await,
+                Ok(None) => {
+                    let wake = self.queue.wake.clone();
+                    tokio::select! {
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(self.config.job_poll) => {}
+                        _ = self.stopping.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(worker = %self.name, %error, "cannot claim a job");
+                    tokio::time::sleep(self.config.job_poll).await;
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest claimable job, if any. A read first, so that idle workers never
+    /// take SQLite's write lock.
+    async fn claim(&self) -> Result<Option<jobs::Model>, DbErr> {
+        let now = Utc::now().timestamp_millis();
+        if store::next_claimable(&self.db, now).await?.is_none() {
+            return Ok(None);
+        }
+        let txn = db::begin_write(&self.db).await?;
+        let Some(mut job) = store::next_claimable(&txn, now).await? else {
+            txn.commit().await?;
+            return Ok(None);
+        };
+        job.status = JobStatus::Running.as_str().to_owned();
+        job.lease_owner = Some(self.name.clone());
+        job.lease_until = Some(now + self.lease_ms());
+        job.started_at.get_or_insert_with(Utc::now);
+        job.attempts += 1;
+        job.version += 1;
+        store::save(&txn, &job).await?;
+        txn.commit().await?;
+        tracing::info!(worker = %self.name, job = job.id, attempt = job.attempts, "job claimed");
+        self.queue.published(&job);
+        Ok(Some(job))
+    }
+
+    async fn run(&self, job: jobs::Model) {
+        let id = job.id;
+        let attempts = job.attempts;
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(heartbeat(
+            self.db.clone(),
+            id,
+            self.name.clone(),
+            self.config.job_lease,
+            lost.clone(),
+        ));
+        let stopping = self.stopping.clone();
+        let should_stop = move || {
+            if lost.load(Ordering::Acquire) {
+                Some(Stop::LeaseLost)
+            } else if *stopping.borrow() {
+                Some(Stop::ShuttingDown)
+            } else {
+                None
+            }
+        };
+        let runner = Runner {
+            db: &self.db,
+            queue: &self.queue,
+            owner: &self.name,
+            chunk: self.config.job_chunk,
+            lease_ms: self.lease_ms(),
+            should_stop: &should_stop,
+        };
+        metrics::gauge!(telemetry::JOBS_RUNNING).increment(1.0);
+        let outcome = runner.run(job).await;
+        metrics::gauge!(telemetry::JOBS_RUNNING).decrement(1.0);
+        heartbeat.abort();
+        match outcome {
+            Ok(()) => {}
+            Err(Stop::LeaseLost) => {
+                tracing::warn!(worker = %self.name, job = id, "lost the job's lease; another worker resumes it");
+            }
+            Err(Stop::ShuttingDown) => {
+                tracing::info!(worker = %self.name, job = id, "stopping; the job resumes in any process");
+                self.release(id, 0).await;
+            }
+            Err(Stop::Failed(error)) if attempts >= MAX_ATTEMPTS => {
+                tracing::error!(worker = %self.name, job = id, error = %format!("{error:#}"), "job failed; giving up");
+                if let Err(error) = self.give_up(id).await {
+                    tracing::error!(job = id, %error, "cannot mark the job failed");
+                }
+            }
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(worker = %self.name, job = id, error = %format!("{error:#}"), "job run failed; it is tried again");
+                let backoff = 5_000 * i64::from(attempts);
+                self.release(id, Utc::now().timestamp_millis() + backoff)
+                    .await;
+            }
+        }
+    }
+
+    /// Lets go of a job: any worker may claim it from `until_ms` on.
+    async fn release(&self, id: i64, until_ms: i64) {
+        if let Err(error) = store::renew(&self.db, id, &self.name, until_ms).await {
+            tracing::warn!(job = id, %error, "cannot release the job; its lease runs out instead");
+        }
+    }
+
+    async fn give_up(&self, id: i64) -> Result<(), DbErr> {
+        let txn = db::begin_write(&self.db).await?;
+        let Some(mut job) = store::fenced(&txn, id, &self.name).await? else {
+            return Ok(());
+        };
+        job.status = JobStatus::Failed.as_str().to_owned();
+        job.error_message = Some(format!(
+            "the job stopped after {MAX_ATTEMPTS} attempts because of a server error; what was committed before stays"
+        ));
+        job.finished_at = Some(Utc::now());
+        job.lease_owner = None;
+        job.lease_until = None;
+        job.version += 1;
+        store::save(&txn, &job).await?;
+        txn.commit().await?;
+        metrics::counter!(telemetry::JOBS_FINISHED, "status" => job.status.clone()).increment(1);
+        self.queue.published(&job);
+        Ok(())
+    }
+}
+
+/// Renews the lease every third of its length until aborted; marks it lost when another
+/// worker holds the job.
+async fn heartbeat(
+    db: DatabaseConnection,
+    id: i64,
+    owner: String,
+    lease: Duration,
+    lost: Arc<AtomicBool>,
+) {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let until = Utc::now().timestamp_millis() + lease_ms;
+        match store::renew(&db, id, &owner, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.store(true, Ordering::Release);
+                return;
+            }
+            Err(error) => tracing::warn!(job = id, %error, "cannot renew the job's lease"),
+        }
+    }
+}
