@@ -1,0 +1,196 @@
+//! Bulk import benchmark: generates N users (tags, two attributes, a manager each), submits
+//! them with `importUsers` to the real `roster` binary over HTTP, waits for the job, and
+//! prints rows per second and the server's peak RSS, on SQLite and on PostgreSQL.
+//!
+//! `cargo bench --bench import`; `ROSTER_BENCH_SIZES=10000,100000` (the default) picks N,
+//! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases, and
+//! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default `postgres://postgres@127.0.0.1:5432`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use roster::auth::{Authenticator, Role};
+use serde_json::{Value, json};
+
+const SECRET: &str = "roster-bench-secret";
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("ROSTER_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000".to_owned())
+        .split(',')
+        .map(|n| n.trim().parse().expect("ROSTER_BENCH_SIZES: numbers"))
+        .collect();
+    let backends =
+        std::env::var("ROSTER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    println!("backend   rows      submit_s  total_s   rows/s    peak_rss_mb");
+    for backend in backends.split(',').map(str::trim) {
+        for &n in &sizes {
+            let figures = runtime.block_on(run(backend, n));
+            println!(
+                "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.0} {:.0}",
+                figures.submit.as_secs_f64(),
+                figures.total.as_secs_f64(),
+                n as f64 / figures.total.as_secs_f64(),
+                figures.peak_rss_kb as f64 / 1024.0,
+            );
+        }
+    }
+}
+
+struct Figures {
+    submit: Duration,
+    total: Duration,
+    peak_rss_kb: u64,
+}
+
+fn users(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut user = json!({
+                "externalId": format!("b{i}"),
+                "email": format!("b{i}@example.com"),
+                "firstName": format!("First{i}"),
+                "lastName": "Bench",
+                "department": format!("dept-{}", i % 50),
+                "tags": ["staff", format!("team-{}", i % 20)],
+                "attributes": [
+                    { "name": "grade", "value": format!("{}", i % 12), "type": "NUMBER" },
+                    { "name": "site", "value": format!("site-{}", i % 5) },
+                ],
+            });
+            // A tree of managers, ten reports each; the root has none.
+            if i > 0 {
+                user["managerExternalId"] = json!(format!("b{}", i / 10));
+            }
+            user
+        })
+        .collect()
+}
+
+async fn run(backend: &str, n: usize) -> Figures {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (url, pg_name) = match backend {
+        "sqlite" => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bench.db").display()
+            ),
+            None,
+        ),
+        "postgres" => {
+            let admin = std::env::var("ROSTER_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+            let name = format!("roster_bench_{}", uuid::Uuid::new_v4().simple());
+            psql(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
+            (format!("{admin}/{name}"), Some((admin, name)))
+        }
+        other => panic!("unknown backend {other}"),
+    };
+    let (mut child, base) = start(&url);
+    let token = Authenticator::hs256(SECRET.as_bytes(), None, None)
+        .mint("bench", Role::Admin, None, Duration::from_secs(3600))
+        .expect("a token");
+    let client = reqwest::Client::new();
+    let body = json!({
+        "query": "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }",
+        "variables": { "u": users(n) },
+    });
+    let started = Instant::now();
+    let response: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("submitted")
+        .json()
+        .await
+        .expect("JSON");
+    drop(body);
+    let submit = started.elapsed();
+    let id = response["data"]["importUsers"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a job: {response}"))
+        .to_owned();
+    loop {
+        let job: Value = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "query": "query($id: ID!) { importJob(id: $id) { status summary { created failed } } }",
+                "variables": { "id": id },
+            }))
+            .send()
+            .await
+            .expect("polled")
+            .json()
+            .await
+            .expect("JSON");
+        let status = job["data"]["importJob"]["status"].as_str().unwrap_or("");
+        if status != "QUEUED" && status != "RUNNING" {
+            assert_eq!(status, "COMPLETED", "{job}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = started.elapsed();
+    let peak_rss_kb = peak_rss_kb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some((admin, name)) = pg_name {
+        psql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        )
+        .await;
+    }
+    Figures {
+        submit,
+        total,
+        peak_rss_kb,
+    }
+}
+
+fn start(url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--database-url", url])
+        .env("ROSTER_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("roster starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("a line").expect("readable");
+        if let Some(url) = line.strip_prefix("Roster is listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn psql(admin: &str, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(format!("{admin}/postgres"))
+        .await
+        .expect("PostgreSQL answers");
+    db.execute_unprepared(sql).await.expect("admin statement");
+    let _ = db.close().await;
+}
