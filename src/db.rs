@@ -5,8 +5,9 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 use crate::config::DatabaseConfig;
@@ -102,5 +103,28 @@ pub async fn lock_tenant(
         [format!("{kind}:{}", tenant.as_str()).into()],
     ))
     .await?;
+    Ok(())
+}
+
+/// Inserts rows of `columns` columns each with multi-row statements, as many rows per
+/// statement as the bind-parameter limits of both databases allow (SQLite 32,766,
+/// PostgreSQL 65,535).
+pub async fn insert_in_chunks<A>(
+    conn: &impl ConnectionTrait,
+    rows: Vec<A>,
+    columns: usize,
+) -> Result<(), DbErr>
+where
+    A: ActiveModelTrait + Send,
+{
+    const MAX_BINDS: usize = 30_000;
+    let per_statement = MAX_BINDS / columns;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
+        <A::Entity as EntityTrait>::insert_many(chunk)
+            .exec(conn)
+            .await?;
+    }
     Ok(())
 }

@@ -106,6 +106,24 @@ pub enum Phase {
     Done,
 }
 
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "USERS",
+            Self::Links => "LINKS",
+            Self::Done => "DONE",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Self {
+        match text {
+            "LINKS" => Self::Links,
+            "DONE" => Self::Done,
+            _ => Self::Users,
+        }
+    }
+}
+
 /// The options of a bulk job.
 #[derive(Debug, Clone, Default)]
 pub struct JobOptions {
@@ -121,16 +139,24 @@ pub struct JobOptions {
 impl JobOptions {
     fn check(&self) -> AppResult<()> {
         let mut problems = Problems::default();
+        // A description may span lines; a key is one line.
         let texts = [
-            ("options.idempotencyKey", &self.idempotency_key, KEY_MAX_LEN),
+            (
+                "options.idempotencyKey",
+                &self.idempotency_key,
+                KEY_MAX_LEN,
+                false,
+            ),
             (
                 "options.description",
                 &self.description,
                 DESCRIPTION_MAX_LEN,
+                true,
             ),
         ];
-        for (path, text, max) in texts {
+        for (path, text, max, multiline) in texts {
             let Some(text) = text else { continue };
+            let refused = |c: char| c == '\0' || (!multiline && c.is_control());
             if text.trim().is_empty() {
                 problems.add(path, Problem::new("REQUIRED", "must not be blank"));
             } else if text.chars().count() > max {
@@ -138,16 +164,13 @@ impl JobOptions {
                     path,
                     Problem::new("TOO_LONG", format!("must be at most {max} characters")),
                 );
-            } else if text.chars().any(char::is_control) && path.ends_with("Key") {
-                problems.add(
-                    path,
-                    Problem::new("INVALID_CHARACTERS", "must not contain control characters"),
-                );
-            } else if text.contains('\0') {
-                problems.add(
-                    path,
-                    Problem::new("INVALID_CHARACTERS", "must not contain NUL characters"),
-                );
+            } else if text.chars().any(refused) {
+                let what = if multiline {
+                    "must not contain NUL characters"
+                } else {
+                    "must not contain control characters"
+                };
+                problems.add(path, Problem::new("INVALID_CHARACTERS", what));
             }
         }
         problems.finish()

@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::Utc;
 use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
 use futures_util::{StreamExt, stream};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, user_options};
 use crate::approvers::{self, ApproverChange};
@@ -180,23 +180,7 @@ impl Runner<'_> {
         let mut batch = if careful {
             let mut batch = Vec::with_capacity(prepared.len());
             for row in prepared {
-                let savepoint = txn.begin().await?;
-                batch.push(
-                    match decide_row(&savepoint, tenant, row, &options, now).await {
-                        Ok(result) => {
-                            savepoint.commit().await?;
-                            result
-                        }
-                        Err(error) => {
-                            savepoint.rollback().await?;
-                            RowResult::failed(
-                                row.index,
-                                row.lookup_key.clone(),
-                                write_error(&error, row.index),
-                            )
-                        }
-                    },
-                );
+                batch.push(decide_in_savepoint(&txn, tenant, row, &options, now).await?);
             }
             batch
         } else {
@@ -330,21 +314,7 @@ impl Runner<'_> {
             let Some(last) = batch.last() else { break };
             from = last.idx + 1;
             for row in prepare(self.db, &tenant, batch).await {
-                let savepoint = txn.begin().await?;
-                let result = match decide_row(&savepoint, &tenant, &row, &options, now).await {
-                    Ok(result) => {
-                        savepoint.commit().await?;
-                        result
-                    }
-                    Err(error) => {
-                        savepoint.rollback().await?;
-                        RowResult::failed(
-                            row.index,
-                            row.lookup_key.clone(),
-                            write_error(&error, row.index),
-                        )
-                    }
-                };
+                let result = decide_in_savepoint(&txn, &tenant, &row, &options, now).await?;
                 results.push(result);
             }
         }
@@ -554,44 +524,12 @@ async fn decide_and_write(
             .into_iter();
         user_store::update_many(conn, tenant, &updates, now).await?;
         for ((row, _, links), decision) in run.iter().zip(decisions) {
-            let decision = match decision {
-                Ok(decision) => decision,
-                Err(AppError::Internal(error)) => {
-                    return Err(DbErr::Custom(format!("{error:#}")));
-                }
-                Err(error) => {
-                    results.push(RowResult::failed(
-                        row.index,
-                        row.lookup_key.clone(),
-                        row_errors(&error),
-                    ));
-                    continue;
-                }
-            };
-            let (action, blocked, unblocked) = import::counts(&decision, false);
             let user_id = match &decision {
-                Decision::Create(_) => created.next().map(|user| user.id),
-                Decision::Update { user, .. } | Decision::Unchanged(user) => Some(user.id),
-                Decision::Skip(reason) => {
-                    results.push(RowResult {
-                        action,
-                        success: true,
-                        ..RowResult::failed(row.index, row.lookup_key.clone(), row_errors(reason))
-                    });
-                    continue;
-                }
+                Ok(Decision::Create(_)) => created.next().map(|user| user.id),
+                Ok(Decision::Update { user, .. } | Decision::Unchanged(user)) => Some(user.id),
+                Ok(Decision::Skip(_)) | Err(_) => None,
             };
-            results.push(RowResult {
-                index: row.index,
-                lookup_key: row.lookup_key.clone(),
-                action,
-                success: true,
-                user_id,
-                errors: Vec::new(),
-                links_pending: links.touches_links(options.replace),
-                blocked,
-                unblocked,
-            });
+            results.push(row_result(row, links, decision, user_id, options)?);
         }
     }
     Ok(results)
@@ -606,13 +544,71 @@ async fn decide_row(
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
 ) -> Result<RowResult, DbErr> {
-    let failed =
-        |error: &AppError| RowResult::failed(row.index, row.lookup_key.clone(), row_errors(error));
     let (changes, links) = match &row.parsed {
         Ok(parsed) => parsed,
-        Err(error) => return Ok(failed(error)),
+        Err(error) => {
+            return Ok(RowResult::failed(
+                row.index,
+                row.lookup_key.clone(),
+                row_errors(error),
+            ));
+        }
     };
-    let decision = match import::decide(conn, tenant, changes, options, now.date_naive()).await {
+    let decision = import::decide(conn, tenant, changes, options, now.date_naive()).await;
+    let user_id = match &decision {
+        Ok(decision) => import::apply(conn, tenant, decision, now)
+            .await?
+            .map(|user| user.id),
+        Err(_) => None,
+    };
+    row_result(row, links, decision, user_id, options)
+}
+
+/// [`decide_row`] in a savepoint of `txn`: a row whose write fails (a unique value taken
+/// meanwhile, say) is rolled back alone and fails with the reason.
+async fn decide_in_savepoint(
+    txn: &DatabaseTransaction,
+    tenant: &TenantId,
+    row: &Prepared,
+    options: &UserImportOptions,
+    now: chrono::DateTime<Utc>,
+) -> Result<RowResult, DbErr> {
+    let savepoint = txn.begin().await?;
+    match decide_row(&savepoint, tenant, row, options, now).await {
+        Ok(result) => {
+            savepoint.commit().await?;
+            Ok(result)
+        }
+        Err(error) => {
+            savepoint.rollback().await?;
+            let error = match &row.parsed {
+                Ok((changes, _)) => import::write_error(error, changes),
+                Err(_) => error.into(),
+            };
+            if let AppError::Internal(cause) = &error {
+                tracing::warn!(error = %format!("{cause:#}"), "a job row failed to write");
+            }
+            Ok(RowResult::failed(
+                row.index,
+                row.lookup_key.clone(),
+                row_errors(&error),
+            ))
+        }
+    }
+}
+
+/// What a decided row reports; `user_id` is the written (or matched) user. A database
+/// failure during the decision is the chunk's error, not the row's.
+fn row_result(
+    row: &Prepared,
+    links: &ApproverChange,
+    decision: Result<Decision, AppError>,
+    user_id: Option<i64>,
+    options: &UserImportOptions,
+) -> Result<RowResult, DbErr> {
+    let failed =
+        |error: &AppError| RowResult::failed(row.index, row.lookup_key.clone(), row_errors(error));
+    let decision = match decision {
         Ok(decision) => decision,
         Err(AppError::Internal(error)) => return Err(DbErr::Custom(format!("{error:#}"))),
         Err(error) => return Ok(failed(&error)),
@@ -622,42 +618,20 @@ async fn decide_row(
         return Ok(RowResult {
             action,
             success: true,
-            errors: row_errors(reason),
             ..failed(reason)
         });
     }
-    let user = import::apply(conn, tenant, &decision, now).await?;
     Ok(RowResult {
         index: row.index,
         lookup_key: row.lookup_key.clone(),
         action,
         success: true,
-        user_id: user.map(|u| u.id),
+        user_id,
         errors: Vec::new(),
         links_pending: links.touches_links(options.replace),
         blocked,
         unblocked,
     })
-}
-
-/// A row whose write failed in its savepoint: a unique value taken meanwhile is the row's
-/// conflict; anything else is reported without internals.
-fn write_error(error: &DbErr, index: i32) -> Vec<FieldError> {
-    match user_store::unique_violation_field(error) {
-        Some(field) => vec![FieldError::new(
-            format!("{}.{field}", prefix(index)),
-            "TAKEN",
-            format!("{field} is already used by another user"),
-        )],
-        None => {
-            tracing::warn!(%error, "a job row failed to write");
-            vec![FieldError {
-                field: None,
-                code: "INTERNAL".to_owned(),
-                message: "the row could not be written".to_owned(),
-            }]
-        }
-    }
 }
 
 /// Each row's approver change, by index; a row that cannot be read again fails its links.

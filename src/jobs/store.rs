@@ -8,8 +8,9 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{JobStatus, Phase, RowResult};
+use super::{JobStatus, RowResult};
 use crate::auth::TenantId;
+use crate::db;
 
 /// Rows per multi-row `INSERT`: `import_job_results` has 9 columns, so 1,000 rows bind
 /// 9,000 values, well within SQLite's 32,766 and PostgreSQL's 65,535.
@@ -130,25 +131,16 @@ pub async fn insert_rows(
     job_id: i64,
     inputs: impl IntoIterator<Item = (i32, String)>,
 ) -> Result<(), DbErr> {
-    let mut batch = Vec::with_capacity(INSERT_CHUNK);
-    let mut inputs = inputs.into_iter().peekable();
-    while inputs.peek().is_some() {
-        batch.extend(
-            inputs
-                .by_ref()
-                .take(INSERT_CHUNK)
-                .map(|(idx, input)| rows::ActiveModel {
-                    job_id: Set(job_id),
-                    idx: Set(idx),
-                    tenant: Set(tenant.as_str().to_owned()),
-                    input: Set(input),
-                }),
-        );
-        rows::Entity::insert_many(std::mem::take(&mut batch))
-            .exec(conn)
-            .await?;
-    }
-    Ok(())
+    let rows = inputs
+        .into_iter()
+        .map(|(idx, input)| rows::ActiveModel {
+            job_id: Set(job_id),
+            idx: Set(idx),
+            tenant: Set(tenant.as_str().to_owned()),
+            input: Set(input),
+        })
+        .collect();
+    db::insert_in_chunks(conn, rows, 4).await
 }
 
 /// Up to `limit` input rows of a job from index `from` on, in order.
@@ -323,22 +315,4 @@ fn jobs_condition(tenant: &TenantId, statuses: &[JobStatus]) -> Condition {
         condition = condition.add(jobs::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
     }
     condition
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Users => "USERS",
-            Self::Links => "LINKS",
-            Self::Done => "DONE",
-        }
-    }
-
-    pub fn from_stored(text: &str) -> Self {
-        match text {
-            "LINKS" => Self::Links,
-            "DONE" => Self::Done,
-            _ => Self::Users,
-        }
-    }
 }

@@ -72,7 +72,7 @@ struct Worker {
 
 impl Worker {
     fn lease_ms(&self) -> i64 {
-        i64::try_from(self.config.job_lease.as_millis()).unwrap_or(i64::MAX / 2)
+        millis(self.config.job_lease)
     }
 
     async fn work(mut self) {
@@ -217,7 +217,7 @@ async fn heartbeat(
     lease: Duration,
     lost: Arc<AtomicBool>,
 ) {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+    let lease_ms = millis(lease);
     loop {
         tokio::time::sleep(lease / 3).await;
         let until = Utc::now().timestamp_millis() + lease_ms;
@@ -230,4 +230,9 @@ async fn heartbeat(
             Err(error) => tracing::warn!(job = id, %error, "cannot renew the job's lease"),
         }
     }
+}
+
+/// A duration in milliseconds, as leases are stored.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }

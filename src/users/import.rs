@@ -747,7 +747,7 @@ pub async fn write_links(
 
 /// A write that lost a race for a unique value (another request took the email meanwhile)
 /// is a conflict like any other; everything else is internal.
-fn write_error(error: DbErr, changes: &UserChanges) -> AppError {
+pub fn write_error(error: DbErr, changes: &UserChanges) -> AppError {
     match store::unique_violation_field(&error) {
         Some(field) => AppError::conflict(vec![FieldError::new(
             changes.path(field),

@@ -564,7 +564,7 @@ async fn write_related(
                 })
             })
             .collect();
-        insert_in_chunks(conn, rows, 3).await?;
+        crate::db::insert_in_chunks(conn, rows, 3).await?;
     }
     for chunk in attributes.chunks(IN_CHUNK) {
         user_attributes::Entity::delete_many()
@@ -587,7 +587,7 @@ async fn write_related(
                     })
             })
             .collect();
-        insert_in_chunks(conn, rows, 6).await?;
+        crate::db::insert_in_chunks(conn, rows, 6).await?;
     }
     if !tags.is_empty() {
         let ids: Vec<i64> = tags.iter().map(|(id, _)| *id).collect();
@@ -598,27 +598,6 @@ async fn write_related(
             now.timestamp_millis(),
         )
         .await?;
-    }
-    Ok(())
-}
-
-/// Inserts rows of `columns` columns each, as many per statement as the bind limits allow.
-async fn insert_in_chunks<A>(
-    conn: &impl ConnectionTrait,
-    rows: Vec<A>,
-    columns: usize,
-) -> Result<(), DbErr>
-where
-    A: sea_orm::ActiveModelTrait + Send,
-{
-    const MAX_BINDS: usize = 30_000;
-    let per_statement = MAX_BINDS / columns;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
-        <A::Entity as EntityTrait>::insert_many(chunk)
-            .exec(conn)
-            .await?;
     }
     Ok(())
 }

@@ -508,7 +508,7 @@ async fn a_watcher_sees_a_job_another_server_runs() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        finished_or_queued(&app, &id).await,
+        status_of(&app, &id).await,
         "QUEUED",
         "this server runs no jobs"
     );
@@ -519,7 +519,7 @@ async fn a_watcher_sees_a_job_another_server_runs() {
     assert_eq!(events.last().unwrap()["processed"], 1500);
 }
 
-async fn finished_or_queued(app: &TestApp, id: &str) -> String {
+async fn status_of(app: &TestApp, id: &str) -> String {
     let job = app
         .graphql(&app.token(Role::Viewer), JOB, json!({ "id": id }))
         .await;
@@ -527,6 +527,22 @@ async fn finished_or_queued(app: &TestApp, id: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// Polls a job on a server process until it reaches a final status.
+async fn finished_on(server: &ServerProcess, id: &str, patience: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let job = server.graphql(JOB, json!({ "id": id })).await.data()["importJob"].clone();
+        if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not finished: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A job interrupted by `kill -9` resumes in the next process after its last committed
@@ -566,18 +582,7 @@ async fn a_killed_server_resumes_the_job_without_applying_anything_twice() {
     server.kill();
 
     let server = ServerProcess::start(&database.url, &env);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    let job = loop {
-        let job = server.graphql(JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
-            break job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not finished: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let job = finished_on(&server, &id, Duration::from_secs(600)).await;
     assert_eq!(job["status"], "COMPLETED", "{job}");
     assert_eq!(job["processed"], 50_000);
     let summary = &job["summary"];
@@ -624,19 +629,7 @@ async fn two_processes_share_the_queue_and_run_each_job_once() {
         );
     }
     for id in &ids {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        let job = loop {
-            let job =
-                servers[0].graphql(JOB, json!({ "id": id })).await.data()["importJob"].clone();
-            if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
-                break job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not finished: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let job = finished_on(&servers[0], id, Duration::from_secs(300)).await;
         assert_eq!(job["status"], "COMPLETED", "{job}");
         assert_eq!(job["summary"]["created"], 400, "{job}");
         let rows = servers[1]
