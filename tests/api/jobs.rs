@@ -660,3 +660,25 @@ async fn two_processes_share_the_queue_and_run_each_job_once() {
         "each job finished once, in one of the processes"
     );
 }
+
+db_test! {
+    async fn the_integrity_check_lists_links_to_inactive_approvers(app) {
+        let mut ann = user(1);
+        ann["managerExternalId"] = json!("u2");
+        let id = submit_ok(&app, &[ann, user(2)], json!({})).await;
+        assert_eq!(finished(&app, &id).await["integrityWarnings"], json!([]));
+
+        // The manager leaves: Ann's link now points at an inactive user.
+        let mut gone = user(2);
+        gone["active"] = json!(false);
+        let id = submit_ok(&app, std::slice::from_ref(&gone), json!({})).await;
+        let job = finished(&app, &id).await;
+        assert_eq!(job["summary"]["blocked"], 1);
+        assert_eq!(
+            job["integrityWarnings"],
+            json!(["default:u1 (u1@example.com) has MANAGER default:u2 (u2@example.com), who is inactive"])
+        );
+        let id = submit_ok(&app, &[gone], json!({ "runIntegrityCheck": false })).await;
+        assert_eq!(finished(&app, &id).await["integrityWarnings"], json!([]), "not asked for");
+    }
+}
