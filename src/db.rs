@@ -1,8 +1,10 @@
 //! Database connection and migrations, for SQLite and PostgreSQL alike.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
@@ -40,6 +42,16 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
             });
     } else {
         options.max_connections(config.db_max_connections);
+        if let Some(port) = postgres_tcp_port(&config.database_url) {
+            options.map_sqlx_postgres_pool_opts(move |pool| {
+                pool.after_connect(move |_, _| {
+                    Box::pin(async move {
+                        disable_nagle(port);
+                        Ok(())
+                    })
+                })
+            });
+        }
     }
     let mut db = Database::connect(options).await?;
     db.set_metric_callback(|info| {
@@ -49,6 +61,57 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     });
     Ok(db)
 }
+
+/// The server port of a PostgreSQL URL that connects over TCP (not a Unix socket).
+fn postgres_tcp_port(url: &str) -> Option<u16> {
+    let options = PgConnectOptions::from_str(url).ok()?;
+    options.get_socket().is_none().then(|| options.get_port())
+}
+
+/// sqlx 0.9.0 no longer turns Nagle's algorithm off on its TCP connections
+/// (launchbadge/sqlx#4335, fixed upstream but not yet released): a statement a little
+/// longer than one TCP segment then waits for the server's delayed acknowledgement, 40 ms
+/// each time, which made bulk imports on PostgreSQL several times slower. Until a release
+/// carries the fix, each new connection gets `TCP_NODELAY` here: every TCP socket of the
+/// process whose peer listens on the database's port does (on Linux, found through
+/// `/proc/self/fd`).
+#[cfg(target_os = "linux")]
+fn disable_nagle(port: u16) {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(raw) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is borrowed only to be duplicated at once. Should another
+        // thread close it meanwhile, the duplication fails, or duplicates whatever now has
+        // that number; the copy is ours, and it is changed only if it is a TCP socket to
+        // the database's port.
+        let Ok(copy) = unsafe { BorrowedFd::borrow_raw(raw) }.try_clone_to_owned() else {
+            continue;
+        };
+        let stream = std::net::TcpStream::from(copy);
+        if stream.peer_addr().is_ok_and(|peer| peer.port() == port)
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "TCP_NODELAY could not be set on a database connection");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_nagle(_port: u16) {}
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes several processes that
 /// start together take turns, so each migration runs once.
@@ -103,6 +166,40 @@ pub async fn lock_tenant(
         [format!("{kind}:{}", tenant.as_str()).into()],
     ))
     .await?;
+    Ok(())
+}
+
+/// Refreshes the query planner's statistics of `tables`. A bulk load grows tables many
+/// times over long before PostgreSQL's autovacuum looks at them (and SQLite keeps no
+/// statistics unless asked); plans made for the small tables, such as reading every row of
+/// the tenant through the `tenant` index instead of the few asked for by key, would make
+/// each chunk slower than the one before.
+pub async fn analyze(conn: &impl ConnectionTrait, tables: &[&str]) -> Result<(), DbErr> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let sql = match conn.get_database_backend() {
+        DatabaseBackend::Postgres => format!("ANALYZE {}", tables.join(", ")),
+        _ => {
+            let each: Vec<String> = tables.iter().map(|t| format!("ANALYZE {t};")).collect();
+            // Sampled, so that a big table costs little more than a small one; 10,000
+            // rows per index keeps a tenant (every row, in the worst case) looking far
+            // less selective than the few hundred keys a bulk statement asks for.
+            format!("PRAGMA analysis_limit = 10000; {}", each.join(" "))
+        }
+    };
+    conn.execute_unprepared(&sql).await?;
+    Ok(())
+}
+
+/// Makes this connection plan with the statistics [`analyze`] last stored. A SQLite
+/// connection reads them once, when it first reads the schema, and keeps them for its
+/// lifetime (`ANALYZE sqlite_master` reads them again, at the cost of a few reads);
+/// PostgreSQL's statistics are shared by every connection already.
+pub async fn load_statistics(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DatabaseBackend::Sqlite {
+        conn.execute_unprepared("ANALYZE sqlite_master").await?;
+    }
     Ok(())
 }
 

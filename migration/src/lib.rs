@@ -4,6 +4,7 @@ mod m20261101_000001_users;
 mod m20261102_000001_approver_links;
 mod m20261103_000001_learning_tracks;
 mod m20261104_000001_import_jobs;
+mod m20261124_000001_users_external_id;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261102_000001_approver_links::Migration),
             Box::new(m20261103_000001_learning_tracks::Migration),
             Box::new(m20261104_000001_import_jobs::Migration),
+            Box::new(m20261124_000001_users_external_id::Migration),
         ]
     }
 }

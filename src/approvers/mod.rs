@@ -9,9 +9,10 @@
 pub mod graphql;
 pub mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::sea_query::LockType;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use chrono::Utc;
@@ -184,16 +185,15 @@ impl RawLinks {
         };
         Ok(match (approvers, manager) {
             (None, None) => ApproverChange::Keep,
-            (None, Some(manager)) => ApproverChange::SetManager(manager, manager_path),
+            (None, Some(manager)) => {
+                ApproverChange::SetManager(manager.map(ApproverSpec::manager), manager_path)
+            }
             (Some(mut specs), manager) => {
-                specs.extend(manager.flatten().map(|key| {
-                    let spec = ApproverSpec {
-                        approver: key,
-                        label: Label::Manager,
-                        can_approve: None,
-                    };
-                    (spec, manager_path.clone())
-                }));
+                specs.extend(
+                    manager
+                        .flatten()
+                        .map(|key| (ApproverSpec::manager(key), manager_path.clone())),
+                );
                 ApproverChange::Replace(specs)
             }
         })
@@ -209,6 +209,17 @@ pub struct ApproverSpec {
     pub can_approve: Option<bool>,
 }
 
+impl ApproverSpec {
+    /// The `MANAGER` that `managerExternalId` names, with the default `canApprove`.
+    pub fn manager(approver: UserKey) -> Self {
+        Self {
+            approver,
+            label: Label::Manager,
+            can_approve: None,
+        }
+    }
+}
+
 /// What an import says about the user's approvers.
 #[derive(Debug, Clone, Default)]
 pub enum ApproverChange {
@@ -221,7 +232,7 @@ pub enum ApproverChange {
     Replace(Vec<(ApproverSpec, String)>),
     /// Only `managerExternalId` was sent: the `MANAGER` link becomes this one (`None`, for
     /// `null`, removes it); other labels stay. With the input path of `managerExternalId`.
-    SetManager(Option<UserKey>, String),
+    SetManager(Option<ApproverSpec>, String),
 }
 
 impl ApproverChange {
@@ -229,6 +240,16 @@ impl ApproverChange {
     /// clears the ones it does not name.
     pub fn touches_links(&self, replace: bool) -> bool {
         replace || !matches!(self, Self::Keep)
+    }
+
+    /// Every approver the change names.
+    pub fn specs(&self) -> impl Iterator<Item = &ApproverSpec> {
+        let (replace, manager) = match self {
+            Self::Keep => (&[][..], None),
+            Self::Replace(specs) => (specs.as_slice(), None),
+            Self::SetManager(manager, _) => (&[][..], manager.as_ref()),
+        };
+        replace.iter().map(|(spec, _)| spec).chain(manager)
     }
 }
 
@@ -261,138 +282,244 @@ pub async fn check_set(
     specs: &[ApproverSpec],
     path: impl Fn(usize, &str) -> String,
 ) -> AppResult<Result<Vec<Link>, Vec<FieldError>>> {
-    let mut problems = Vec::new();
-    let mut links: Vec<Link> = Vec::with_capacity(specs.len());
-    for (index, spec) in specs.iter().enumerate() {
-        let at = |field: &str| path(index, field);
-        let can_approve = match (spec.label, spec.can_approve) {
-            (Label::NonApprovingManager, Some(true)) => {
+    let snapshot = Snapshot::load(conn, tenant, &[], specs).await?;
+    Ok(snapshot.check(user_id, stored, specs, path))
+}
+
+/// What checking the approver sets of many users reads from the store, read at once for
+/// all of them with a few statements: the approvers their specs name, the users' stored
+/// sets, and the `MANAGER` chains above every named manager (one statement per level).
+///
+/// Sets are then checked in memory one after another, and each accepted set
+/// ([`Snapshot::accept`]) is seen by the checks after it, so every user gets exactly the
+/// answer it would get if each set were checked and written alone, in order. The caller
+/// holds the tenant's approver lock ([`LOCK_KIND`]), so the links cannot change meanwhile.
+pub struct Snapshot {
+    /// The named approvers, by every key they can be named with.
+    approvers: HashMap<UserKey, User>,
+    /// The users' sets as stored, and as accepted since.
+    stored: HashMap<i64, Vec<Link>>,
+    sets: HashMap<i64, Vec<Link>>,
+    /// The `MANAGER` of each user on the loaded chains (`None`: it has none), as accepted.
+    managers: HashMap<i64, Option<i64>>,
+}
+
+impl Snapshot {
+    /// Reads what checking `specs` for the users `users` needs. Approvers are read with a
+    /// share lock (PostgreSQL): one being deactivated meanwhile is seen as inactive, not
+    /// as it was.
+    pub async fn load<'a>(
+        conn: &impl ConnectionTrait,
+        tenant: &TenantId,
+        users: &[i64],
+        specs: impl IntoIterator<Item = &'a ApproverSpec>,
+    ) -> Result<Self, DbErr> {
+        let specs: Vec<&ApproverSpec> = specs.into_iter().collect();
+        let keys: HashSet<&UserKey> = specs.iter().map(|spec| &spec.approver).collect();
+        let keys: Vec<&UserKey> = keys.into_iter().collect();
+        let approvers = users::find_many(conn, tenant, &keys, Some(LockType::Share)).await?;
+        let stored = store::sets_of(conn, tenant, users).await?;
+        let mut managers: HashMap<i64, Option<i64>> = HashMap::new();
+        let mut level: Vec<i64> = specs
+            .iter()
+            .filter(|spec| spec.label == Label::Manager)
+            .filter_map(|spec| approvers.get(&spec.approver))
+            .map(|approver| approver.id)
+            .collect();
+        // A walk stops after MAX_CHAIN users, so no deeper level is ever needed.
+        for _ in 0..=MAX_CHAIN {
+            level.sort_unstable();
+            level.dedup();
+            level.retain(|id| !managers.contains_key(id));
+            if level.is_empty() {
+                break;
+            }
+            let found = store::managers_of(conn, tenant, &level).await?;
+            let next = level
+                .iter()
+                .filter_map(|id| found.get(id).copied())
+                .collect();
+            managers.extend(level.iter().map(|id| (*id, found.get(id).copied())));
+            level = next;
+        }
+        Ok(Self {
+            approvers,
+            sets: stored.clone(),
+            stored,
+            managers,
+        })
+    }
+
+    /// The set of a loaded user as it stands (stored, or accepted since).
+    pub fn set(&self, user_id: i64) -> &[Link] {
+        self.sets.get(&user_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Records `links` as the new set of `user_id`: later checks see it.
+    pub fn accept(&mut self, user_id: i64, links: Vec<Link>) {
+        let manager = links
+            .iter()
+            .find(|link| link.label == Label::Manager)
+            .map(|link| link.approver_id);
+        self.managers.insert(user_id, manager);
+        self.sets.insert(user_id, links);
+    }
+
+    /// Every user whose accepted set differs from the stored one.
+    pub fn changes(&self) -> Vec<store::SetChange<'_>> {
+        let mut changes: Vec<store::SetChange<'_>> = self
+            .sets
+            .iter()
+            .filter_map(|(&user_id, new)| {
+                let stored = self.stored.get(&user_id).map_or(&[][..], Vec::as_slice);
+                (stored != new.as_slice()).then_some(store::SetChange {
+                    user_id,
+                    stored,
+                    new,
+                })
+            })
+            .collect();
+        changes.sort_by_key(|change| change.user_id);
+        changes
+    }
+
+    /// Checks one set against the snapshot, as [`check_set`] describes; every spec must
+    /// have been among those loaded.
+    pub fn check(
+        &self,
+        user_id: Option<i64>,
+        stored: &[Link],
+        specs: &[ApproverSpec],
+        path: impl Fn(usize, &str) -> String,
+    ) -> Result<Vec<Link>, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut links: Vec<Link> = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            let at = |field: &str| path(index, field);
+            let can_approve = match (spec.label, spec.can_approve) {
+                (Label::NonApprovingManager, Some(true)) => {
+                    problems.push(FieldError::new(
+                        at("canApprove"),
+                        "NOT_ALLOWED",
+                        "a NON_APPROVING_MANAGER never approves",
+                    ));
+                    continue;
+                }
+                (Label::NonApprovingManager, _) => false,
+                (_, can_approve) => can_approve.unwrap_or(true),
+            };
+            let Some(approver) = self.approvers.get(&spec.approver) else {
                 problems.push(FieldError::new(
-                    at("canApprove"),
-                    "NOT_ALLOWED",
-                    "a NON_APPROVING_MANAGER never approves",
+                    at("approver"),
+                    "NOT_FOUND",
+                    "no such user: an approver must be an existing, active user",
+                ));
+                continue;
+            };
+            if Some(approver.id) == user_id {
+                problems.push(FieldError::new(
+                    at("approver"),
+                    "SELF",
+                    "nobody approves for themself",
                 ));
                 continue;
             }
-            (Label::NonApprovingManager, _) => false,
-            (_, can_approve) => can_approve.unwrap_or(true),
-        };
-        // Read with a share lock (PostgreSQL): an approver being deactivated meanwhile is
-        // seen as inactive, not as it was.
-        let Some(approver) = users::find_for_share(conn, tenant, &spec.approver).await? else {
-            problems.push(FieldError::new(
-                at("approver"),
-                "NOT_FOUND",
-                "no such user: an approver must be an existing, active user",
-            ));
-            continue;
-        };
-        if Some(approver.id) == user_id {
-            problems.push(FieldError::new(
-                at("approver"),
-                "SELF",
-                "nobody approves for themself",
-            ));
-            continue;
-        }
-        if !approver.active {
-            problems.push(FieldError::new(
-                at("approver"),
-                "INACTIVE",
-                format!("{} is not active", approver.email),
-            ));
-            continue;
-        }
-        if links
-            .iter()
-            .any(|l| l.approver_id == approver.id && l.label == spec.label)
-        {
-            problems.push(FieldError::new(
-                at("approver"),
-                "DUPLICATE",
-                "this approver is given twice with this label",
-            ));
-            continue;
-        }
-        if spec.label.is_single() && links.iter().any(|l| l.label == spec.label) {
-            problems.push(FieldError::new(
-                at("label"),
-                "TOO_MANY",
-                format!("a user has at most one {}", spec.label.as_str()),
-            ));
-            continue;
-        }
-        let kept = stored
-            .iter()
-            .any(|l| l.label == Label::Manager && l.approver_id == approver.id);
-        if spec.label == Label::Manager
-            && !kept
-            && let Some(user_id) = user_id
-        {
-            match manages_through(conn, tenant, approver.id, user_id).await? {
-                Chain::Clear => {}
-                Chain::Cycle => {
-                    problems.push(FieldError::new(
-                        at("approver"),
-                        "CYCLE",
-                        format!(
-                            "{} is managed, directly or not, by this user: MANAGER links cannot form a cycle",
-                            approver.email
-                        ),
-                    ));
-                    continue;
-                }
-                Chain::TooDeep => {
-                    problems.push(FieldError::new(
-                        at("approver"),
-                        "CHAIN_TOO_DEEP",
-                        format!(
-                            "the MANAGER chain above {} is longer than {MAX_CHAIN}",
-                            approver.email
-                        ),
-                    ));
-                    continue;
+            if !approver.active {
+                problems.push(FieldError::new(
+                    at("approver"),
+                    "INACTIVE",
+                    format!("{} is not active", approver.email),
+                ));
+                continue;
+            }
+            if links
+                .iter()
+                .any(|l| l.approver_id == approver.id && l.label == spec.label)
+            {
+                problems.push(FieldError::new(
+                    at("approver"),
+                    "DUPLICATE",
+                    "this approver is given twice with this label",
+                ));
+                continue;
+            }
+            if spec.label.is_single() && links.iter().any(|l| l.label == spec.label) {
+                problems.push(FieldError::new(
+                    at("label"),
+                    "TOO_MANY",
+                    format!("a user has at most one {}", spec.label.as_str()),
+                ));
+                continue;
+            }
+            let kept = stored
+                .iter()
+                .any(|l| l.label == Label::Manager && l.approver_id == approver.id);
+            if spec.label == Label::Manager
+                && !kept
+                && let Some(user_id) = user_id
+            {
+                match self.chain(approver.id, user_id) {
+                    Chain::Clear => {}
+                    Chain::Cycle => {
+                        problems.push(FieldError::new(
+                            at("approver"),
+                            "CYCLE",
+                            format!(
+                                "{} is managed, directly or not, by this user: MANAGER links cannot form a cycle",
+                                approver.email
+                            ),
+                        ));
+                        continue;
+                    }
+                    Chain::TooDeep => {
+                        problems.push(FieldError::new(
+                            at("approver"),
+                            "CHAIN_TOO_DEEP",
+                            format!(
+                                "the MANAGER chain above {} is longer than {MAX_CHAIN}",
+                                approver.email
+                            ),
+                        ));
+                        continue;
+                    }
                 }
             }
+            links.push(Link {
+                approver_id: approver.id,
+                label: spec.label,
+                can_approve,
+            });
         }
-        links.push(Link {
-            approver_id: approver.id,
-            label: spec.label,
-            can_approve,
-        });
+        if problems.is_empty() {
+            sort_links(&mut links);
+            Ok(links)
+        } else {
+            Err(problems)
+        }
     }
-    Ok(if problems.is_empty() {
-        sort_links(&mut links);
-        Ok(links)
-    } else {
-        Err(problems)
-    })
-}
 
-/// Whether `user_id` is `from` or one of its managers, following stored `MANAGER` links
-/// upwards from `from`.
-async fn manages_through(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    from: i64,
-    user_id: i64,
-) -> AppResult<Chain> {
-    let mut seen = HashSet::new();
-    let mut current = from;
-    loop {
-        if current == user_id {
-            return Ok(Chain::Cycle);
-        }
-        if !seen.insert(current) {
-            // A cycle above, not through this user (stored before these rules held).
-            return Ok(Chain::Clear);
-        }
-        if seen.len() > MAX_CHAIN {
-            return Ok(Chain::TooDeep);
-        }
-        match store::manager_of(conn, tenant, current).await? {
-            Some(manager) => current = manager,
-            None => return Ok(Chain::Clear),
+    /// Whether `user_id` is `from` or one of its managers, following `MANAGER` links
+    /// upwards from `from`.
+    fn chain(&self, from: i64, user_id: i64) -> Chain {
+        let mut seen = HashSet::new();
+        let mut current = from;
+        loop {
+            if current == user_id {
+                return Chain::Cycle;
+            }
+            if !seen.insert(current) {
+                // A cycle above, not through this user (stored before these rules held).
+                return Chain::Clear;
+            }
+            if seen.len() > MAX_CHAIN {
+                return Chain::TooDeep;
+            }
+            match self.managers.get(&current) {
+                Some(Some(manager)) => current = *manager,
+                Some(None) => return Chain::Clear,
+                // Only a user deeper than any walk goes is left unread.
+                None => return Chain::TooDeep,
+            }
         }
     }
 }

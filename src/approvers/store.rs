@@ -6,25 +6,32 @@ use chrono::{DateTime, Utc};
 use entity::{approver_links, users};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 
 use super::{Label, Link};
 use crate::auth::TenantId;
-use crate::users::store as user_store;
+use crate::db;
+use crate::users::store::{self as user_store, IN_CHUNK};
 
-/// The `MANAGER` of a user, if any.
-pub async fn manager_of(
+/// The `MANAGER` of each of the given users that has one.
+pub async fn managers_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
-    user_id: i64,
-) -> Result<Option<i64>, DbErr> {
-    Ok(approver_links::Entity::find()
-        .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
-        .filter(approver_links::Column::UserId.eq(user_id))
-        .filter(approver_links::Column::Label.eq(Label::Manager.as_str()))
-        .one(conn)
-        .await?
-        .map(|link| link.approver_id))
+    ids: &[i64],
+) -> Result<HashMap<i64, i64>, DbErr> {
+    let mut managers = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let links = approver_links::Entity::find()
+            .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+            .filter(approver_links::Column::Label.eq(Label::Manager.as_str()))
+            .filter(approver_links::Column::UserId.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await?;
+        managers.extend(links.into_iter().map(|l| (l.user_id, l.approver_id)));
+    }
+    Ok(managers)
 }
 
 /// Which end of a link the given ids are.
@@ -47,21 +54,23 @@ pub async fn links_by(
         Side::User => approver_links::Column::UserId,
         Side::Approver => approver_links::Column::ApproverId,
     };
-    let rows = approver_links::Entity::find()
-        .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
-        .filter(column.is_in(ids.iter().copied()))
-        .order_by_asc(approver_links::Column::UserId)
-        .order_by_asc(approver_links::Column::Label)
-        .order_by_asc(approver_links::Column::ApproverId)
-        .all(conn)
-        .await?;
     let mut grouped: HashMap<i64, Vec<approver_links::Model>> = HashMap::new();
-    for row in rows {
-        let key = match side {
-            Side::User => row.user_id,
-            Side::Approver => row.approver_id,
-        };
-        grouped.entry(key).or_default().push(row);
+    for chunk in ids.chunks(IN_CHUNK) {
+        let rows = approver_links::Entity::find()
+            .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+            .filter(column.is_in(chunk.iter().copied()))
+            .order_by_asc(approver_links::Column::UserId)
+            .order_by_asc(approver_links::Column::Label)
+            .order_by_asc(approver_links::Column::ApproverId)
+            .all(conn)
+            .await?;
+        for row in rows {
+            let key = match side {
+                Side::User => row.user_id,
+                Side::Approver => row.approver_id,
+            };
+            grouped.entry(key).or_default().push(row);
+        }
     }
     Ok(grouped)
 }
@@ -143,27 +152,53 @@ fn resolve(
         .collect()
 }
 
+/// The stored approver sets of the given users (empty for a user without approvers), each
+/// in [`super::sort_links`] order.
+pub async fn sets_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<Link>>, DbErr> {
+    let mut stored = links_by(conn, tenant, Side::User, ids).await?;
+    Ok(ids
+        .iter()
+        .map(|&id| {
+            let mut links: Vec<Link> = stored
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|row| {
+                    Some(Link {
+                        approver_id: row.approver_id,
+                        label: Label::from_stored(&row.label)?,
+                        can_approve: row.can_approve,
+                    })
+                })
+                .collect();
+            super::sort_links(&mut links);
+            (id, links)
+        })
+        .collect())
+}
+
 /// The stored approver set of one user, in [`super::sort_links`] order.
 pub async fn set_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     user_id: i64,
 ) -> Result<Vec<Link>, DbErr> {
-    let mut links: Vec<Link> = links_by(conn, tenant, Side::User, &[user_id])
+    Ok(sets_of(conn, tenant, &[user_id])
         .await?
         .remove(&user_id)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|row| {
-            Some(Link {
-                approver_id: row.approver_id,
-                label: Label::from_stored(&row.label)?,
-                can_approve: row.can_approve,
-            })
-        })
-        .collect();
-    super::sort_links(&mut links);
-    Ok(links)
+        .unwrap_or_default())
+}
+
+/// One user's approver set as stored, and as it is to become.
+#[derive(Debug, Clone, Copy)]
+pub struct SetChange<'a> {
+    pub user_id: i64,
+    pub stored: &'a [Link],
+    pub new: &'a [Link],
 }
 
 /// Makes the stored set of `user_id` equal to `links`, touching only what differs; returns
@@ -175,54 +210,89 @@ pub async fn replace_set(
     links: &[Link],
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let current = set_of(conn, tenant, user_id).await?;
-    if current == links {
-        return Ok(false);
-    }
+    let stored = set_of(conn, tenant, user_id).await?;
+    let change = SetChange {
+        user_id,
+        stored: &stored,
+        new: links,
+    };
+    write_sets(conn, tenant, &[change], now).await
+}
+
+/// Links per statement when deleting or updating by `(user, approver, label)`.
+const LINKS_PER_STATEMENT: usize = 300;
+
+/// Makes the stored sets equal to the new ones, touching only what differs, with a fixed
+/// number of statements for any number of users (each `stored` must be the set as it is
+/// stored now); returns whether anything was written.
+pub async fn write_sets(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    changes: &[SetChange<'_>],
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
     let same_pair = |a: &Link, b: &Link| a.approver_id == b.approver_id && a.label == b.label;
-    for old in &current {
-        match links.iter().find(|new| same_pair(new, old)) {
-            None => {
-                approver_links::Entity::delete_many()
-                    .filter(approver_links::Column::UserId.eq(user_id))
-                    .filter(approver_links::Column::ApproverId.eq(old.approver_id))
-                    .filter(approver_links::Column::Label.eq(old.label.as_str()))
-                    .exec(conn)
-                    .await?;
+    let mut removed: Vec<(i64, &Link)> = Vec::new();
+    // Links whose `canApprove` changes, by the value it takes.
+    let mut flipped: [Vec<(i64, &Link)>; 2] = [Vec::new(), Vec::new()];
+    let mut added: Vec<approver_links::ActiveModel> = Vec::new();
+    for change in changes.iter().filter(|c| c.stored != c.new) {
+        for old in change.stored {
+            match change.new.iter().find(|new| same_pair(new, old)) {
+                None => removed.push((change.user_id, old)),
+                Some(new) if new.can_approve != old.can_approve => {
+                    flipped[usize::from(new.can_approve)].push((change.user_id, old));
+                }
+                Some(_) => {}
             }
-            Some(new) if new.can_approve != old.can_approve => {
-                approver_links::Entity::update_many()
-                    .col_expr(
-                        approver_links::Column::CanApprove,
-                        Expr::value(new.can_approve),
-                    )
-                    .col_expr(approver_links::Column::UpdatedAt, Expr::value(now))
-                    .filter(approver_links::Column::UserId.eq(user_id))
-                    .filter(approver_links::Column::ApproverId.eq(old.approver_id))
-                    .filter(approver_links::Column::Label.eq(old.label.as_str()))
-                    .exec(conn)
-                    .await?;
-            }
-            Some(_) => {}
         }
+        added.extend(
+            change
+                .new
+                .iter()
+                .filter(|new| !change.stored.iter().any(|old| same_pair(new, old)))
+                .map(|new| approver_links::ActiveModel {
+                    user_id: Set(change.user_id),
+                    approver_id: Set(new.approver_id),
+                    label: Set(new.label.as_str().to_owned()),
+                    tenant: Set(tenant.as_str().to_owned()),
+                    can_approve: Set(new.can_approve),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }),
+        );
     }
-    let added: Vec<approver_links::ActiveModel> = links
-        .iter()
-        .filter(|new| !current.iter().any(|old| same_pair(new, old)))
-        .map(|new| approver_links::ActiveModel {
-            user_id: Set(user_id),
-            approver_id: Set(new.approver_id),
-            label: Set(new.label.as_str().to_owned()),
-            tenant: Set(tenant.as_str().to_owned()),
-            can_approve: Set(new.can_approve),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .collect();
-    if !added.is_empty() {
-        approver_links::Entity::insert_many(added)
+    let written = !(removed.is_empty() && flipped.iter().all(Vec::is_empty) && added.is_empty());
+    for chunk in removed.chunks(LINKS_PER_STATEMENT) {
+        approver_links::Entity::delete_many()
+            .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+            .filter(any_of(chunk))
             .exec(conn)
             .await?;
     }
-    Ok(true)
+    for (can_approve, links) in [false, true].into_iter().zip(&flipped) {
+        for chunk in links.chunks(LINKS_PER_STATEMENT) {
+            approver_links::Entity::update_many()
+                .col_expr(approver_links::Column::CanApprove, Expr::value(can_approve))
+                .col_expr(approver_links::Column::UpdatedAt, Expr::value(now))
+                .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+                .filter(any_of(chunk))
+                .exec(conn)
+                .await?;
+        }
+    }
+    db::insert_in_chunks(conn, added, 7).await?;
+    Ok(written)
+}
+
+/// Matches exactly the given links, each named by its user, approver and label.
+fn any_of(links: &[(i64, &Link)]) -> Condition {
+    links.iter().fold(Condition::any(), |any, (user_id, link)| {
+        any.add(
+            Condition::all()
+                .add(approver_links::Column::UserId.eq(*user_id))
+                .add(approver_links::Column::ApproverId.eq(link.approver_id))
+                .add(approver_links::Column::Label.eq(link.label.as_str())),
+        )
+    })
 }

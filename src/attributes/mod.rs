@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::Utc;
 use entity::{user_attributes, users};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::LockType;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::auth::TenantId;
@@ -142,7 +142,7 @@ pub async fn set_user_attributes(
         .iter()
         .filter_map(|c| c.user.as_ref().ok())
         .collect();
-    let found = store::find_many(&txn, tenant, &keys, true).await?;
+    let found = store::find_many(&txn, tenant, &keys, Some(LockType::Update)).await?;
     let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -251,12 +251,7 @@ async fn write(
             .filter(user_attributes::Column::UserId.is_in(chunk.iter().copied()))
             .exec(conn)
             .await?;
-        users::Entity::update_many()
-            .col_expr(users::Column::UpdatedAt, Expr::value(now))
-            .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(users::Column::Id.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
+        store::touch_many(conn, tenant, chunk, now).await?;
     }
     let rows: Vec<user_attributes::ActiveModel> = changed
         .iter()

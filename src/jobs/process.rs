@@ -16,18 +16,18 @@ use std::time::Instant;
 use chrono::Utc;
 use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
 use futures_util::{StreamExt, stream};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityName, TransactionTrait,
+};
 
 use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, user_options};
-use crate::approvers::{self, ApproverChange};
+use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, FieldError};
 use crate::telemetry;
 use crate::tracks;
-use crate::users::import::{
-    self, Decision, ImportRow, RowAction, UserImportOptions, decide_links, write_links,
-};
+use crate::users::import::{self, Decision, ImportRow, RowAction, UserImportOptions, plan_links};
 use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
 
@@ -89,8 +89,10 @@ impl Runner<'_> {
         }
     }
 
-    /// Begins a chunk: the job as stored, if this worker still owns it.
+    /// Begins a chunk: the job as stored, if this worker still owns it, and the planner
+    /// statistics as they stand (see [`Statistics`]).
     async fn fence(&self, conn: &impl ConnectionTrait, id: i64) -> Result<jobs::Model, Stop> {
+        db::load_statistics(conn).await?;
         store::fenced(conn, id, self.owner)
             .await?
             .ok_or(Stop::LeaseLost)
@@ -106,8 +108,10 @@ impl Runner<'_> {
 
     async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
         let limit = self.chunk as u64;
+        let mut statistics = Statistics::new(self.chunk);
         loop {
             self.check()?;
+            statistics.refresh(self.db, &job).await?;
             job = match Phase::from_stored(&job.phase) {
                 Phase::Users => {
                     let batch = store::rows_from(self.db, job.id, job.cursor, limit).await?;
@@ -390,6 +394,38 @@ impl Runner<'_> {
     }
 }
 
+/// When a run refreshes the planner statistics of the tables it grows
+/// ([`db::analyze`]): each time the rows it has gone through double.
+struct Statistics {
+    next: i64,
+}
+
+impl Statistics {
+    fn new(chunk: usize) -> Self {
+        Self { next: chunk as i64 }
+    }
+
+    async fn refresh(&mut self, db: &DatabaseConnection, job: &jobs::Model) -> Result<(), DbErr> {
+        let done = i64::from(job.processed) + i64::from(job.links_processed);
+        if done < self.next {
+            return Ok(());
+        }
+        while self.next <= done {
+            self.next *= 2;
+        }
+        let tables = [
+            entity::users::Entity.table_name(),
+            entity::user_tags::Entity.table_name(),
+            entity::user_attributes::Entity.table_name(),
+            entity::track_assignments::Entity.table_name(),
+            entity::approver_links::Entity.table_name(),
+            rows::Entity.table_name(),
+            results::Entity.table_name(),
+        ];
+        db::analyze(db, &tables).await
+    }
+}
+
 /// A row of an atomic job that failed as a whole: nothing of it was written.
 fn not_written(row: &RowResult) -> RowResult {
     RowResult {
@@ -525,7 +561,7 @@ async fn decide_and_write(
         user_store::update_many(conn, tenant, &updates, now).await?;
         for ((row, _, links), decision) in run.iter().zip(decisions) {
             let user_id = match &decision {
-                Ok(Decision::Create(_)) => created.next().map(|user| user.id),
+                Ok(Decision::Create(_)) => created.next(),
                 Ok(Decision::Update { user, .. } | Decision::Unchanged(user)) => Some(user.id),
                 Ok(Decision::Skip(_)) | Err(_) => None,
             };
@@ -651,8 +687,10 @@ fn link_changes(inputs: &[rows::Model]) -> HashMap<i32, Result<ApproverChange, A
         .collect()
 }
 
-/// The second pass over some rows: checks and writes each one's approver set. A row whose
-/// set is refused keeps its user and fails with the reason.
+/// The second pass over some rows: checks each one's approver set in turn against one
+/// [`Snapshot`] of what the rows name, then writes every changed set with a few
+/// multi-row statements. A row whose set is refused keeps its user and fails with the
+/// reason.
 async fn set_links(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -661,8 +699,15 @@ async fn set_links(
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
 ) -> Result<(Vec<RowResult>, Summary), Stop> {
-    let ids: Vec<i64> = before.iter().filter_map(|row| row.user_id).collect();
-    let mut users = user_store::by_ids(conn, tenant, &ids).await?;
+    let mut ids: Vec<i64> = before.iter().filter_map(|row| row.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let users = user_store::existing(conn, tenant, &ids).await?;
+    let ids: Vec<i64> = users.iter().copied().collect();
+    let specs = changes.values().flatten().flat_map(ApproverChange::specs);
+    let mut snapshot = Snapshot::load(conn, tenant, &ids, specs).await?;
+    // Users whose row the first pass left as it was.
+    let mut not_yet_written = std::collections::HashSet::new();
     let mut summary = Summary::default();
     let mut after = Vec::with_capacity(before.len());
     for row in before {
@@ -670,16 +715,16 @@ async fn set_links(
             links_pending: false,
             ..row.clone()
         };
-        let user = row.user_id.and_then(|id| users.remove(&id));
-        let change = changes.get(&row.index);
-        let outcome = match (user, change) {
-            (Some(user), Some(Ok(change))) => {
-                match decide_links(conn, tenant, Some(user.id), change, options.replace).await {
+        let user = row.user_id.filter(|id| users.contains(id));
+        let outcome = match (user, changes.get(&row.index)) {
+            (Some(user_id), Some(Ok(change))) => {
+                match plan_links(&snapshot, Some(user_id), change, options.replace) {
                     Ok(None) => Ok(()),
                     Ok(Some(links)) => {
-                        write_links(conn, tenant, user, Some(&links), now).await?;
+                        snapshot.accept(user_id, links);
                         if result.action == RowAction::Unchanged {
                             result.action = RowAction::Updated;
+                            not_yet_written.insert(user_id);
                         }
                         Ok(())
                     }
@@ -703,6 +748,16 @@ async fn set_links(
         summary.recount(row, &result);
         after.push(result);
     }
+    let written = snapshot.changes();
+    // `updatedAt` moves with the approvers; a user this job wrote in its first pass has
+    // it from then already.
+    let touched: Vec<i64> = written
+        .iter()
+        .map(|change| change.user_id)
+        .filter(|id| not_yet_written.contains(id))
+        .collect();
+    approvers::store::write_sets(conn, tenant, &written, now).await?;
+    user_store::touch_many(conn, tenant, &touched, now).await?;
     Ok((after, summary))
 }
 

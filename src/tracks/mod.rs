@@ -401,7 +401,7 @@ pub async fn record_completions(
         .iter()
         .filter_map(|e| e.user.as_ref().ok())
         .collect();
-    let found = users::find_many(&txn, tenant, &keys, false).await?;
+    let found = users::find_many(&txn, tenant, &keys, None).await?;
     let mut user_ids: Vec<i64> = found.values().map(|u| u.id).collect();
     user_ids.sort_unstable();
     user_ids.dedup();

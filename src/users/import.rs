@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::users;
+use sea_orm::sea_query::LockType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,7 @@ use super::lookup::UserKey;
 use super::profile::{PreparedPassword, Profile, RawUser, UserChanges};
 use super::store;
 use crate::approvers::store::{self as approver_store, Side};
-use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link, RawLinks};
+use crate::approvers::{self, ApproverChange, ApproverSpec, Label, Link, RawLinks, Snapshot};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
@@ -314,7 +315,7 @@ pub async fn decide_prefix(
         keys.extend(rows.iter().map(|c| UserKey::Email(c.email.normalized())));
     }
     let key_refs: Vec<&UserKey> = keys.iter().collect();
-    let found = store::find_many(conn, tenant, &key_refs, true).await?;
+    let found = store::find_many(conn, tenant, &key_refs, Some(LockType::Update)).await?;
     let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -498,10 +499,23 @@ pub async fn decide_links(
     if !approvers.touches_links(replace) {
         return Ok(None);
     }
-    let current = match user_id {
-        Some(id) => approver_store::set_of(conn, tenant, id).await?,
-        None => Vec::new(),
-    };
+    let users: Vec<i64> = user_id.into_iter().collect();
+    let snapshot = Snapshot::load(conn, tenant, &users, approvers.specs()).await?;
+    plan_links(&snapshot, user_id, approvers, replace)
+}
+
+/// [`decide_links`] against a snapshot that holds the user's set and the change's
+/// approvers; writes nothing.
+pub fn plan_links(
+    snapshot: &Snapshot,
+    user_id: Option<i64>,
+    approvers: &ApproverChange,
+    replace: bool,
+) -> AppResult<Option<Vec<Link>>> {
+    if !approvers.touches_links(replace) {
+        return Ok(None);
+    }
+    let current = user_id.map_or(&[][..], |id| snapshot.set(id));
     let (specs, paths, mut links): (Vec<ApproverSpec>, Vec<String>, Vec<Link>) = match approvers {
         ApproverChange::Keep if replace => (Vec::new(), Vec::new(), Vec::new()),
         ApproverChange::Keep => return Ok(None),
@@ -511,14 +525,7 @@ pub async fn decide_links(
         }
         // Only the new manager is checked; the other stored links stay as they are.
         ApproverChange::SetManager(manager, path) => (
-            manager
-                .iter()
-                .map(|key| ApproverSpec {
-                    approver: key.clone(),
-                    label: Label::Manager,
-                    can_approve: None,
-                })
-                .collect(),
+            manager.iter().cloned().collect(),
             vec![path.clone()],
             // `replace` overrides the whole set: only the manager is left.
             current
@@ -531,30 +538,30 @@ pub async fn decide_links(
     let is_manager_field = |path: &str| path.ends_with(".managerExternalId");
     links.extend(
         // A problem of `managerExternalId` is named by that field alone.
-        approvers::check_set(conn, tenant, user_id, &current, &specs, |i, field| {
-            if is_manager_field(&paths[i]) {
-                paths[i].clone()
-            } else {
-                format!("{}.{field}", paths[i])
-            }
-        })
-        .await?
-        .map_err(AppError::invalid_fields)?
-        .into_iter()
-        .map(|mut link| {
-            // `managerExternalId` names a person, not a permission: the same manager keeps
-            // the `canApprove` stored for them.
-            let same = current
-                .iter()
-                .find(|old| old.approver_id == link.approver_id && old.label == Label::Manager);
-            if link.label == Label::Manager
-                && paths.iter().any(|p| is_manager_field(p))
-                && let Some(old) = same
-            {
-                link.can_approve = old.can_approve;
-            }
-            link
-        }),
+        snapshot
+            .check(user_id, current, &specs, |i, field| {
+                if is_manager_field(&paths[i]) {
+                    paths[i].clone()
+                } else {
+                    format!("{}.{field}", paths[i])
+                }
+            })
+            .map_err(AppError::invalid_fields)?
+            .into_iter()
+            .map(|mut link| {
+                // `managerExternalId` names a person, not a permission: the same manager
+                // keeps the `canApprove` stored for them.
+                let same = current
+                    .iter()
+                    .find(|old| old.approver_id == link.approver_id && old.label == Label::Manager);
+                if link.label == Label::Manager
+                    && paths.iter().any(|p| is_manager_field(p))
+                    && let Some(old) = same
+                {
+                    link.can_approve = old.can_approve;
+                }
+                link
+            }),
     );
     approvers::sort_links(&mut links);
     Ok((links != current).then_some(links))

@@ -1,14 +1,14 @@
 //! Reading and writing users, their tags and their attributes. Every function takes the
 //! tenant and filters by it: no query here can see another tenant's rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{ExprTrait, LikeExpr, LockType, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
 };
 
 use super::lookup::UserKey;
@@ -155,13 +155,35 @@ pub async fn by_ids(
     Ok(found)
 }
 
+/// Which of `ids` are users of the tenant, reading nothing else.
+pub async fn existing(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashSet<i64>, DbErr> {
+    let mut found = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let rows: Vec<i64> = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
 /// Each distinct key's user, found with one statement per chunk of each kind of key; with
-/// `lock`, the rows stay locked `FOR UPDATE` (PostgreSQL) until the transaction ends.
+/// `lock`, the rows stay locked that way (`FOR UPDATE`, `FOR SHARE`) until the transaction
+/// ends on PostgreSQL. SQLite needs no row locks: its write transaction holds the database.
 pub async fn find_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     keys: &[&UserKey],
-    lock: bool,
+    lock: Option<LockType>,
 ) -> Result<HashMap<UserKey, users::Model>, DbErr> {
     let mut ids = Vec::new();
     let mut emails = Vec::new();
@@ -176,48 +198,82 @@ pub async fn find_many(
             } => external.push((source, external_id)),
         }
     }
-    let mut conditions: Vec<Condition> = Vec::new();
-    for chunk in ids.chunks(IN_CHUNK) {
-        conditions.push(Condition::all().add(users::Column::Id.is_in(chunk.iter().copied())));
-    }
-    for chunk in emails.chunks(IN_CHUNK) {
-        conditions.push(Condition::all().add(users::Column::EmailKey.is_in(chunk.iter().cloned())));
-    }
-    for chunk in external.chunks(IN_CHUNK) {
-        let mut any = Condition::any();
-        for (source, external_id) in chunk {
-            any = any.add(
-                users::Column::Source
-                    .eq(*source)
-                    .and(users::Column::ExternalId.eq(*external_id)),
-            );
-        }
-        conditions.push(any);
-    }
+    let asked_ids: HashSet<i64> = ids.iter().copied().collect();
+    let asked_emails: HashSet<String> = emails.iter().cloned().collect();
+    let asked_external: HashSet<(&str, &str)> = external.iter().copied().collect();
+    let mut conditions = in_chunks(users::Column::Id, ids);
+    conditions.extend(in_chunks(users::Column::EmailKey, emails));
+    conditions.extend(external_in_chunks(&external));
     let mut found = HashMap::new();
-    let lock = lock && conn.get_database_backend() == DatabaseBackend::Postgres;
+    for user in matching(conn, tenant, conditions, lock).await? {
+        let asked = asked_ids.contains(&user.id)
+            || asked_emails.contains(&user.email_key)
+            || asked_external.contains(&(user.source.as_str(), user.external_id.as_str()));
+        if !asked {
+            // The same external id in another source.
+            continue;
+        }
+        found.insert(UserKey::Id(user.id), user.clone());
+        found.insert(UserKey::Email(user.email_key.clone()), user.clone());
+        found.insert(
+            UserKey::External {
+                source: user.source.clone(),
+                external_id: user.external_id.clone(),
+            },
+            user,
+        );
+    }
+    Ok(found)
+}
+
+/// `column IN (…)` over `values`, a condition per [`IN_CHUNK`] values.
+fn in_chunks<V>(column: users::Column, values: Vec<V>) -> Vec<Condition>
+where
+    V: Into<sea_orm::Value>,
+{
+    let mut values = values.into_iter().peekable();
+    let mut conditions = Vec::new();
+    while values.peek().is_some() {
+        let chunk: Vec<V> = values.by_ref().take(IN_CHUNK).collect();
+        conditions.push(Condition::all().add(column.is_in(chunk)));
+    }
+    conditions
+}
+
+/// `external_id IN (…)` over the external ids of `keys`, whatever their sources: one range
+/// of the `(tenant, external_id)` index per [`IN_CHUNK`] keys, however many sources there
+/// are. A user with the same external id in another source may come along; callers look
+/// users up by their whole key.
+fn external_in_chunks(keys: &[(&str, &str)]) -> Vec<Condition> {
+    let mut external_ids: Vec<&str> = keys.iter().map(|(_, external_id)| *external_id).collect();
+    external_ids.sort_unstable();
+    external_ids.dedup();
+    in_chunks(users::Column::ExternalId, external_ids)
+}
+
+/// The tenant's users that meet any of `conditions`, one statement per condition, each user
+/// once, in order of id.
+async fn matching(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    conditions: Vec<Condition>,
+    lock: Option<LockType>,
+) -> Result<Vec<users::Model>, DbErr> {
+    let lock = lock.filter(|_| conn.get_database_backend() == DatabaseBackend::Postgres);
+    let mut found: HashMap<i64, users::Model> = HashMap::new();
     for condition in conditions {
         let mut query = users::Entity::find()
             .filter(users::Column::Tenant.eq(tenant.as_str()))
             .filter(condition)
             .order_by_asc(users::Column::Id);
-        if lock {
-            query = query.lock_exclusive();
+        if let Some(lock) = lock {
+            query = query.lock(lock);
         }
-        let rows = query.all(conn).await?;
-        for user in rows {
-            found.insert(UserKey::Id(user.id), user.clone());
-            found.insert(UserKey::Email(user.email_key.clone()), user.clone());
-            found.insert(
-                UserKey::External {
-                    source: user.source.clone(),
-                    external_id: user.external_id.clone(),
-                },
-                user,
-            );
-        }
+        found.extend(query.all(conn).await?.into_iter().map(|u| (u.id, u)));
     }
-    Ok(found)
+    let mut users: Vec<users::Model> = found.into_values().collect();
+    users.sort_unstable_by_key(|u| u.id);
+    Ok(users)
 }
 
 /// Other users of the tenant that hold the email, the login or the key of `profile`.
@@ -251,28 +307,20 @@ pub async fn holders_of_many(
     tenant: &TenantId,
     profiles: &[&Profile],
 ) -> Result<Vec<users::Model>, DbErr> {
-    let mut holders: HashMap<i64, users::Model> = HashMap::new();
-    for chunk in profiles.chunks(IN_CHUNK) {
-        let mut keys = Condition::any();
-        for profile in chunk {
-            keys = keys.add(
-                users::Column::Source
-                    .eq(profile.source.as_str())
-                    .and(users::Column::ExternalId.eq(profile.external_id.as_str())),
-            );
-        }
-        let condition = Condition::any()
-            .add(users::Column::EmailKey.is_in(chunk.iter().map(|p| p.email_key())))
-            .add(users::Column::LoginKey.is_in(chunk.iter().map(|p| p.login_key())))
-            .add(keys);
-        let found = users::Entity::find()
-            .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(condition)
-            .all(conn)
-            .await?;
-        holders.extend(found.into_iter().map(|u| (u.id, u)));
-    }
-    Ok(holders.into_values().collect())
+    let mut conditions = in_chunks(
+        users::Column::EmailKey,
+        profiles.iter().map(|p| p.email_key()).collect(),
+    );
+    conditions.extend(in_chunks(
+        users::Column::LoginKey,
+        profiles.iter().map(|p| p.login_key()).collect(),
+    ));
+    let keys: Vec<(&str, &str)> = profiles
+        .iter()
+        .map(|p| (p.source.as_str(), p.external_id.as_str()))
+        .collect();
+    conditions.extend(external_in_chunks(&keys));
+    matching(conn, tenant, conditions, None).await
 }
 
 /// Tags of each of `ids`, sorted; users without tags are absent from the map.
@@ -428,18 +476,32 @@ pub async fn insert(
     profile: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    let mut users = insert_many(conn, tenant, &[profile], now).await?;
-    users.pop().ok_or(DbErr::RecordNotInserted)
+    let id = insert_many(conn, tenant, &[profile], now)
+        .await?
+        .pop()
+        .ok_or(DbErr::RecordNotInserted)?;
+    stored(conn, tenant, id).await
 }
 
-/// Inserts new users, their tags and attributes, with multi-row statements; returns them in
-/// the order given.
+/// The user `id` as stored now.
+async fn stored(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: i64,
+) -> Result<users::Model, DbErr> {
+    find(conn, tenant, &UserKey::Id(id))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("user {id}")))
+}
+
+/// Inserts new users, their tags and attributes, with multi-row statements; returns their
+/// ids in the order given.
 pub async fn insert_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     profiles: &[&Profile],
     now: DateTime<Utc>,
-) -> Result<Vec<users::Model>, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     let mut inserted = Vec::with_capacity(profiles.len());
     for chunk in profiles.chunks(WRITE_CHUNK) {
         let rows = chunk.iter().map(|profile| {
@@ -447,25 +509,35 @@ pub async fn insert_many(
             row.created_at = Set(now);
             row
         });
-        let mut users = users::Entity::insert_many(rows)
-            .exec_with_returning(conn)
-            .await?;
+        let mut insert = users::Entity::insert_many(rows).into_query();
+        // Only what tells the rows apart: reading whole users back costs more than
+        // writing them.
+        insert.returning(Query::returning().columns([
+            users::Column::Id,
+            users::Column::Source,
+            users::Column::ExternalId,
+        ]));
+        let mut ids = vec![None; chunk.len()];
         // RETURNING order is not promised: match the rows back by their key.
         let position: HashMap<(&str, &str), usize> = chunk
             .iter()
             .enumerate()
             .map(|(i, p)| ((p.source.as_str(), p.external_id.as_str()), i))
             .collect();
-        users.sort_by_key(|u| {
-            position
-                .get(&(u.source.as_str(), u.external_id.as_str()))
-                .copied()
-        });
-        inserted.extend(users);
+        for row in conn.query_all(&insert).await? {
+            let id: i64 = row.try_get_by_index(0)?;
+            let source: String = row.try_get_by_index(1)?;
+            let external_id: String = row.try_get_by_index(2)?;
+            if let Some(&i) = position.get(&(source.as_str(), external_id.as_str())) {
+                ids[i] = Some(id);
+            }
+        }
+        let ids: Option<Vec<i64>> = ids.into_iter().collect();
+        inserted.extend(ids.ok_or(DbErr::RecordNotInserted)?);
     }
     let all: Vec<(i64, &Profile)> = inserted
         .iter()
-        .map(|u| u.id)
+        .copied()
         .zip(profiles.iter().copied())
         .collect();
     write_related(conn, tenant, &all, &all, now).await?;
@@ -481,8 +553,8 @@ pub async fn update(
     after: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    let mut users = update_many(conn, tenant, &[(user, before, after)], now).await?;
-    users.pop().ok_or(DbErr::RecordNotUpdated)
+    update_many(conn, tenant, &[(user, before, after)], now).await?;
+    stored(conn, tenant, user.id).await
 }
 
 /// Updates users (each `(stored row, before, after)`) with multi-row upserts on their ids;
@@ -492,9 +564,8 @@ pub async fn update_many(
     tenant: &TenantId,
     updates: &[(&users::Model, &Profile, &Profile)],
     now: DateTime<Utc>,
-) -> Result<Vec<users::Model>, DbErr> {
+) -> Result<(), DbErr> {
     use sea_orm::{IdenStatic, Iterable};
-    let mut updated = Vec::with_capacity(updates.len());
     let keep = [
         users::Column::Id,
         users::Column::Tenant,
@@ -510,21 +581,14 @@ pub async fn update_many(
             row.created_at = Set(user.created_at);
             row
         });
-        let mut users = users::Entity::insert_many(rows)
+        users::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(users::Column::Id)
                     .update_columns(changing.iter().copied())
                     .to_owned(),
             )
-            .exec_with_returning(conn)
+            .exec(conn)
             .await?;
-        let position: HashMap<i64, usize> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (u, _, _))| (u.id, i))
-            .collect();
-        users.sort_by_key(|u| position.get(&u.id).copied());
-        updated.extend(users);
     }
     let tags: Vec<(i64, &Profile)> = updates
         .iter()
@@ -536,8 +600,7 @@ pub async fn update_many(
         .filter(|(_, before, after)| before.attributes != after.attributes)
         .map(|(user, _, after)| (user.id, *after))
         .collect();
-    write_related(conn, tenant, &tags, &attributes, now).await?;
-    Ok(updated)
+    write_related(conn, tenant, &tags, &attributes, now).await
 }
 
 /// Replaces the tags of the users in `tags` and the attributes of those in `attributes`;
@@ -611,6 +674,24 @@ pub async fn touch(
     let mut row: users::ActiveModel = user.into();
     row.updated_at = Set(now);
     row.update(conn).await
+}
+
+/// Moves `updated_at` of many users whose related rows (their approvers) changed.
+pub async fn touch_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        users::Entity::update_many()
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Which unique rule of `users` a failed write broke, as the input field that names it;

@@ -123,8 +123,8 @@ fn actions(rows: &[Value]) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// `(user external id, manager external id)` of every stored MANAGER link.
-async fn manager_links(app: &TestApp) -> Vec<(String, String)> {
+/// `(user, label, approver, canApprove)` of every stored approver link, by external id.
+async fn links(app: &TestApp) -> Vec<(String, String, String, bool)> {
     use entity::{approver_links, users};
     use sea_orm::{Database, EntityTrait};
     let db = Database::connect(&app.database.url).await.unwrap();
@@ -135,22 +135,33 @@ async fn manager_links(app: &TestApp) -> Vec<(String, String)> {
         .into_iter()
         .map(|u| (u.id, u.external_id))
         .collect();
-    let mut links: Vec<(String, String)> = approver_links::Entity::find()
+    let mut links: Vec<(String, String, String, bool)> = approver_links::Entity::find()
         .all(&db)
         .await
         .unwrap()
         .into_iter()
-        .filter(|l| l.label == "MANAGER")
         .map(|l| {
             (
                 external[&l.user_id].clone(),
+                l.label,
                 external[&l.approver_id].clone(),
+                l.can_approve,
             )
         })
         .collect();
     links.sort();
     let _ = db.close().await;
     links
+}
+
+/// `(user, manager)` of every stored MANAGER link, by external id.
+async fn manager_links(app: &TestApp) -> Vec<(String, String)> {
+    links(app)
+        .await
+        .into_iter()
+        .filter(|(_, label, _, _)| label == "MANAGER")
+        .map(|(user, _, manager, _)| (user, manager))
+        .collect()
 }
 
 db_test! {
@@ -681,4 +692,158 @@ db_test! {
         let id = submit_ok(&app, &[gone], json!({ "runIntegrityCheck": false })).await;
         assert_eq!(finished(&app, &id).await["integrityWarnings"], json!([]), "not asked for");
     }
+}
+
+db_test! {
+    async fn approver_rules_see_the_rows_before_them_in_the_same_chunk(app) {
+        // Stored before the job: u9 has a MANAGER and a HIGHER_MANAGER.
+        let mut before = vec![user(7), user(8), user(10)];
+        let mut stored = user(9);
+        stored["approvers"] = json!([
+            { "approver": { "externalId": "u7" } },
+            { "approver": { "externalId": "u8" }, "label": "HIGHER_MANAGER" },
+        ]);
+        before.push(stored);
+        let id = submit_ok(&app, &before, json!({})).await;
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED");
+
+        let with = |i: usize, extra: Value| {
+            let mut row = user(i);
+            row.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            row
+        };
+        let batch = vec![
+            with(1, json!({})),
+            with(2, json!({ "managerExternalId": "u1" })),
+            with(3, json!({ "managerExternalId": "u2" })),
+            // u1 under u3 would close the loop u1 → u3 → u2 → u1, all set in this job.
+            with(1, json!({ "managerExternalId": "u3" })),
+            with(4, json!({ "approvers": [
+                { "approver": { "externalId": "u1" } },
+                { "approver": { "externalId": "u2" }, "label": "NON_APPROVING_MANAGER" },
+            ] })),
+            // u4 again: u2 goes, and u1 stops approving.
+            with(4, json!({ "approvers": [
+                { "approver": { "externalId": "u1" }, "canApprove": false },
+            ] })),
+            with(5, json!({ "active": false })),
+            with(6, json!({ "managerExternalId": "u5" })),
+            with(11, json!({ "managerExternalId": "nobody" })),
+            with(12, json!({ "managerExternalId": "u12" })),
+            // Only the MANAGER changes; the stored HIGHER_MANAGER stays.
+            with(9, json!({ "managerExternalId": "u10" })),
+        ];
+        let id = submit_ok(&app, &batch, json!({})).await;
+        let job = finished(&app, &id).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        let results = rows(&app, &id, false).await;
+        let outcome: Vec<(bool, Vec<String>)> = results
+            .iter()
+            .map(|r| {
+                let codes = r["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| format!("{}={}", e["field"].as_str().unwrap_or(""), e["code"].as_str().unwrap()))
+                    .collect();
+                (r["success"] == true, codes)
+            })
+            .collect();
+        let ok = (true, vec![]);
+        let failed = |field: &str, code: &str| (false, vec![format!("{field}={code}")]);
+        assert_eq!(
+            outcome,
+            vec![
+                ok.clone(),
+                ok.clone(),
+                ok.clone(),
+                failed("users[3].managerExternalId", "CYCLE"),
+                ok.clone(),
+                ok.clone(),
+                ok.clone(),
+                failed("users[7].managerExternalId", "INACTIVE"),
+                failed("users[8].managerExternalId", "NOT_FOUND"),
+                failed("users[9].managerExternalId", "SELF"),
+                ok,
+            ]
+        );
+        let link = |user: &str, label: &str, approver: &str, can: bool| {
+            (user.to_owned(), label.to_owned(), approver.to_owned(), can)
+        };
+        assert_eq!(
+            links(&app).await,
+            vec![
+                link("u2", "MANAGER", "u1", true),
+                link("u3", "MANAGER", "u2", true),
+                link("u4", "MANAGER", "u1", false),
+                link("u9", "HIGHER_MANAGER", "u8", true),
+                link("u9", "MANAGER", "u10", true),
+            ]
+        );
+    }
+}
+
+/// Statements a whole job of `n` users runs, from its submission to its end: each with tags,
+/// attributes and a manager, so that both passes write.
+async fn statements_for_job(server: &ServerProcess, offset: usize, n: usize) -> f64 {
+    const STATEMENTS: &str = "roster_db_statements_total{failed=\"false\"}";
+    const FINISHED: &str = "roster_jobs_finished_total{status=\"COMPLETED\"}";
+    let users: Vec<Value> = (offset..offset + n)
+        .map(|i| {
+            let mut row = user(i);
+            if i > offset {
+                row["managerExternalId"] = json!(format!("u{}", offset + (i - offset) / 10));
+            }
+            row
+        })
+        .collect();
+    let finished = server.metric(FINISHED).await;
+    let before = server.metric(STATEMENTS).await;
+    let response = server.graphql(SUBMIT, json!({ "users": users })).await;
+    assert_eq!(response.data()["importUsers"]["status"], "QUEUED");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    // Only /metrics is read meanwhile: it runs no statement.
+    while server.metric(FINISHED).await == finished {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.metric(STATEMENTS).await - before
+}
+
+async fn job_statements_grow_per_chunk(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    // One worker that wakes only when a job is submitted, with a lease that never needs
+    // renewing during the test: nothing but the job runs statements.
+    let server = ServerProcess::start(
+        &database.url,
+        &[
+            ("ROSTER_WORKERS", "1"),
+            ("ROSTER_JOB_POLL", "1h"),
+            ("ROSTER_JOB_LEASE", "1h"),
+            ("ROSTER_JOB_CHUNK", "500"),
+        ],
+    );
+    let one_chunk = statements_for_job(&server, 0, 500).await;
+    let four_chunks = statements_for_job(&server, 10_000, 2_000).await;
+    let per_chunk = (four_chunks - one_chunk) / 3.0;
+    // Users, tags, attributes, learning tracks, results and the job's progress in the first
+    // pass, approvers in the second: a few dozen statements per 500 rows. One statement per
+    // row would be 500 or more.
+    assert!(
+        per_chunk <= 60.0,
+        "{one_chunk} statements for 500 rows, {four_chunks} for 2,000: {per_chunk} per chunk of 500"
+    );
+}
+
+#[tokio::test]
+async fn a_job_runs_statements_per_chunk_not_per_row_sqlite() {
+    job_statements_grow_per_chunk(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_job_runs_statements_per_chunk_not_per_row_postgres() {
+    job_statements_grow_per_chunk(Backend::Postgres).await;
 }
