@@ -155,7 +155,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("Admin token (24h):\n{admin}\n");
         println!("Viewer token (24h):\n{viewer}\n");
         println!(
-            "In GraphiQL, open Headers and paste: {{\"Authorization\": \"Bearer <admin token>\"}}\n"
+            "In GraphiQL, paste the admin token into the \"Bearer token\" field at the top.\n"
         );
     }
     app.run_until_stopped().await?;

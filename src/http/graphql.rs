@@ -1,15 +1,15 @@
 //! GraphQL over HTTP: our own handler in front of the schema, so that content negotiation,
 //! status codes, authentication and per-request data follow the GraphQL-over-HTTP spec.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::http::MultipartOptions;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{ParseRequestError, Request as GraphQLRequest, Variables};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -22,7 +22,7 @@ use crate::graphql::{ExecutionMarker, request_data};
 
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQuery) -> Response {
     let format = match negotiate(&headers, true) {
-        Accepted::Html => return graphiql(),
+        Accepted::Html => return super::graphiql::page(),
         Accepted::NotAcceptable => return not_acceptable(),
         Accepted::Graphql(format) => format,
     };
@@ -84,18 +84,6 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
         Err(BodyError::TooLarge) => too_large(format, limit),
         Err(BodyError::Invalid(message)) => bad_request(format, message),
     }
-}
-
-/// The GraphiQL page; public, since it only calls the API with the token the user pastes.
-fn graphiql() -> Response {
-    static PAGE: LazyLock<String> = LazyLock::new(|| {
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Roster GraphiQL")
-            .finish()
-    });
-    Html(PAGE.as_str()).into_response()
 }
 
 async fn execute(

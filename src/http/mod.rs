@@ -1,6 +1,7 @@
 //! Routes, middleware and the shared application state.
 
 mod exports;
+mod graphiql;
 mod graphql;
 mod negotiate;
 mod ops;
@@ -37,6 +38,10 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let router = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(ws::subscribe))
+        .route(
+            &format!("{}/{{name}}", graphiql::ASSETS),
+            get(graphiql::asset),
+        )
         .route("/exports/users.csv", get(exports::users_csv))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

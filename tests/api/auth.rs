@@ -302,3 +302,68 @@ async fn the_graphiql_page_is_public_but_get_queries_are_not() {
     let response = GraphQLResponse::read(response).await;
     assert_unauthenticated(&response, "Bearer", "GET without token");
 }
+
+/// The page and every file it loads come from the server itself: nothing from another host,
+/// and each vendored bundle byte for byte as `vendor/graphiql/SHA256SUMS` records it.
+#[tokio::test]
+async fn graphiql_is_served_whole_by_the_server() {
+    use sha2::{Digest, Sha256};
+    let app = spawn_app(Backend::Sqlite).await;
+    let page = app
+        .client
+        .get(app.graphql_url())
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sources: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|part| part.starts_with('/') || part.contains("://"))
+        .collect();
+    assert!(
+        sources.iter().all(|s| s.starts_with("/graphiql/assets/")),
+        "the page loads only its own assets: {sources:?}"
+    );
+    let sums = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor/graphiql/SHA256SUMS"),
+    )
+    .unwrap();
+    let expected: std::collections::HashMap<&str, &str> = sums
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(sum, name)| (name, sum))
+        .collect();
+    assert!(sources.len() >= 6, "{sources:?}");
+    for source in sources {
+        let response = app
+            .client
+            .get(format!("{}{source}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{source}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/javascript") || content_type.starts_with("text/css"),
+            "{source}: {content_type}"
+        );
+        let body = response.bytes().await.unwrap();
+        let name = source.rsplit('/').next().unwrap();
+        if let Some(sum) = expected.get(name) {
+            assert_eq!(&format!("{:x}", Sha256::digest(&body)), sum, "{name}");
+        }
+    }
+    let missing = app
+        .client
+        .get(format!("{}/graphiql/assets/nothing.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Starts the built server (see scripts/lib/server.sh) and drives its GraphiQL page in
+# headless Chromium (tests/browser). Installs Debian's chromium when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+. scripts/lib/server.sh
+start_server browser
+
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+ROSTER_URL="$base" ROSTER_TOKEN="$token" node tests/browser/graphiql.mjs

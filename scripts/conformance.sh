@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Starts the built server (see scripts/lib/server.sh) and points generic GraphQL tooling at
+# it (tests/conformance): graphql-inspector must find no change between schema.graphql and
+# the live schema, and a graphql-ws client follows a real bulk job's progress to its end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/server.sh
+start_server conformance
+
+(cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+inspector=tests/conformance/node_modules/.bin/graphql-inspector
+diff=$("$inspector" diff schema.graphql "$base/graphql" --header "Authorization: Bearer $token" 2>&1) || {
+  echo "$diff"; echo "schema: 0 passed, 1 failed"; exit 1;
+}
+echo "$diff"
+if grep -q "No changes detected" <<<"$diff"; then
+  echo "schema: 1 passed, 0 failed"
+else
+  echo "schema: 0 passed, 1 failed"; exit 1
+fi
+ROSTER_URL="$base" ROSTER_TOKEN="$token" node tests/conformance/subscription.mjs
