@@ -358,6 +358,21 @@ impl JobsMutation {
             super::submit(db, queue, by, options, rows).await?,
         ))
     }
+
+    /// Cancels a job: a queued job never starts; a running one stops after the chunk it is
+    /// writing, and what it committed stays (see `summary` and `rows`). Cancelling a
+    /// cancelled job answers it as it is. A finished job is a `CONFLICT` (`FINISHED`), and
+    /// so is a dry run or atomic job already running (`NOT_CANCELLABLE`): it is one
+    /// transaction.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn cancel_import_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<ImportJob> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let queue = ctx.data_unchecked::<Queue>();
+        Ok(ImportJob(
+            super::cancel(db, queue, &principal.tenant, job_id(&id)?).await?,
+        ))
+    }
 }
 
 #[derive(Default)]

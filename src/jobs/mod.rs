@@ -23,6 +23,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::telemetry;
 use crate::users::domain::{Problem, Problems};
 use crate::users::import::{ImportMode, ImportRow, MatchBy, RowAction, UserImportOptions};
 
@@ -338,9 +339,76 @@ impl Queue {
         let _ = self.progress.send(Arc::new(job.clone()));
     }
 
+    /// A job reached its final status: counted, logged and published.
+    fn finished(&self, job: &import_jobs::Model) {
+        metrics::counter!(telemetry::JOBS_FINISHED, "status" => job.status.clone()).increment(1);
+        tracing::info!(
+            job = job.id,
+            status = %job.status,
+            total = job.total,
+            processed = job.processed,
+            failed = job.failed,
+            "job finished"
+        );
+        self.published(job);
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<import_jobs::Model>> {
         self.progress.subscribe()
     }
+}
+
+/// `cancelImportJob`: a queued job never starts; a running one stops after the chunk it is
+/// writing, and keeps what it committed. The job's lease is taken away, so its worker
+/// finds the job gone at its next chunk, in this process or another. Cancelling a cancelled
+/// job answers it as it is; a finished job, or a dry run or atomic job already running
+/// (one transaction, which cannot stop midway), is a `CONFLICT`.
+pub async fn cancel(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    tenant: &TenantId,
+    id: i64,
+) -> AppResult<import_jobs::Model> {
+    let not_found = || AppError::NotFound(format!("no import job {id}"));
+    let conflict = |code: &str, message: String| {
+        AppError::conflict(vec![FieldError::new("id", code, message)])
+    };
+    // Checked before waiting for the job's lock: a whole-job transaction holds it to the end.
+    let job = store::find(db, tenant, id).await?.ok_or_else(not_found)?;
+    if job.status == JobStatus::Running.as_str() && (job.dry_run || job.atomic) {
+        return Err(conflict(
+            "NOT_CANCELLABLE",
+            "a dry run or an atomic job runs as one transaction and cannot stop midway".to_owned(),
+        ));
+    }
+    let txn = db::begin_write(db).await?;
+    let mut job = store::find_for_update(&txn, tenant, id)
+        .await?
+        .ok_or_else(not_found)?;
+    match JobStatus::from_stored(&job.status) {
+        JobStatus::Cancelled => return Ok(job),
+        JobStatus::Queued | JobStatus::Running => {}
+        finished => {
+            return Err(conflict(
+                "FINISHED",
+                format!("the job has already finished ({})", finished.as_str()),
+            ));
+        }
+    }
+    end(&mut job, JobStatus::Cancelled);
+    store::save(&txn, &job).await?;
+    txn.commit().await?;
+    queue.finished(&job);
+    Ok(job)
+}
+
+/// Gives a job its final status and takes its lease away; the caller saves it.
+fn end(job: &mut import_jobs::Model, status: JobStatus) {
+    job.status = status.as_str().to_owned();
+    job.finished_at = Some(Utc::now());
+    job.lease_owner = None;
+    job.lease_until = None;
+    job.version += 1;
 }
 
 /// Who submits a job.
@@ -546,7 +614,9 @@ fn user_options(job: &import_jobs::Model) -> UserImportOptions {
 
 /// How far a job is, from 0 to 1: both passes count, each row once per pass it needs.
 pub fn progress(job: &import_jobs::Model) -> f64 {
-    if JobStatus::from_stored(&job.status).is_final() {
+    let status = JobStatus::from_stored(&job.status);
+    // A cancelled job stays where it stopped.
+    if status.is_final() && status != JobStatus::Cancelled {
         return 1.0;
     }
     let work = f64::from(job.total) + f64::from(job.links_total);

@@ -257,7 +257,7 @@ impl Runner<'_> {
         };
         self.close(&txn, &mut job, status, None, warnings).await?;
         txn.commit().await?;
-        self.finished(&job);
+        self.queue.finished(&job);
         Ok(())
     }
 
@@ -270,32 +270,16 @@ impl Runner<'_> {
         error_message: Option<String>,
         warnings: Vec<String>,
     ) -> Result<(), Stop> {
-        job.status = status.as_str().to_owned();
+        super::end(job, status);
         job.phase = Phase::Done.as_str().to_owned();
-        job.finished_at = Some(Utc::now());
         job.error_message = error_message;
         job.integrity_warnings = Some(serde_json::to_string(&warnings).map_err(anyhow_error)?);
-        job.version += 1;
-        job.lease_owner = None;
-        job.lease_until = None;
         store::save(conn, job).await?;
         Ok(())
     }
 
     fn committed(&self, job: &jobs::Model, started: Instant) {
         metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(started.elapsed().as_secs_f64());
-        self.queue.published(job);
-    }
-
-    fn finished(&self, job: &jobs::Model) {
-        metrics::counter!(telemetry::JOBS_FINISHED, "status" => job.status.clone()).increment(1);
-        tracing::info!(
-            job = job.id,
-            status = %job.status,
-            total = job.total,
-            failed = job.failed,
-            "job finished"
-        );
         self.queue.published(job);
     }
 
@@ -389,7 +373,7 @@ impl Runner<'_> {
             .await?;
         txn.commit().await?;
         count_rows("whole", &results);
-        self.finished(&job);
+        self.queue.finished(&job);
         Ok(())
     }
 }

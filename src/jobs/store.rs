@@ -27,6 +27,33 @@ pub async fn find(
         .await
 }
 
+/// Like [`find`], and on PostgreSQL locks the job's row until the transaction ends: a
+/// worker writing one of its chunks holds that lock too, so this waits for the chunk.
+pub async fn find_for_update(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: i64,
+) -> Result<Option<jobs::Model>, DbErr> {
+    one_locked(
+        conn,
+        jobs::Entity::find_by_id(id).filter(jobs::Column::Tenant.eq(tenant.as_str())),
+    )
+    .await
+}
+
+/// The job `query` finds, its row locked `FOR UPDATE` on PostgreSQL (SQLite's write
+/// transaction already holds the whole database).
+async fn one_locked(
+    conn: &impl ConnectionTrait,
+    query: sea_orm::Select<jobs::Entity>,
+) -> Result<Option<jobs::Model>, DbErr> {
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        query.lock_exclusive().one(conn).await
+    } else {
+        query.one(conn).await
+    }
+}
+
 pub async fn find_by_key(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -46,12 +73,11 @@ pub async fn fenced(
     id: i64,
     owner: &str,
 ) -> Result<Option<jobs::Model>, DbErr> {
-    let query = jobs::Entity::find_by_id(id).filter(jobs::Column::LeaseOwner.eq(owner));
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        query.lock_exclusive().one(conn).await
-    } else {
-        query.one(conn).await
-    }
+    one_locked(
+        conn,
+        jobs::Entity::find_by_id(id).filter(jobs::Column::LeaseOwner.eq(owner)),
+    )
+    .await
 }
 
 /// The oldest job that is queued, or running under a lease that has expired (its worker

@@ -159,7 +159,7 @@ impl Worker {
         match outcome {
             Ok(()) => {}
             Err(Stop::LeaseLost) => {
-                tracing::warn!(worker = %self.name, job = id, "lost the job's lease; another worker resumes it");
+                tracing::warn!(worker = %self.name, job = id, "lost the job's lease: it was cancelled, or another worker resumes it");
             }
             Err(Stop::ShuttingDown) => {
                 tracing::info!(worker = %self.name, job = id, "stopping; the job resumes in any process");
@@ -192,18 +192,13 @@ impl Worker {
         let Some(mut job) = store::fenced(&txn, id, &self.name).await? else {
             return Ok(());
         };
-        job.status = JobStatus::Failed.as_str().to_owned();
+        super::end(&mut job, JobStatus::Failed);
         job.error_message = Some(format!(
             "the job stopped after {MAX_ATTEMPTS} attempts because of a server error; what was committed before stays"
         ));
-        job.finished_at = Some(Utc::now());
-        job.lease_owner = None;
-        job.lease_until = None;
-        job.version += 1;
         store::save(&txn, &job).await?;
         txn.commit().await?;
-        metrics::counter!(telemetry::JOBS_FINISHED, "status" => job.status.clone()).increment(1);
-        self.queue.published(&job);
+        self.queue.finished(&job);
         Ok(())
     }
 }

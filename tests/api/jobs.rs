@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{
-    Backend, GraphQLResponse, ServerProcess, TEST_SECRET, TestApp, TestDatabase, db_test, spawn_app,
+    Backend, GraphQLResponse, ServerProcess, TEST_SECRET, TestApp, TestDatabase, db_test,
+    spawn_app, spawn_app_with,
 };
 
 const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
@@ -846,4 +847,119 @@ async fn a_job_runs_statements_per_chunk_not_per_row_sqlite() {
 #[tokio::test]
 async fn a_job_runs_statements_per_chunk_not_per_row_postgres() {
     job_statements_grow_per_chunk(Backend::Postgres).await;
+}
+
+const CANCEL: &str = "mutation($id: ID!) { cancelImportJob(id: $id) {
+    status processed total progress startedAt finishedAt summary { created failed }
+} }";
+
+/// Users of the tenant, as stored.
+async fn user_count(app: &TestApp) -> u64 {
+    use sea_orm::{Database, EntityTrait, PaginatorTrait};
+    let db = Database::connect(&app.database.url).await.unwrap();
+    let count = entity::users::Entity::find().count(&db).await.unwrap();
+    let _ = db.close().await;
+    count
+}
+
+async fn a_cancelled_queued_job_never_starts(backend: Backend) {
+    // No worker here: the job stays queued.
+    let app = spawn_app_with(backend, |config| config.jobs.workers = 0).await;
+    let admin = app.token(Role::Admin);
+    let users: Vec<Value> = (0..50).map(user).collect();
+    let id = submit_ok(&app, &users, json!({})).await;
+    let cancelled = app.graphql(&admin, CANCEL, json!({ "id": id })).await;
+    let job = &cancelled.data()["cancelImportJob"];
+    assert_eq!(job["status"], "CANCELLED", "{job}");
+    assert_eq!(job["startedAt"], Value::Null);
+    assert!(job["finishedAt"].is_string());
+    assert_eq!(job["processed"], 0);
+    assert_eq!(job["progress"], 0.0);
+    // Again: the same answer.
+    let again = app.graphql(&admin, CANCEL, json!({ "id": id })).await;
+    assert_eq!(again.data()["cancelImportJob"]["status"], "CANCELLED");
+
+    // A server with workers on the same database never claims it.
+    app.spawn_peer(|_| {}).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = finished(&app, &id).await;
+    assert_eq!(job["status"], "CANCELLED");
+    assert_eq!(job["startedAt"], Value::Null);
+    assert_eq!(user_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_queued_job_never_starts_sqlite() {
+    a_cancelled_queued_job_never_starts(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_queued_job_never_starts_postgres() {
+    a_cancelled_queued_job_never_starts(Backend::Postgres).await;
+}
+
+db_test! {
+    async fn a_running_job_stops_after_its_chunk_and_keeps_what_it_wrote(app) {
+        let users: Vec<Value> = (0..20_000).map(user).collect();
+        let id = submit_ok(&app, &users, json!({})).await;
+        let token = app.token(Role::Viewer);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
+            if job["processed"].as_i64().unwrap_or(0) > 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the job never started: {job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cancelled = app.graphql(&app.token(Role::Admin), CANCEL, json!({ "id": id })).await;
+        let job = cancelled.data()["cancelImportJob"].clone();
+        assert_eq!(job["status"], "CANCELLED", "{job}");
+        let processed = job["processed"].as_i64().unwrap();
+        assert!(processed > 0 && processed < 20_000, "{job}");
+        let progress = job["progress"].as_f64().unwrap();
+        assert!(progress > 0.0 && progress < 1.0, "{job}");
+
+        // The worker finds its lease gone and writes no further chunk.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let later = finished(&app, &id).await;
+        assert_eq!(later["status"], "CANCELLED");
+        assert_eq!(later["processed"], processed, "nothing was written after the cancel");
+        assert_eq!(later["summary"]["created"], processed);
+        assert_eq!(user_count(&app).await, processed as u64, "what was committed stays");
+        assert_eq!(rows(&app, &id, false).await.len(), processed as usize);
+    }
+}
+
+db_test! {
+    async fn only_unfinished_jobs_of_ones_own_tenant_are_cancelled(app) {
+        let id = submit_ok(&app, &[user(1)], json!({})).await;
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED");
+        let admin = app.token(Role::Admin);
+        let done = app.graphql(&admin, CANCEL, json!({ "id": id })).await;
+        assert_eq!(done.error_code(), Some("CONFLICT"));
+        assert_eq!(done.field_errors(), vec![("id".to_owned(), "FINISHED".to_owned())]);
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED", "unchanged");
+
+        let viewer = app.graphql(&app.token(Role::Viewer), CANCEL, json!({ "id": id })).await;
+        assert_eq!(viewer.error_code(), Some("FORBIDDEN"));
+        let elsewhere = app
+            .graphql(&app.token_for(Role::Admin, Some("acme")), CANCEL, json!({ "id": id }))
+            .await;
+        assert_eq!(elsewhere.error_code(), Some("NOT_FOUND"));
+        let bad = app.graphql(&admin, CANCEL, json!({ "id": "x" })).await;
+        assert_eq!(bad.error_code(), Some("BAD_USER_INPUT"));
+
+        // An atomic job runs as one transaction: once running, it cannot stop midway.
+        let users: Vec<Value> = (100..1100).map(user).collect();
+        let atomic = submit_ok(&app, &users, json!({ "atomic": true })).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while status_of(&app, &atomic).await == "QUEUED" {
+            assert!(tokio::time::Instant::now() < deadline, "the atomic job never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let refused = app.graphql(&admin, CANCEL, json!({ "id": atomic })).await;
+        assert_eq!(refused.error_code(), Some("CONFLICT"), "{}", refused.error_message());
+        assert_eq!(refused.field_errors(), vec![("id".to_owned(), "NOT_CANCELLABLE".to_owned())]);
+    }
 }
