@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::Utc;
 use entity::{user_attributes, users};
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::LockType;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
@@ -260,14 +259,7 @@ async fn write(
                 .get(id)
                 .into_iter()
                 .flat_map(|attributes| attributes.values())
-                .map(|a| user_attributes::ActiveModel {
-                    user_id: Set(*id),
-                    name: Set(a.name.clone()),
-                    tenant: Set(tenant.as_str().to_owned()),
-                    value: Set(a.value.clone()),
-                    kind: Set(a.kind.as_str().to_owned()),
-                    class: Set(a.class.clone()),
-                })
+                .map(|attribute| store::attribute_row(tenant, *id, attribute))
         })
         .collect();
     let mut rows = rows.into_iter().peekable();

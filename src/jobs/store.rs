@@ -216,14 +216,6 @@ pub async fn pending_links(
         .await
 }
 
-pub async fn count_pending_links(conn: &impl ConnectionTrait, job_id: i64) -> Result<u64, DbErr> {
-    results::Entity::find()
-        .filter(results::Column::JobId.eq(job_id))
-        .filter(results::Column::LinksPending.eq(true))
-        .count(conn)
-        .await
-}
-
 /// Writes the results of rows: new ones are inserted, those of a second pass replace the
 /// first pass's.
 pub async fn upsert_results(

@@ -110,28 +110,9 @@ pub async fn find_for_update(
     tenant: &TenantId,
     key: &UserKey,
 ) -> Result<Option<users::Model>, DbErr> {
-    find_locked(conn, tenant, key, LockType::Update).await
-}
-
-/// Like [`find`], and on PostgreSQL holds a share lock (`FOR SHARE`) on the row until the
-/// transaction ends, so it cannot change underneath a decision that relies on it.
-pub async fn find_for_share(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    key: &UserKey,
-) -> Result<Option<users::Model>, DbErr> {
-    find_locked(conn, tenant, key, LockType::Share).await
-}
-
-async fn find_locked(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    key: &UserKey,
-    lock: LockType,
-) -> Result<Option<users::Model>, DbErr> {
     let query = select(tenant, key);
     if conn.get_database_backend() == DatabaseBackend::Postgres {
-        query.lock(lock).one(conn).await
+        query.lock(LockType::Update).one(conn).await
     } else {
         query.one(conn).await
     }
@@ -603,6 +584,22 @@ pub async fn update_many(
     write_related(conn, tenant, &tags, &attributes, now).await
 }
 
+/// The stored row of one attribute of the user `user_id`.
+pub fn attribute_row(
+    tenant: &TenantId,
+    user_id: i64,
+    attribute: &Attribute,
+) -> user_attributes::ActiveModel {
+    user_attributes::ActiveModel {
+        user_id: Set(user_id),
+        name: Set(attribute.name.clone()),
+        tenant: Set(tenant.as_str().to_owned()),
+        value: Set(attribute.value.clone()),
+        kind: Set(attribute.kind.as_str().to_owned()),
+        class: Set(attribute.class.clone()),
+    }
+}
+
 /// Replaces the tags of the users in `tags` and the attributes of those in `attributes`;
 /// the learning tracks the tags assign follow at once.
 async fn write_related(
@@ -640,14 +637,7 @@ async fn write_related(
                 profile
                     .attributes
                     .iter()
-                    .map(|a| user_attributes::ActiveModel {
-                        user_id: Set(*id),
-                        name: Set(a.name.clone()),
-                        tenant: Set(tenant.as_str().to_owned()),
-                        value: Set(a.value.clone()),
-                        kind: Set(a.kind.as_str().to_owned()),
-                        class: Set(a.class.clone()),
-                    })
+                    .map(|attribute| attribute_row(tenant, *id, attribute))
             })
             .collect();
         crate::db::insert_in_chunks(conn, rows, 6).await?;

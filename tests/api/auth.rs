@@ -274,9 +274,8 @@ async fn es256_public_key_accepts_es256() {
     );
 }
 
-#[tokio::test]
-async fn the_graphiql_page_is_public_but_get_queries_are_not() {
-    let app = spawn_app(Backend::Sqlite).await;
+/// The GraphiQL page, as a browser asks for it, without a token.
+async fn graphiql_page(app: &TestApp) -> String {
     let page = app
         .client
         .get(app.graphql_url())
@@ -285,10 +284,15 @@ async fn the_graphiql_page_is_public_but_get_queries_are_not() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_graphiql_page_is_public_but_get_queries_are_not() {
+    let app = spawn_app(Backend::Sqlite).await;
     assert!(
-        page.text()
+        graphiql_page(&app)
             .await
-            .unwrap()
             .to_lowercase()
             .contains("graphiql")
     );
@@ -309,16 +313,7 @@ async fn the_graphiql_page_is_public_but_get_queries_are_not() {
 async fn graphiql_is_served_whole_by_the_server() {
     use sha2::{Digest, Sha256};
     let app = spawn_app(Backend::Sqlite).await;
-    let page = app
-        .client
-        .get(app.graphql_url())
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = graphiql_page(&app).await;
     let sources: Vec<&str> = page
         .split(['"', '\''])
         .filter(|part| part.starts_with('/') || part.contains("://"))
