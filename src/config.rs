@@ -49,9 +49,14 @@ pub struct JwtConfig {
 /// HTTP limits and behaviour.
 #[derive(Debug, Clone, Args)]
 pub struct HttpConfig {
-    /// Largest request body in bytes (GraphQL JSON and multipart uploads).
+    /// Largest GraphQL JSON request body in bytes.
     #[arg(long, env = "ROSTER_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
     pub max_body: usize,
+
+    /// Largest multipart request (a file upload) in bytes. Uploads are spooled to a
+    /// temporary file, not held in memory.
+    #[arg(long, env = "ROSTER_MAX_UPLOAD", default_value_t = 1024 * 1024 * 1024)]
+    pub max_upload: usize,
 
     /// Longest time one GraphQL request may run, e.g. `30s` or `2m`.
     #[arg(long, env = "ROSTER_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]

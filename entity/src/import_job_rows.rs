@@ -1,4 +1,5 @@
-//! One input row of a bulk import job, as sent (JSON of `UserImportInput`).
+//! One input row of a bulk import job, as sent: JSON of `UserImportInput`, or for a CSV
+//! job the JSON array of the row's cells.
 
 use sea_orm::entity::prelude::*;
 
@@ -12,6 +13,8 @@ pub struct Model {
     pub idx: i32,
     pub tenant: String,
     pub input: String,
+    /// Where a CSV row starts in its file (the header is line 1).
+    pub line: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -55,6 +55,16 @@ pub struct Model {
     pub attempts: i32,
     /// Grows with every change of the row, so that watchers see each step once.
     pub version: i32,
+    /// The header of a CSV job's file (JSON: names, separator, byte order mark).
+    pub csv_columns: Option<String>,
+    /// What the job noticed once rather than per row (JSON array of strings).
+    pub warnings: Option<String>,
+    /// Sync mode: users of the job's sources absent from it become inactive at the end.
+    pub deactivate_missing: bool,
+    /// Percent of a source's users above which sync mode deactivates nobody.
+    pub change_threshold: Option<i32>,
+    /// The job whose failed rows this one runs again.
+    pub retry_of: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

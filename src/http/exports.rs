@@ -1,15 +1,16 @@
-//! File downloads: the users export.
+//! File downloads: the users export, and a CSV job's failed rows.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use super::AppState;
 use super::graphql::{authenticate, error_response, unauthorized};
 use super::negotiate::ResponseFormat;
-use crate::error::ErrorCode;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::jobs::csv;
 use crate::users::export;
 
 /// `GET /exports/users.csv`: every user of the caller's tenant, streamed (any role).
@@ -18,31 +19,69 @@ pub async fn users_csv(State(state): State<AppState>, headers: HeaderMap) -> Res
         Ok(principal) => principal,
         Err(error) => return unauthorized(ResponseFormat::Json, &error),
     };
-    let chunks = match export::users_csv(state.db.clone(), principal.tenant).await {
-        Ok(chunks) => chunks,
-        Err(error) => {
-            tracing::error!(?error, "users export failed");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ResponseFormat::Json,
-                ErrorCode::Internal,
-                "internal error",
-            );
-        }
+    match export::users_csv(state.db.clone(), principal.tenant).await {
+        Ok(chunks) => csv_download(chunks, "users.csv"),
+        Err(error) => internal_error(&error),
+    }
+}
+
+/// `GET /jobs/{id}/failed-rows.csv`: a CSV job's failed rows in the file's own columns,
+/// plus `errors`, streamed (any role of the job's tenant).
+pub async fn failed_rows_csv(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&state, &headers) {
+        Ok(principal) => principal,
+        Err(error) => return unauthorized(ResponseFormat::Json, &error),
     };
-    let body =
-        Body::from_stream(chunks.map(|chunk| {
-            chunk.inspect_err(|error| tracing::error!(?error, "users export stopped"))
-        }));
+    let not_found = || {
+        error_response(
+            StatusCode::NOT_FOUND,
+            ResponseFormat::Json,
+            ErrorCode::NotFound,
+            format!(
+                "no CSV import job {id} (the failed rows of an importUsers job are in its `rows(onlyFailed: true)`)"
+            ),
+        )
+    };
+    let Some(job) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return not_found();
+    };
+    match csv::failed_rows(state.db.clone(), principal.tenant, job).await {
+        Ok(Some(chunks)) => csv_download(chunks, &format!("job-{job}-failed-rows.csv")),
+        Ok(None) => not_found(),
+        Err(error) => internal_error(&error),
+    }
+}
+
+fn internal_error(error: &AppError) -> Response {
+    tracing::error!(?error, "download failed");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ResponseFormat::Json,
+        ErrorCode::Internal,
+        "internal error",
+    )
+}
+
+/// A CSV file streamed as it is produced; an error midway cuts the download short.
+fn csv_download(
+    chunks: impl Stream<Item = AppResult<Vec<u8>>> + Send + 'static,
+    name: &str,
+) -> Response {
+    let body = Body::from_stream(
+        chunks.map(|chunk| chunk.inspect_err(|error| tracing::error!(?error, "download stopped"))),
+    );
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"users.csv\""),
-    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
     response
 }

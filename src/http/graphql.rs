@@ -71,7 +71,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
              `multipart/form-data` for file uploads",
         );
     };
-    let limit = state.http.max_body;
+    let limit = match kind {
+        BodyKind::Json => state.http.max_body,
+        BodyKind::Multipart(_) => state.http.max_upload,
+    };
     if content_length(&headers).is_some_and(|len| len > limit) {
         return too_large(format, limit);
     }

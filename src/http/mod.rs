@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
             get(graphiql::asset),
         )
         .route("/exports/users.csv", get(exports::users_csv))
+        .route("/jobs/{id}/failed-rows.csv", get(exports::failed_rows_csv))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

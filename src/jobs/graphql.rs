@@ -1,11 +1,11 @@
-//! The GraphQL face of bulk jobs: `importUsers`, `importJob`, `importJobs`, and the
-//! `importJobProgress` subscription.
+//! The GraphQL face of bulk jobs: `importUsers`, `importUsersCsv`, `importJob`,
+//! `importJobs`, `cancelImportJob`, and the `importJobProgress` subscription.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
 use entity::import_jobs as jobs;
 use futures_util::Stream;
@@ -244,6 +244,17 @@ impl ImportJob {
     async fn integrity_warnings(&self) -> Vec<String> {
         super::integrity_warnings(&self.0)
     }
+    /// What the job noticed once rather than per row, e.g. the columns of a CSV file it
+    /// does not know and ignored.
+    async fn warnings(&self) -> Vec<String> {
+        super::warnings(&self.0)
+    }
+    /// Where to download the failed rows of a CSV job as CSV, in the file's own columns
+    /// and separator plus an `errors` column, to fix and upload again (bearer auth, like
+    /// the API); `null` while it has none, or for a job whose rows were not a CSV file.
+    async fn failed_rows_csv_url(&self) -> Option<String> {
+        super::failed_rows_csv_path(&self.0)
+    }
 }
 
 pub type ImportJobConnection = Connection<IdCursor, ImportJob, JobsTotal>;
@@ -341,14 +352,7 @@ impl JobsMutation {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let queue = ctx.data_unchecked::<Queue>();
-        let options = options.unwrap_or_default();
-        let options = JobOptions {
-            user: options.user(),
-            atomic: options.atomic,
-            run_integrity_check: options.run_integrity_check,
-            idempotency_key: options.idempotency_key,
-            description: options.description,
-        };
+        let options = job_options(options.unwrap_or_default());
         let rows = users.into_iter().map(InputRow::from).collect();
         let by = Submitter {
             tenant: &principal.tenant,
@@ -356,6 +360,43 @@ impl JobsMutation {
         };
         Ok(ImportJob(
             super::submit(db, queue, by, options, rows).await?,
+        ))
+    }
+
+    /// Imports a CSV file (GraphQL multipart request) of up to 1,000,000 users as a
+    /// background job, like `importUsers`. The header names the columns, in this API's
+    /// names (those of `GET /exports/users.csv`, `attr:<name>` for an attribute) or seed
+    /// 001's (`uid`, `secondname`, `firstname`, `patronymic`, `is_active` 0/1, `gender` 0/1,
+    /// `birth_date`, `tags` comma-separated, `user_field1`…`user_field5`, `customInfo` in
+    /// base64, `manager_uid`…), in any case. UTF-8 with or without a byte order mark,
+    /// separated by `,`, `;` or tabs. An empty cell leaves the field as it is. Columns it
+    /// does not know are listed once in the job's `warnings`; rows report their line in
+    /// `lookupKey`. A file that is not CSV, or lacks `externalId`, `email`, `firstName` or
+    /// `lastName`, is refused with what is missing, and nothing is stored.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn import_users_csv(
+        &self,
+        ctx: &Context<'_>,
+        file: Upload,
+        options: Option<ImportOptions>,
+    ) -> AppResult<ImportJob> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let queue = ctx.data_unchecked::<Queue>();
+        let file = file.value(ctx).map_err(|e| {
+            AppError::invalid_fields(vec![FieldError::new(
+                "file",
+                "INVALID_FILE",
+                format!("no file: {e}"),
+            )])
+        })?;
+        let by = Submitter {
+            tenant: &principal.tenant,
+            subject: &principal.subject,
+        };
+        let options = job_options(options.unwrap_or_default());
+        Ok(ImportJob(
+            super::submit_csv(db, queue, by, options, file.content).await?,
         ))
     }
 
@@ -372,6 +413,16 @@ impl JobsMutation {
         Ok(ImportJob(
             super::cancel(db, queue, &principal.tenant, job_id(&id)?).await?,
         ))
+    }
+}
+
+fn job_options(options: ImportOptions) -> JobOptions {
+    JobOptions {
+        user: options.user(),
+        atomic: options.atomic,
+        run_integrity_check: options.run_integrity_check,
+        idempotency_key: options.idempotency_key,
+        description: options.description,
     }
 }
 

@@ -7,6 +7,7 @@
 //! also records its rows' results and the job's progress, so a job resumes exactly after
 //! its last committed chunk, wherever it was stopped.
 
+pub mod csv;
 pub mod graphql;
 mod process;
 pub mod store;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use entity::import_jobs;
-use sea_orm::{ActiveValue::Set, DatabaseConnection};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast};
 
@@ -462,9 +463,119 @@ pub async fn submit(
     {
         return repeated(job, &hash);
     }
-    let now = Utc::now();
     let total = i32::try_from(inputs.len()).map_err(AppError::internal)?;
-    let job = import_jobs::ActiveModel {
+    let links_total = i32::try_from(links_total).map_err(AppError::internal)?;
+    let job = new_job(&by, &options, hash.clone(), total, links_total);
+    let txn = db::begin_write(db).await?;
+    let (txn, job) = match insert_job(db, txn, &by, &options, &hash, job).await? {
+        Inserted::New(txn, job) => (txn, job),
+        Inserted::Repeated(job) => return Ok(job),
+    };
+    store::insert_rows(
+        &txn,
+        by.tenant,
+        job.id,
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| (i as i32, input, None)),
+    )
+    .await?;
+    txn.commit().await?;
+    submitted(queue);
+    Ok(job)
+}
+
+/// Rows of a file stored per statement batch.
+const CSV_BATCH: usize = 2_000;
+
+/// `importUsersCsv`: streams the file's rows into a new job, in one transaction, and
+/// queues it; the file is read twice (its hash, then its rows), never held whole. A file
+/// that is not UTF-8 CSV, lacks a required column, has no rows or more than
+/// [`csv::MAX_ROWS`] is refused and nothing is stored. The idempotency key works as for
+/// [`submit`], over the file's bytes.
+pub async fn submit_csv(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    by: Submitter<'_>,
+    options: JobOptions,
+    file: std::fs::File,
+) -> AppResult<import_jobs::Model> {
+    options.check()?;
+    let mut hasher = payload_hasher(&options, "csv");
+    let opened = tokio::task::spawn_blocking(move || {
+        csv::open(file, &mut hasher).map(|opened| (opened, hex(hasher)))
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let (opened, hash) = opened?;
+    if let Some(key) = &options.idempotency_key
+        && let Some(job) = store::find_by_key(db, by.tenant, key).await?
+    {
+        return repeated(job, &hash);
+    }
+    let layout = serde_json::to_string(opened.columns.layout()).map_err(AppError::internal)?;
+    let warnings = serde_json::to_string(&opened.warnings).map_err(AppError::internal)?;
+    let mut job = new_job(&by, &options, hash.clone(), 0, 0);
+    job.csv_columns = Set(Some(layout));
+    job.warnings = Set(Some(warnings));
+    let txn = db::begin_write(db).await?;
+    let (txn, mut job) = match insert_job(db, txn, &by, &options, &hash, job).await? {
+        Inserted::New(txn, job) => (txn, job),
+        Inserted::Repeated(job) => return Ok(job),
+    };
+    let (sender, mut batches) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || opened.send_rows(CSV_BATCH, &sender));
+    let (mut total, mut links_total) = (0_usize, 0_usize);
+    while let Some(batch) = batches.recv().await {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                txn.rollback().await?;
+                return Err(error);
+            }
+        };
+        if total + batch.len() > csv::MAX_ROWS {
+            txn.rollback().await?;
+            return Err(csv::not_csv(format!(
+                "the file has more than {} rows; split it into several files",
+                csv::MAX_ROWS
+            )));
+        }
+        let first = total;
+        total += batch.len();
+        links_total += batch
+            .iter()
+            .filter(|row| options.user.replace || row.sends_links)
+            .count();
+        let rows = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| ((first + i) as i32, row.cells, Some(row.line)));
+        store::insert_rows(&txn, by.tenant, job.id, rows).await?;
+    }
+    reader.await.map_err(AppError::internal)?;
+    if total == 0 {
+        txn.rollback().await?;
+        return Err(csv::not_csv("the file has a header but no rows"));
+    }
+    job.total = i32::try_from(total).map_err(AppError::internal)?;
+    job.links_total = i32::try_from(links_total).map_err(AppError::internal)?;
+    store::save(&txn, &job).await?;
+    txn.commit().await?;
+    submitted(queue);
+    Ok(job)
+}
+
+/// A new job row, queued.
+fn new_job(
+    by: &Submitter<'_>,
+    options: &JobOptions,
+    hash: String,
+    total: i32,
+    links_total: i32,
+) -> import_jobs::ActiveModel {
+    import_jobs::ActiveModel {
         tenant: Set(by.tenant.as_str().to_owned()),
         kind: Set(JobKind::UserImport.as_str().to_owned()),
         status: Set(JobStatus::Queued.as_str().to_owned()),
@@ -476,14 +587,14 @@ pub async fn submit(
         atomic: Set(options.atomic),
         run_integrity_check: Set(options.run_integrity_check),
         idempotency_key: Set(options.idempotency_key.clone()),
-        payload_hash: Set(Some(hash.clone())),
+        payload_hash: Set(Some(hash)),
         created_by: Set(by.subject.to_owned()),
-        created_at: Set(now),
+        created_at: Set(Utc::now()),
         started_at: Set(None),
         finished_at: Set(None),
         total: Set(total),
         processed: Set(0),
-        links_total: Set(i32::try_from(links_total).map_err(AppError::internal)?),
+        links_total: Set(links_total),
         links_processed: Set(0),
         phase: Set(Phase::Users.as_str().to_owned()),
         cursor: Set(0),
@@ -501,36 +612,49 @@ pub async fn submit(
         lease_until: Set(None),
         attempts: Set(0),
         version: Set(0),
+        csv_columns: Set(None),
+        warnings: Set(None),
+        deactivate_missing: Set(false),
+        change_threshold: Set(None),
+        retry_of: Set(None),
         ..Default::default()
-    };
-    let txn = db::begin_write(db).await?;
-    let job = match store::insert_job(&txn, job).await {
-        Ok(job) => job,
-        // Another request with the same key got in first: answer as if it came first.
+    }
+}
+
+/// What inserting a new job came to.
+enum Inserted {
+    /// The job, in the still open transaction its rows go into.
+    New(DatabaseTransaction, import_jobs::Model),
+    /// Another request with the same idempotency key got in first: its job, as if it had
+    /// come first.
+    Repeated(import_jobs::Model),
+}
+
+async fn insert_job(
+    db: &DatabaseConnection,
+    txn: DatabaseTransaction,
+    by: &Submitter<'_>,
+    options: &JobOptions,
+    hash: &str,
+    job: import_jobs::ActiveModel,
+) -> AppResult<Inserted> {
+    match store::insert_job(&txn, job).await {
+        Ok(job) => Ok(Inserted::New(txn, job)),
         Err(error) if is_unique_violation(&error) => {
             txn.rollback().await?;
             let key = options.idempotency_key.as_deref().unwrap_or_default();
-            return match store::find_by_key(db, by.tenant, key).await? {
-                Some(job) => repeated(job, &hash),
+            match store::find_by_key(db, by.tenant, key).await? {
+                Some(job) => repeated(job, hash).map(Inserted::Repeated),
                 None => Err(error.into()),
-            };
+            }
         }
-        Err(error) => return Err(error.into()),
-    };
-    store::insert_rows(
-        &txn,
-        by.tenant,
-        job.id,
-        inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| (i as i32, input)),
-    )
-    .await?;
-    txn.commit().await?;
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn submitted(queue: &Queue) {
     metrics::counter!(crate::telemetry::JOBS_SUBMITTED).increment(1);
     queue.job_submitted();
-    Ok(job)
 }
 
 fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
@@ -558,6 +682,16 @@ fn repeated(job: import_jobs::Model, hash: &str) -> AppResult<import_jobs::Model
 
 /// SHA-256 of everything a submission asks for but its idempotency key.
 fn payload_hash(options: &JobOptions, inputs: &[String]) -> String {
+    let mut hash = payload_hasher(options, "json");
+    for input in inputs {
+        hash.update(b"\n");
+        hash.update(input.as_bytes());
+    }
+    hex(hash)
+}
+
+/// A hash of a submission's options and the form of its input, for its rows to follow.
+fn payload_hasher(options: &JobOptions, form: &str) -> Sha256 {
     let mut hash = Sha256::new();
     let header = serde_json::json!({
         "mode": mode_name(options.user.mode),
@@ -569,10 +703,16 @@ fn payload_hash(options: &JobOptions, inputs: &[String]) -> String {
         "description": options.description,
     });
     hash.update(header.to_string().as_bytes());
-    for input in inputs {
+    // JSON jobs hashed only the header and rows before files came; they still do.
+    if form != "json" {
         hash.update(b"\n");
-        hash.update(input.as_bytes());
+        hash.update(form.as_bytes());
+        hash.update(b"\n");
     }
+    hash
+}
+
+fn hex(hash: Sha256) -> String {
     hash.finalize()
         .iter()
         .map(|byte| format!("{byte:02x}"))
@@ -632,4 +772,18 @@ pub fn integrity_warnings(job: &import_jobs::Model) -> Vec<String> {
         .as_deref()
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default()
+}
+
+/// The warnings stored with a job.
+pub fn warnings(job: &import_jobs::Model) -> Vec<String> {
+    job.warnings
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
+/// The path of a job's failed rows as CSV, when it is a CSV job with failed rows.
+pub fn failed_rows_csv_path(job: &import_jobs::Model) -> Option<String> {
+    (job.csv_columns.is_some() && job.failed > 0)
+        .then(|| format!("/jobs/{}/failed-rows.csv", job.id))
 }

@@ -20,7 +20,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityName, TransactionTrait,
 };
 
-use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, user_options};
+use super::{JobStatus, Phase, RowResult, Summary, csv, row_errors, store, user_options};
 use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::db;
@@ -155,7 +155,7 @@ impl Runner<'_> {
     ) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let prepared = prepare(self.db, &tenant, batch).await;
+        let prepared = prepare(self.db, &tenant, &Inputs::of(&job)?, batch).await;
         let job = match self.write_users(&job, &tenant, &prepared, false).await {
             Err(Stop::Failed(error)) => {
                 tracing::warn!(job = job.id, %error, "chunk failed; running it again row by row");
@@ -222,7 +222,7 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let indexes: Vec<i32> = batch.iter().map(|r| r.idx).collect();
         let inputs = store::rows_at(self.db, job.id, &indexes).await?;
-        let changes = link_changes(&inputs);
+        let changes = link_changes(&Inputs::of(&job)?, &inputs);
         let txn = db::begin_write(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
@@ -294,6 +294,7 @@ impl Runner<'_> {
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
         let now = Utc::now();
+        let reader = Inputs::of(&job)?;
         let mut results: Vec<RowResult> = Vec::with_capacity(job.total.max(0) as usize);
         let mut from = 0;
         loop {
@@ -301,7 +302,7 @@ impl Runner<'_> {
             let batch = store::rows_from(self.db, job.id, from, self.chunk as u64).await?;
             let Some(last) = batch.last() else { break };
             from = last.idx + 1;
-            for row in prepare(self.db, &tenant, batch).await {
+            for row in prepare(self.db, &tenant, &reader, batch).await {
                 let result = decide_in_savepoint(&txn, &tenant, &row, &options, now).await?;
                 results.push(result);
             }
@@ -313,7 +314,7 @@ impl Runner<'_> {
             self.check()?;
             let indexes: Vec<i32> = chunk.iter().map(|&i| results[i].index).collect();
             let inputs = store::rows_at(self.db, job.id, &indexes).await?;
-            let changes = link_changes(&inputs);
+            let changes = link_changes(&reader, &inputs);
             let before: Vec<RowResult> = chunk.iter().map(|&i| results[i].clone()).collect();
             let (after, _) = set_links(&txn, &tenant, &before, &changes, &options, now).await?;
             for (&i, row) in chunk.iter().zip(after) {
@@ -450,23 +451,86 @@ fn prefix(index: i32) -> String {
     format!("users[{index}]")
 }
 
+/// How a job's stored rows read: `UserImportInput` JSON, or a CSV file's cells.
+enum Inputs {
+    Json,
+    Csv(csv::Columns),
+}
+
+/// The field path CSV rows are checked under, before their errors are named by column.
+const CSV_PREFIX: &str = "csv";
+
+impl Inputs {
+    fn of(job: &jobs::Model) -> Result<Self, Stop> {
+        match &job.csv_columns {
+            None => Ok(Self::Json),
+            Some(layout) => Ok(Self::Csv(csv::Columns::stored(layout)?)),
+        }
+    }
+
+    /// A row's lookup key, and its fields and approvers checked.
+    fn parse(
+        &self,
+        row: &rows::Model,
+    ) -> (String, Result<(UserChanges, ApproverChange), AppError>) {
+        match self {
+            Self::Json => match serde_json::from_str::<ImportRow>(&row.input) {
+                Ok(input) => (input.lookup_key(), input.parse(&prefix(row.idx))),
+                Err(error) => (format!("row {}", row.idx), Err(unreadable(&error))),
+            },
+            Self::Csv(columns) => {
+                let line = row.line.unwrap_or_default();
+                match serde_json::from_str::<Vec<String>>(&row.input) {
+                    Ok(cells) => {
+                        let (input, notes) = columns.read(&cells);
+                        let key = format!("{} (line {line})", input.lookup_key());
+                        (
+                            key,
+                            columns.named(&notes, CSV_PREFIX, input.parse(CSV_PREFIX)),
+                        )
+                    }
+                    Err(error) => (format!("line {line}"), Err(unreadable(&error))),
+                }
+            }
+        }
+    }
+
+    /// A row's approver change, for the second pass.
+    fn links(&self, row: &rows::Model) -> Result<ApproverChange, AppError> {
+        match self {
+            Self::Json => {
+                let input =
+                    serde_json::from_str::<ImportRow>(&row.input).map_err(|e| unreadable(&e))?;
+                input
+                    .links
+                    .change(input.user.source.as_deref(), &prefix(row.idx))
+            }
+            Self::Csv(columns) => {
+                let cells =
+                    serde_json::from_str::<Vec<String>>(&row.input).map_err(|e| unreadable(&e))?;
+                let (input, notes) = columns.read(&cells);
+                let change = input.links.change(input.user.source.as_deref(), CSV_PREFIX);
+                columns.named(&notes, CSV_PREFIX, change)
+            }
+        }
+    }
+}
+
+fn unreadable(error: &serde_json::Error) -> AppError {
+    AppError::bad_input(format!("unreadable row: {error}"))
+}
+
 /// Parses a chunk's rows and hashes their plain passwords (slow by design) a few at a
 /// time, before any transaction opens.
 async fn prepare(
     db: &DatabaseConnection,
     tenant: &TenantId,
+    inputs: &Inputs,
     batch: Vec<rows::Model>,
 ) -> Vec<Prepared> {
     stream::iter(batch)
         .map(|row| async move {
-            let parsed = serde_json::from_str::<ImportRow>(&row.input);
-            let (lookup_key, parsed) = match parsed {
-                Ok(input) => (input.lookup_key(), input.parse(&prefix(row.idx))),
-                Err(error) => (
-                    format!("row {}", row.idx),
-                    Err(AppError::bad_input(format!("unreadable row: {error}"))),
-                ),
-            };
+            let (lookup_key, parsed) = inputs.parse(&row);
             let parsed = match parsed {
                 Ok((mut changes, links)) => import::prepare_password(db, tenant, &mut changes)
                     .await
@@ -655,19 +719,12 @@ fn row_result(
 }
 
 /// Each row's approver change, by index; a row that cannot be read again fails its links.
-fn link_changes(inputs: &[rows::Model]) -> HashMap<i32, Result<ApproverChange, AppError>> {
-    inputs
-        .iter()
-        .map(|row| {
-            let change = serde_json::from_str::<ImportRow>(&row.input)
-                .map_err(|e| AppError::bad_input(format!("unreadable row: {e}")))
-                .and_then(|input| {
-                    input
-                        .links
-                        .change(input.user.source.as_deref(), &prefix(row.idx))
-                });
-            (row.idx, change)
-        })
+fn link_changes(
+    inputs: &Inputs,
+    rows: &[rows::Model],
+) -> HashMap<i32, Result<ApproverChange, AppError>> {
+    rows.iter()
+        .map(|row| (row.idx, inputs.links(row)))
         .collect()
 }
 

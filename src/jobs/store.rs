@@ -150,23 +150,24 @@ pub async fn insert_job(
     jobs::Entity::insert(job).exec_with_returning(conn).await
 }
 
-/// Stores the input rows of a new job, `(index, JSON)` each.
+/// Stores input rows of a new job, `(index, JSON, line of a CSV row)` each.
 pub async fn insert_rows(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     job_id: i64,
-    inputs: impl IntoIterator<Item = (i32, String)>,
+    inputs: impl IntoIterator<Item = (i32, String, Option<i32>)>,
 ) -> Result<(), DbErr> {
     let rows = inputs
         .into_iter()
-        .map(|(idx, input)| rows::ActiveModel {
+        .map(|(idx, input, line)| rows::ActiveModel {
             job_id: Set(job_id),
             idx: Set(idx),
             tenant: Set(tenant.as_str().to_owned()),
             input: Set(input),
+            line: Set(line),
         })
         .collect();
-    db::insert_in_chunks(conn, rows, 4).await
+    db::insert_in_chunks(conn, rows, 5).await
 }
 
 /// Up to `limit` input rows of a job from index `from` on, in order.

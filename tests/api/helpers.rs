@@ -99,6 +99,7 @@ fn test_config(database_url: &str) -> ServeConfig {
         },
         http: HttpConfig {
             max_body: 64 * 1024 * 1024,
+            max_upload: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
         },
@@ -190,6 +191,52 @@ impl TestApp {
         GraphQLResponse::read(response).await
     }
 
+    /// POSTs a GraphQL multipart request with `file` as the upload at `$file`.
+    pub async fn upload(
+        &self,
+        token: &str,
+        query: &str,
+        variables: Value,
+        file: Vec<u8>,
+    ) -> GraphQLResponse {
+        let response = self
+            .client
+            .post(self.graphql_url())
+            .bearer_auth(token)
+            .multipart(upload_form(query, variables, file))
+            .send()
+            .await
+            .expect("request sent");
+        GraphQLResponse::read(response).await
+    }
+
+    /// How many rows a table holds, read straight from the database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+
+        let db = Database::connect(&self.database.url)
+            .await
+            .expect("test database answers");
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .expect("a count");
+        let _ = db.close().await;
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    /// GETs a path with a bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{}", self.address, path))
@@ -212,6 +259,23 @@ impl GraphQLResponse {
             body,
         }
     }
+}
+
+/// A GraphQL multipart request (the multipart request spec): `query` with its
+/// `variables`, and `file` as the upload at the variable `$file`.
+fn upload_form(query: &str, mut variables: Value, file: Vec<u8>) -> reqwest::multipart::Form {
+    variables["file"] = Value::Null;
+    let operations = json!({ "query": query, "variables": variables });
+    reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", r#"{"0":["variables.file"]}"#)
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(file)
+                .file_name("users.csv")
+                .mime_str("text/csv")
+                .expect("a valid type"),
+        )
 }
 
 /// A database of the test's own: a fresh SQLite file, or a fresh PostgreSQL database that
@@ -484,6 +548,23 @@ impl ServerProcess {
             .post(format!("{}/graphql", self.base))
             .bearer_auth(&self.admin_token)
             .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request sent");
+        GraphQLResponse::read(response).await
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// POSTs a GraphQL multipart request with the admin token and `file` at `$file`.
+    pub async fn upload(&self, query: &str, variables: Value, file: Vec<u8>) -> GraphQLResponse {
+        let response = reqwest::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(&self.admin_token)
+            .multipart(upload_form(query, variables, file))
             .send()
             .await
             .expect("request sent");

@@ -13,5 +13,6 @@ mod listing;
 mod ops;
 mod schema;
 mod tracks;
+mod uploads;
 mod users;
 mod ws;

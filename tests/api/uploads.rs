@@ -1,0 +1,365 @@
+//! `importUsersCsv` and `GET /jobs/{id}/failed-rows.csv`: seed-001 files with bad rows
+//! fixed and sent again, files refused whole, and uploads that are streamed.
+
+use std::time::Duration;
+
+use base64::Engine;
+use roster::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
+
+const UPLOAD: &str = "mutation($file: Upload!, $options: ImportOptions) {
+    importUsersCsv(file: $file, options: $options) { id status total warnings failedRowsCsvUrl }
+}";
+
+const JOB: &str = "query($id: ID!) { importJob(id: $id) {
+    status total processed warnings failedRowsCsvUrl
+    summary { created updated unchanged failed }
+    rows(first: 500, onlyFailed: true) { totalCount edges { node { index lookupKey errors { field code } } } }
+} }";
+
+const USERS: &str = "query { users(first: 1) { totalCount } }";
+
+const SEED_HEADER: [&str; 20] = [
+    "uid",
+    "secondname",
+    "firstname",
+    "patronymic",
+    "login",
+    "email",
+    "birth_date",
+    "gender",
+    "is_active",
+    "city",
+    "department",
+    "position",
+    "phone",
+    "tags",
+    "user_field1",
+    "customInfo",
+    "language",
+    "manager_uid",
+    "legacy_code",
+    "date_of_employment",
+];
+
+/// Rows `0..2500` have a manager later in the file (rows `2500..5000`, a few levels deep).
+fn manager_of(i: usize) -> Option<usize> {
+    let manager = 2500 + i / 2;
+    (manager > i && manager < 5000).then_some(manager)
+}
+
+/// Rows that are nobody's manager and that the file gets wrong, one way or another.
+fn is_bad(i: usize) -> bool {
+    i < 2500 && matches!(i % 100, 7 | 57)
+}
+
+/// Seed 001's row `i`; `bad` spoils one field (which one depends on `i`).
+fn seed_row(i: usize, bad: bool) -> Vec<String> {
+    let info = base64::engine::general_purpose::STANDARD.encode(format!(r#"{{"n":{i}}}"#));
+    let mut row = vec![
+        format!("s{i}"),
+        format!("Surname{i}"),
+        format!("Name{i}"),
+        String::new(),
+        format!("login{i}"),
+        format!("s{i}@example.com"),
+        format!("{:02}.07.1988", 1 + i % 28),
+        (i % 2).to_string(),
+        "1".to_owned(),
+        "Kyiv".to_owned(),
+        "Sales; North".to_owned(),
+        "Clerk".to_owned(),
+        format!("+38097{i:07}"),
+        format!("staff, team-{}", i % 5),
+        format!("Cluster{}", i % 3),
+        info,
+        "uk".to_owned(),
+        manager_of(i).map(|m| format!("s{m}")).unwrap_or_default(),
+        // A cell over two lines, in a column Roster does not know.
+        if i == 3 {
+            "old\nsystem".to_owned()
+        } else {
+            format!("L{i}")
+        },
+        "2020-01-15".to_owned(),
+    ];
+    if bad {
+        match (i / 7) % 4 {
+            0 => row[5] = "not-an-email".to_owned(),
+            1 => row[7] = "2".to_owned(),
+            2 => row[1] = String::new(),
+            _ => row[6] = "31.02.1990".to_owned(),
+        }
+    }
+    row
+}
+
+/// A CSV file: `;`-separated, with a byte order mark, as Excel saves it.
+fn seed_file(header: &[String], rows: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_writer(b"\xEF\xBB\xBF".to_vec());
+    writer.write_record(header).unwrap();
+    for row in rows {
+        writer.write_record(&row).unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+async fn upload(app: &TestApp, file: Vec<u8>, options: Value) -> GraphQLResponse {
+    app.upload(
+        &app.token(Role::Admin),
+        UPLOAD,
+        json!({ "options": options }),
+        file,
+    )
+    .await
+}
+
+async fn finished(app: &TestApp, id: &str) -> Value {
+    let token = app.token(Role::Viewer);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
+        if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} did not finish: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn user_count(app: &TestApp) -> u64 {
+    let response = app
+        .graphql(&app.token(Role::Viewer), USERS, json!({}))
+        .await;
+    response.data()["users"]["totalCount"].as_u64().unwrap()
+}
+
+async fn job_count(app: &TestApp) -> u64 {
+    let query = "query { importJobs { totalCount } }";
+    let response = app
+        .graphql(&app.token(Role::Viewer), query, json!({}))
+        .await;
+    response.data()["importJobs"]["totalCount"]
+        .as_u64()
+        .unwrap()
+}
+
+db_test! {
+    async fn a_seed_file_with_bad_rows_is_fixed_and_sent_again(app) {
+        let header: Vec<String> = SEED_HEADER.iter().map(|h| (*h).to_owned()).collect();
+        let file = seed_file(&header, (0..5000).map(|i| seed_row(i, is_bad(i))));
+        let response = upload(&app, file, json!({ "description": "HR export" })).await;
+        let job = &response.data()["importUsersCsv"];
+        assert_eq!(job["status"], "QUEUED");
+        assert_eq!(job["total"], 5000);
+        assert_eq!(
+            job["warnings"],
+            json!([r#"unknown columns, ignored in every row: "legacy_code""#])
+        );
+        let id = job["id"].as_str().unwrap().to_owned();
+
+        let job = finished(&app, &id).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        assert_eq!(job["summary"]["created"], 4950);
+        assert_eq!(job["summary"]["failed"], 50);
+        assert_eq!(job["failedRowsCsvUrl"], format!("/jobs/{id}/failed-rows.csv"));
+        // Each failed row names its line (the header is line 1, and row 3 spans two lines)
+        // and the file's own column.
+        let failed = job["rows"]["edges"].as_array().unwrap();
+        assert_eq!(failed.len(), 50);
+        for edge in failed {
+            let row = &edge["node"];
+            let i = row["index"].as_u64().unwrap() as usize;
+            assert!(is_bad(i), "{row}");
+            let line = i + 2 + usize::from(i > 3);
+            assert_eq!(row["lookupKey"], format!("default:s{i} (line {line})"));
+            let expected = ["email", "gender", "secondname", "birth_date"][(i / 7) % 4];
+            assert_eq!(row["errors"][0]["field"], expected, "{row}");
+        }
+        assert_eq!(user_count(&app).await, 4950);
+
+        // The failed rows come back as they were sent, with the reasons.
+        let download = app
+            .get_with(&format!("/jobs/{id}/failed-rows.csv"), &app.token(Role::Viewer))
+            .await;
+        assert_eq!(download.status(), 200);
+        assert_eq!(download.headers()["content-type"], "text/csv; charset=utf-8");
+        let bytes = download.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"\xEF\xBB\xBFuid;secondname;"), "the file's own form");
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .from_reader(&bytes[3..]);
+        let mut expected_header = header.clone();
+        expected_header.push("errors".to_owned());
+        assert_eq!(reader.headers().unwrap(), &csv::StringRecord::from(expected_header.clone()));
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 50);
+        let mut fixed = Vec::new();
+        for record in &records {
+            let i: usize = record[0][1..].parse().unwrap();
+            let sent = seed_row(i, true);
+            assert_eq!(record.iter().take(sent.len()).collect::<Vec<_>>(), sent);
+            let errors = &record[sent.len()];
+            let column = ["email", "gender", "secondname", "birth_date"][(i / 7) % 4];
+            assert!(errors.starts_with(&format!("{column}: ")), "{errors}");
+            // Fixed by hand; the errors column may stay.
+            let mut row = seed_row(i, false);
+            row.push(errors.to_owned());
+            fixed.push(row);
+        }
+        let forbidden = app.get(&format!("/jobs/{id}/failed-rows.csv")).await;
+        assert_eq!(forbidden.status(), 401, "a token is needed");
+
+        let response = upload(&app, seed_file(&expected_header, fixed), json!({})).await;
+        let job = &response.data()["importUsersCsv"];
+        assert_eq!(job["total"], 50);
+        let id = job["id"].as_str().unwrap().to_owned();
+        let job = finished(&app, &id).await;
+        assert_eq!(job["status"], "COMPLETED", "{job}");
+        assert_eq!(job["summary"]["created"], 50);
+        assert_eq!(job["failedRowsCsvUrl"], Value::Null);
+        assert_eq!(user_count(&app).await, 5000);
+
+        // Every field of the seed's row landed where it belongs.
+        let query = r#"query { user(lookup: { externalId: "s14" }) {
+            lastName firstName login email birthDate gender active city department phone tags
+            attributes { name value } customInfo language employmentStartDate
+            approvers { label approver { externalId } }
+        } }"#;
+        let response = app.graphql(&app.token(Role::Viewer), query, json!({})).await;
+        assert_eq!(
+            response.data()["user"],
+            json!({
+                "lastName": "Surname14", "firstName": "Name14", "login": "login14",
+                "email": "s14@example.com", "birthDate": "1988-07-15", "gender": "MALE",
+                "active": true, "city": "Kyiv", "department": "Sales; North",
+                "phone": "+380970000014", "tags": ["staff", "team-4"],
+                "attributes": [{ "name": "user_field1", "value": "Cluster2" }],
+                "customInfo": { "n": 14 }, "language": "UK",
+                "employmentStartDate": "2020-01-15",
+                "approvers": [{ "label": "MANAGER", "approver": { "externalId": "s2507" } }],
+            })
+        );
+    }
+}
+
+db_test! {
+    async fn a_file_that_cannot_be_a_job_is_refused_and_nothing_is_stored(app) {
+        let refused = |response: &GraphQLResponse| {
+            assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{:?}", response.body);
+            let errors = &response.body["errors"][0]["extensions"]["fieldErrors"];
+            assert_eq!(errors.as_array().map(Vec::len), Some(1), "{errors}");
+            assert_eq!(errors[0]["field"], "file");
+            errors[0]["message"].as_str().unwrap().to_owned()
+        };
+        let zip = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb5U0#\xf4\x00\x00".to_vec();
+        let message = refused(&upload(&app, zip, json!({})).await);
+        assert!(message.contains("not CSV text in UTF-8"), "{message}");
+
+        let message = refused(&upload(&app, b"uid,mail,name\n1,a@b.c,x\n".to_vec(), json!({})).await);
+        assert_eq!(
+            message,
+            r#"the header (line 1) lacks the required columns email, firstName, lastName (or secondname); it has: "uid", "mail", "name""#
+        );
+
+        let header = "externalId,email,firstName,lastName\n";
+        let message = refused(&upload(&app, header.as_bytes().to_vec(), json!({})).await);
+        assert_eq!(message, "the file has a header but no rows");
+
+        let message = refused(&upload(&app, b"\xEF\xBB\xBF\r\n".to_vec(), json!({})).await);
+        assert!(message.starts_with("the file is empty"), "{message}");
+
+        let duplicate = "uid,externalId,email,firstName,lastName\n1,1,a@b.c,A,B\n";
+        let message = refused(&upload(&app, duplicate.as_bytes().to_vec(), json!({})).await);
+        assert!(message.contains(r#""uid" and "externalId""#), "{message}");
+
+        // A row that is not UTF-8 refuses the whole file, even after rows that were fine.
+        let mut file = header.as_bytes().to_vec();
+        for i in 0..3000 {
+            file.extend(format!("e{i},e{i}@example.com,A,B\n").bytes());
+        }
+        file.extend(b"e-latin,caf\xe9@example.com,A,B\n");
+        let message = refused(&upload(&app, file, json!({})).await);
+        assert_eq!(message, "line 3002 is not UTF-8 text; save the file as CSV UTF-8");
+
+        let file = format!("{header}e1,e1@example.com,A,B\n").into_bytes();
+        let viewer = app
+            .upload(&app.token(Role::Viewer), UPLOAD, json!({}), file.clone())
+            .await;
+        assert_eq!(viewer.error_code(), Some("FORBIDDEN"));
+        let options = json!({ "description": " " });
+        let response = upload(&app, file, options).await;
+        assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
+
+        assert_eq!(job_count(&app).await, 0, "no job was stored");
+        assert_eq!(user_count(&app).await, 0);
+        assert_eq!(
+            app.count_rows("import_job_rows").await,
+            0,
+            "no row of a refused file was kept"
+        );
+    }
+}
+
+db_test! {
+    async fn the_same_file_with_the_same_key_is_the_same_job(app) {
+        let file = |n: usize| {
+            let mut text = "externalId,email,firstName,lastName\n".to_owned();
+            for i in 0..n {
+                text.push_str(&format!("k{i},k{i}@example.com,A,B\n"));
+            }
+            text.into_bytes()
+        };
+        let options = json!({ "idempotencyKey": "hr-2026-11-24" });
+        let first = upload(&app, file(3), options.clone()).await;
+        let first = first.data()["importUsersCsv"]["id"].clone();
+        let again = upload(&app, file(3), options.clone()).await;
+        assert_eq!(again.data()["importUsersCsv"]["id"], first);
+        let other = upload(&app, file(4), options).await;
+        assert_eq!(other.error_code(), Some("CONFLICT"));
+        assert_eq!(job_count(&app).await, 1);
+    }
+}
+
+/// The peak resident memory of a process so far, in bytes (Linux).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn an_upload_is_streamed_into_the_job_not_held_in_memory() {
+    // A server that only accepts jobs: its memory is the submission's alone.
+    let database = TestDatabase::create(crate::helpers::Backend::Sqlite).await;
+    let server = ServerProcess::start(&database.url, &[("ROSTER_WORKERS", "0")]);
+    let mut file = b"externalId;email;firstName;lastName;attr:notes\n".to_vec();
+    let notes = "n".repeat(200);
+    let rows = 400_000;
+    for i in 0..rows {
+        file.extend(format!("m{i};m{i}@example.com;First{i};Last;{notes}\n").bytes());
+    }
+    let size = file.len() as u64;
+    let before = peak_rss(server.pid());
+    let response = server.upload(UPLOAD, json!({}), file).await;
+    assert_eq!(response.data()["importUsersCsv"]["total"], rows);
+    let growth = peak_rss(server.pid()).saturating_sub(before);
+    // Held whole, the file alone would take its size, and its parsed rows several times more.
+    assert!(
+        growth < size / 3,
+        "the peak grew by {} MB for a {} MB file",
+        growth >> 20,
+        size >> 20
+    );
+}
