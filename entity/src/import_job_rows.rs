@@ -15,6 +15,9 @@ pub struct Model {
     pub input: String,
     /// Where a CSV row starts in its file (the header is line 1).
     pub line: Option<i32>,
+    /// The user a row of a sync job names (null for other jobs).
+    pub source: Option<String>,
+    pub external_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 //! SQL strings for these tables, it goes through these models and `sea-query`.
 
 pub mod approver_links;
+pub mod import_job_deactivations;
 pub mod import_job_results;
 pub mod import_job_rows;
 pub mod import_jobs;

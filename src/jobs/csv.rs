@@ -289,6 +289,24 @@ impl Columns {
         &self.layout
     }
 
+    /// `(source, externalId)` a row names, as its import will key the user.
+    pub fn user_key(&self, cells: &[String]) -> (String, String) {
+        let cell = |field: Field| {
+            self.columns
+                .iter()
+                .position(|column| *column == Column::Field(field))
+                .and_then(|i| cells.get(i))
+                .map(|cell| cell.trim())
+                .filter(|cell| !cell.is_empty())
+        };
+        (
+            cell(Field::Source)
+                .unwrap_or(crate::users::profile::DEFAULT_SOURCE)
+                .to_owned(),
+            cell(Field::ExternalId).unwrap_or_default().to_owned(),
+        )
+    }
+
     /// Whether a row names a manager, and so has approvers to set in the second pass.
     pub fn sends_links(&self, cells: &[String]) -> bool {
         self.cells(cells)
@@ -419,9 +437,9 @@ impl Columns {
         )
     }
 
-    /// Names an error of a row's checks (under the path `prefix`) by the file's column: a
-    /// `lastName` problem of a file with `secondname` is a `secondname` problem.
-    fn column_path(&self, path: &str, prefix: &str, notes: &Notes) -> String {
+    /// Names an input path of a row's checks (run under the path `prefix`) by the file's
+    /// column: a `lastName` problem of a file with `secondname` is a `secondname` problem.
+    pub fn column_path(&self, path: &str, prefix: &str, notes: &Notes) -> String {
         let Some(rest) = path
             .strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('.'))
@@ -620,6 +638,8 @@ pub struct StoredRow {
     /// The JSON array of its cells.
     pub cells: String,
     pub sends_links: bool,
+    /// `(source, externalId)` the row names, when asked for (sync jobs).
+    pub user: Option<(String, String)>,
 }
 
 /// Reads a whole file once into `hash` (blocking), then its header: a file that is not
@@ -658,7 +678,12 @@ impl Opened {
     /// Reads the rows after the header (blocking), `batch` at a time into `to`, until the
     /// file ends, it is refused (a row that is not UTF-8), or `to` is closed. Rows whose
     /// cells are all empty are left out.
-    pub fn send_rows(mut self, batch: usize, to: &mpsc::Sender<Result<Vec<StoredRow>, AppError>>) {
+    pub fn send_rows(
+        mut self,
+        batch: usize,
+        keys: bool,
+        to: &mpsc::Sender<Result<Vec<StoredRow>, AppError>>,
+    ) {
         let mut record = csv::ByteRecord::new();
         let mut rows = Vec::with_capacity(batch);
         loop {
@@ -678,6 +703,7 @@ impl Opened {
                 Ok(Some(StoredRow {
                     line: i32::try_from(line).unwrap_or(i32::MAX),
                     sends_links: self.columns.sends_links(&cells),
+                    user: keys.then(|| self.columns.user_key(&cells)),
                     cells: serde_json::to_string(&cells).map_err(AppError::internal)?,
                 }))
             });

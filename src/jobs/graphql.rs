@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Enum, ID, Object, SimpleObject, Subscription, Upload};
+use async_graphql::connection::{Connection, ConnectionNameType, Edge, EmptyFields};
+use async_graphql::{Context, Enum, ID, Object, OutputType, SimpleObject, Subscription, Upload};
 use chrono::{DateTime, Utc};
 use entity::import_jobs as jobs;
 use futures_util::Stream;
@@ -160,9 +160,57 @@ impl ImportJob {
     async fn atomic(&self) -> bool {
         self.0.atomic
     }
-    /// The job is finished and has failed rows that could be run again.
+    /// The job has finished and has rows that did not succeed, which `retryImportJob`
+    /// would run again: its failed rows, every row of an atomic job that failed, or the
+    /// rows a job that failed as a whole did not finish.
     async fn repeatable(&self) -> bool {
-        super::JobStatus::from_stored(&self.0.status).is_final() && self.0.failed > 0
+        super::repeatable(&self.0)
+    }
+    /// Sync mode: users of the job's sources that it does not name become inactive.
+    async fn deactivate_missing(&self) -> bool {
+        self.0.deactivate_missing
+    }
+    /// Sync mode's limit, in percent of a source's active users.
+    async fn change_threshold(&self) -> Option<i32> {
+        self.0.change_threshold
+    }
+    /// The users sync mode made inactive (in a dry run, would have), by id, `first` at a
+    /// time (default 100, at most 500).
+    async fn deactivated_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<DeactivatedUserConnection> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let page = PageArgs::check(first, 100, 500, after)?;
+        let mut ids =
+            store::deactivated_page(db, &principal.tenant, self.0.id, page.after, page.limit + 1)
+                .await?;
+        let has_next = page.trim(&mut ids);
+        let users = user_store::by_ids(db, &principal.tenant, &ids).await?;
+        let mut connection = Connection::with_additional_fields(
+            page.after.is_some(),
+            has_next,
+            DeactivatedTotal {
+                total_count: self.0.deactivated,
+            },
+        );
+        connection.edges.extend(ids.iter().filter_map(|id| {
+            let user = users.get(id)?.clone();
+            Some(Edge::new(IdCursor(*id), User::from(user)))
+        }));
+        Ok(connection)
+    }
+    /// The job whose rows this one runs again (`retryImportJob`).
+    async fn retry_of(&self, ctx: &Context<'_>) -> AppResult<Option<ImportJob>> {
+        let Some(id) = self.0.retry_of else {
+            return Ok(None);
+        };
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        Ok(store::find(db, &principal.tenant, id).await?.map(ImportJob))
     }
     /// Why the job failed as a whole.
     async fn error_message(&self) -> Option<&str> {
@@ -258,6 +306,24 @@ impl ImportJob {
 }
 
 pub type ImportJobConnection = Connection<IdCursor, ImportJob, JobsTotal>;
+
+/// `totalCount` of the users a sync job deactivated.
+#[derive(SimpleObject)]
+pub struct DeactivatedTotal {
+    total_count: i32,
+}
+
+/// Names the connection of `deactivatedUsers` apart from `users`'.
+pub struct DeactivatedUsers;
+
+impl ConnectionNameType for DeactivatedUsers {
+    fn type_name<T: OutputType>() -> String {
+        "DeactivatedUserConnection".to_owned()
+    }
+}
+
+pub type DeactivatedUserConnection =
+    Connection<IdCursor, User, DeactivatedTotal, EmptyFields, DeactivatedUsers>;
 
 /// `totalCount` of a page of jobs.
 pub struct JobsTotal {
@@ -400,6 +466,22 @@ impl JobsMutation {
         ))
     }
 
+    /// Runs the rows of a finished job that did not succeed again, as a new job with the
+    /// same options (`retryOf` names the original; rows of a CSV job keep their line). A
+    /// job still queued or running is a `CONFLICT` (`NOT_FINISHED`), and so is one whose
+    /// rows all succeeded (`NOTHING_TO_RETRY`).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn retry_import_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<ImportJob> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let queue = ctx.data_unchecked::<Queue>();
+        let by = Submitter {
+            tenant: &principal.tenant,
+            subject: &principal.subject,
+        };
+        Ok(ImportJob(super::retry(db, queue, by, job_id(&id)?).await?))
+    }
+
     /// Cancels a job: a queued job never starts; a running one stops after the chunk it is
     /// writing, and what it committed stays (see `summary` and `rows`). Cancelling a
     /// cancelled job answers it as it is. A finished job is a `CONFLICT` (`FINISHED`), and
@@ -423,6 +505,8 @@ fn job_options(options: ImportOptions) -> JobOptions {
         run_integrity_check: options.run_integrity_check,
         idempotency_key: options.idempotency_key,
         description: options.description,
+        deactivate_missing: options.deactivate_missing,
+        change_threshold: options.change_threshold,
     }
 }
 

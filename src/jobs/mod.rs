@@ -9,8 +9,10 @@
 
 pub mod csv;
 pub mod graphql;
+mod input;
 mod process;
 pub mod store;
+mod sync;
 pub mod worker;
 
 use std::sync::Arc;
@@ -136,11 +138,35 @@ pub struct JobOptions {
     pub run_integrity_check: bool,
     pub idempotency_key: Option<String>,
     pub description: Option<String>,
+    /// Sync mode: at the end, users of the job's sources that no row names become inactive.
+    pub deactivate_missing: bool,
+    /// Percent of a source's active users above which sync mode deactivates nobody.
+    pub change_threshold: Option<i32>,
 }
 
 impl JobOptions {
     fn check(&self) -> AppResult<()> {
         let mut problems = Problems::default();
+        match self.change_threshold {
+            Some(_) if !self.deactivate_missing => problems.add(
+                "options.changeThreshold",
+                Problem::new("NOT_SUPPORTED", "only applies with deactivateMissing: true"),
+            ),
+            Some(percent) if !(0..=100).contains(&percent) => problems.add(
+                "options.changeThreshold",
+                Problem::new("OUT_OF_RANGE", "must be a percentage from 0 to 100"),
+            ),
+            _ => {}
+        }
+        if self.deactivate_missing && self.atomic {
+            problems.add(
+                "options.deactivateMissing",
+                Problem::new(
+                    "NOT_SUPPORTED",
+                    "a sync job cannot be atomic: run it as a dry run first to see who it deactivates",
+                ),
+            );
+        }
         // A description may span lines; a key is one line.
         let texts = [
             (
@@ -403,6 +429,117 @@ pub async fn cancel(
     Ok(job)
 }
 
+/// Rows a retry copies per step.
+const RETRY_BATCH: u64 = 2_000;
+
+/// `retryImportJob`: a new job, linked to `id` (`retry_of`), over the rows of that
+/// finished job that did not succeed, with its options and (for a CSV job) its columns;
+/// rows keep their line in the file. A job still queued or running, or with nothing to
+/// run again, is a `CONFLICT`.
+pub async fn retry(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    by: Submitter<'_>,
+    id: i64,
+) -> AppResult<import_jobs::Model> {
+    let conflict = |code: &str, message: String| {
+        AppError::conflict(vec![FieldError::new("id", code, message)])
+    };
+    let original = store::find(db, by.tenant, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no import job {id}")))?;
+    let status = JobStatus::from_stored(&original.status);
+    if !status.is_final() {
+        return Err(conflict(
+            "NOT_FINISHED",
+            format!(
+                "the job is {}; retry it once it has finished",
+                status.as_str()
+            ),
+        ));
+    }
+    let Some(which) = retry_rows(&original) else {
+        return Err(conflict(
+            "NOTHING_TO_RETRY",
+            "every row of the job succeeded".to_owned(),
+        ));
+    };
+    let inputs = input::Inputs::of(&original)?;
+    let txn = db::begin_write(db).await?;
+    let mut job = new_job_like(&original, &by);
+    job.retry_of = Set(Some(original.id));
+    let mut job = store::insert_job(&txn, job).await?;
+    let (mut total, mut links_total, mut after) = (0, 0, -1);
+    loop {
+        let batch = store::rows_to_retry(&txn, original.id, which, after, RETRY_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.idx;
+        links_total += batch
+            .iter()
+            .filter(|row| job.replace_fields || inputs.sends_links(row))
+            .count();
+        let first = total;
+        total += batch.len();
+        let rows = batch.into_iter().enumerate().map(|(i, row)| store::NewRow {
+            idx: (first + i) as i32,
+            input: row.input,
+            line: row.line,
+            // A retry is never a sync job: it holds only some of the users.
+            user: None,
+        });
+        store::insert_rows(&txn, by.tenant, job.id, rows).await?;
+    }
+    if total == 0 {
+        txn.rollback().await?;
+        return Err(conflict(
+            "NOTHING_TO_RETRY",
+            "the job has no rows left to run again".to_owned(),
+        ));
+    }
+    job.total = i32::try_from(total).map_err(AppError::internal)?;
+    job.links_total = i32::try_from(links_total).map_err(AppError::internal)?;
+    store::save(&txn, &job).await?;
+    txn.commit().await?;
+    submitted(queue);
+    Ok(job)
+}
+
+/// Which rows of a finished job a retry would run again; `None` when there are none.
+fn retry_rows(job: &import_jobs::Model) -> Option<store::RetryRows> {
+    match JobStatus::from_stored(&job.status) {
+        JobStatus::Failed if job.atomic && !job.dry_run => Some(store::RetryRows::All),
+        JobStatus::Failed => Some(store::RetryRows::NotDone),
+        JobStatus::CompletedWithErrors | JobStatus::Cancelled if job.failed > 0 => {
+            Some(store::RetryRows::Failed)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a job can be retried: it has finished and has rows that did not succeed.
+pub fn repeatable(job: &import_jobs::Model) -> bool {
+    JobStatus::from_stored(&job.status).is_final() && retry_rows(job).is_some()
+}
+
+/// A new queued job with the options, columns and warnings of `job`, submitted by `by`.
+fn new_job_like(job: &import_jobs::Model, by: &Submitter<'_>) -> import_jobs::ActiveModel {
+    let options = JobOptions {
+        user: user_options(job),
+        atomic: job.atomic,
+        run_integrity_check: job.run_integrity_check,
+        idempotency_key: None,
+        description: job.description.clone(),
+        // A retry holds only some of the users: it must not deactivate the others.
+        deactivate_missing: false,
+        change_threshold: None,
+    };
+    let mut new = new_job(by, &options, String::new(), 0, 0);
+    new.payload_hash = Set(None);
+    new.csv_columns = Set(job.csv_columns.clone());
+    new.warnings = Set(job.warnings.clone());
+    new
+}
+
 /// Gives a job its final status and takes its lease away; the caller saves it.
 fn end(job: &mut import_jobs::Model, status: JobStatus) {
     job.status = status.as_str().to_owned();
@@ -450,6 +587,10 @@ pub async fn submit(
         .iter()
         .map(|row| serde_json::to_string(row).map_err(AppError::internal))
         .collect::<AppResult<_>>()?;
+    let users: Vec<Option<(String, String)>> = rows
+        .iter()
+        .map(|row| options.deactivate_missing.then(|| row.user_key()))
+        .collect();
     // Rows whose approvers the second pass sets; known now, so progress never goes back.
     let links_total = rows
         .iter()
@@ -477,8 +618,14 @@ pub async fn submit(
         job.id,
         inputs
             .into_iter()
+            .zip(users)
             .enumerate()
-            .map(|(i, input)| (i as i32, input, None)),
+            .map(|(i, (input, user))| store::NewRow {
+                idx: i as i32,
+                input,
+                line: None,
+                user,
+            }),
     )
     .await?;
     txn.commit().await?;
@@ -525,7 +672,8 @@ pub async fn submit_csv(
         Inserted::Repeated(job) => return Ok(job),
     };
     let (sender, mut batches) = tokio::sync::mpsc::channel(2);
-    let reader = tokio::task::spawn_blocking(move || opened.send_rows(CSV_BATCH, &sender));
+    let keys = options.deactivate_missing;
+    let reader = tokio::task::spawn_blocking(move || opened.send_rows(CSV_BATCH, keys, &sender));
     let (mut total, mut links_total) = (0_usize, 0_usize);
     while let Some(batch) = batches.recv().await {
         let batch = match batch {
@@ -548,10 +696,12 @@ pub async fn submit_csv(
             .iter()
             .filter(|row| options.user.replace || row.sends_links)
             .count();
-        let rows = batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, row)| ((first + i) as i32, row.cells, Some(row.line)));
+        let rows = batch.into_iter().enumerate().map(|(i, row)| store::NewRow {
+            idx: (first + i) as i32,
+            input: row.cells,
+            line: Some(row.line),
+            user: row.user,
+        });
         store::insert_rows(&txn, by.tenant, job.id, rows).await?;
     }
     reader.await.map_err(AppError::internal)?;
@@ -614,8 +764,8 @@ fn new_job(
         version: Set(0),
         csv_columns: Set(None),
         warnings: Set(None),
-        deactivate_missing: Set(false),
-        change_threshold: Set(None),
+        deactivate_missing: Set(options.deactivate_missing),
+        change_threshold: Set(options.change_threshold),
         retry_of: Set(None),
         ..Default::default()
     }
@@ -702,6 +852,12 @@ fn payload_hasher(options: &JobOptions, form: &str) -> Sha256 {
         "runIntegrityCheck": options.run_integrity_check,
         "description": options.description,
     });
+    let mut header = header;
+    // Added only when set, so that requests without sync mode hash as they always have.
+    if options.deactivate_missing {
+        header["deactivateMissing"] = true.into();
+        header["changeThreshold"] = options.change_threshold.into();
+    }
     hash.update(header.to_string().as_bytes());
     // JSON jobs hashed only the header and rows before files came; they still do.
     if form != "json" {

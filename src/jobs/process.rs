@@ -20,14 +20,15 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityName, TransactionTrait,
 };
 
-use super::{JobStatus, Phase, RowResult, Summary, csv, row_errors, store, user_options};
+use super::input::Inputs;
+use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, sync, user_options};
 use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, FieldError};
 use crate::telemetry;
 use crate::tracks;
-use crate::users::import::{self, Decision, ImportRow, RowAction, UserImportOptions, plan_links};
+use crate::users::import::{self, Decision, RowAction, UserImportOptions, plan_links};
 use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
 
@@ -222,14 +223,16 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let indexes: Vec<i32> = batch.iter().map(|r| r.idx).collect();
         let inputs = store::rows_at(self.db, job.id, &indexes).await?;
-        let changes = link_changes(&Inputs::of(&job)?, &inputs);
+        let reader = Inputs::of(&job)?;
+        let changes = link_changes(&reader, &inputs);
         let txn = db::begin_write(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let before: Vec<RowResult> = batch.iter().map(RowResult::from_stored).collect();
-        let (after, summary) =
+        let (mut after, summary) =
             set_links(&txn, &tenant, &before, &changes, &options, Utc::now()).await?;
+        reader.name_link_errors(&mut after);
         store::upsert_results(&txn, &tenant, job.id, &after).await?;
         job.cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
         job.links_processed += after.len() as i32;
@@ -241,21 +244,33 @@ impl Runner<'_> {
         Ok(job)
     }
 
+    /// Ends a chunked job: sync mode's deactivations, then the integrity check, which sees
+    /// them, in one transaction with the final status.
     async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let message = match sync::plan(&txn, &tenant, &job).await? {
+            sync::Plan::Nothing => None,
+            sync::Plan::Refused(reason) => Some(reason),
+            sync::Plan::Deactivate(ids) => {
+                sync::deactivate(&txn, &tenant, &ids, Utc::now()).await?;
+                sync::record(&txn, &tenant, &mut job, &ids).await?;
+                None
+            }
+        };
         let warnings = if job.run_integrity_check {
-            integrity_warnings(self.db, &tenant).await?
+            integrity_warnings(&txn, &tenant).await?
         } else {
             Vec::new()
         };
-        let txn = db::begin_write(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
-        let status = if job.failed > 0 {
+        let status = if job.failed > 0 || message.is_some() {
             JobStatus::CompletedWithErrors
         } else {
             JobStatus::Completed
         };
-        self.close(&txn, &mut job, status, None, warnings).await?;
+        self.close(&txn, &mut job, status, message, warnings)
+            .await?;
         txn.commit().await?;
         self.queue.finished(&job);
         Ok(())
@@ -316,7 +331,8 @@ impl Runner<'_> {
             let inputs = store::rows_at(self.db, job.id, &indexes).await?;
             let changes = link_changes(&reader, &inputs);
             let before: Vec<RowResult> = chunk.iter().map(|&i| results[i].clone()).collect();
-            let (after, _) = set_links(&txn, &tenant, &before, &changes, &options, now).await?;
+            let (mut after, _) = set_links(&txn, &tenant, &before, &changes, &options, now).await?;
+            reader.name_link_errors(&mut after);
             for (&i, row) in chunk.iter().zip(after) {
                 results[i] = row;
             }
@@ -324,6 +340,15 @@ impl Runner<'_> {
         let failed = results.iter().filter(|row| !row.success).count();
         // A dry run warns of the links as they would be; a failed atomic job, as they are.
         let atomic_failed = !job.dry_run && failed > 0;
+        // Sync mode (never atomic, so here a dry run) deactivates as a real run would.
+        let (deactivated, sync_message) = match sync::plan(&txn, &tenant, &job).await? {
+            sync::Plan::Nothing => (Vec::new(), None),
+            sync::Plan::Refused(reason) => (Vec::new(), Some(reason)),
+            sync::Plan::Deactivate(ids) => {
+                sync::deactivate(&txn, &tenant, &ids, now).await?;
+                (ids, None)
+            }
+        };
         let mut warnings = if job.run_integrity_check && !atomic_failed {
             integrity_warnings(&txn, &tenant).await?
         } else {
@@ -331,12 +356,12 @@ impl Runner<'_> {
         };
         let write_nothing = job.dry_run || atomic_failed;
         let (status, message) = if job.dry_run {
-            let status = if failed > 0 {
+            let status = if failed > 0 || sync_message.is_some() {
                 JobStatus::CompletedWithErrors
             } else {
                 JobStatus::Completed
             };
-            (status, None)
+            (status, sync_message)
         } else if failed > 0 {
             for row in results.iter_mut().filter(|row| row.success) {
                 *row = not_written(row);
@@ -346,6 +371,8 @@ impl Runner<'_> {
                 results.len()
             );
             (JobStatus::Failed, Some(message))
+        } else if sync_message.is_some() {
+            (JobStatus::CompletedWithErrors, sync_message)
         } else {
             (JobStatus::Completed, None)
         };
@@ -366,6 +393,9 @@ impl Runner<'_> {
             summary.count(row);
         }
         store::upsert_results(&txn, &tenant, job.id, &results).await?;
+        if !atomic_failed {
+            sync::record(&txn, &tenant, &mut job, &deactivated).await?;
+        }
         job.processed = job.total;
         job.links_processed = job.links_total;
         job.cursor = job.total;
@@ -444,80 +474,6 @@ fn count_rows(pass: &'static str, batch: &[RowResult]) {
         metrics::counter!(telemetry::JOB_ROWS, "pass" => pass, "action" => row.action.as_str())
             .increment(1);
     }
-}
-
-/// The input path of a row's fields, e.g. `users[12]`.
-fn prefix(index: i32) -> String {
-    format!("users[{index}]")
-}
-
-/// How a job's stored rows read: `UserImportInput` JSON, or a CSV file's cells.
-enum Inputs {
-    Json,
-    Csv(csv::Columns),
-}
-
-/// The field path CSV rows are checked under, before their errors are named by column.
-const CSV_PREFIX: &str = "csv";
-
-impl Inputs {
-    fn of(job: &jobs::Model) -> Result<Self, Stop> {
-        match &job.csv_columns {
-            None => Ok(Self::Json),
-            Some(layout) => Ok(Self::Csv(csv::Columns::stored(layout)?)),
-        }
-    }
-
-    /// A row's lookup key, and its fields and approvers checked.
-    fn parse(
-        &self,
-        row: &rows::Model,
-    ) -> (String, Result<(UserChanges, ApproverChange), AppError>) {
-        match self {
-            Self::Json => match serde_json::from_str::<ImportRow>(&row.input) {
-                Ok(input) => (input.lookup_key(), input.parse(&prefix(row.idx))),
-                Err(error) => (format!("row {}", row.idx), Err(unreadable(&error))),
-            },
-            Self::Csv(columns) => {
-                let line = row.line.unwrap_or_default();
-                match serde_json::from_str::<Vec<String>>(&row.input) {
-                    Ok(cells) => {
-                        let (input, notes) = columns.read(&cells);
-                        let key = format!("{} (line {line})", input.lookup_key());
-                        (
-                            key,
-                            columns.named(&notes, CSV_PREFIX, input.parse(CSV_PREFIX)),
-                        )
-                    }
-                    Err(error) => (format!("line {line}"), Err(unreadable(&error))),
-                }
-            }
-        }
-    }
-
-    /// A row's approver change, for the second pass.
-    fn links(&self, row: &rows::Model) -> Result<ApproverChange, AppError> {
-        match self {
-            Self::Json => {
-                let input =
-                    serde_json::from_str::<ImportRow>(&row.input).map_err(|e| unreadable(&e))?;
-                input
-                    .links
-                    .change(input.user.source.as_deref(), &prefix(row.idx))
-            }
-            Self::Csv(columns) => {
-                let cells =
-                    serde_json::from_str::<Vec<String>>(&row.input).map_err(|e| unreadable(&e))?;
-                let (input, notes) = columns.read(&cells);
-                let change = input.links.change(input.user.source.as_deref(), CSV_PREFIX);
-                columns.named(&notes, CSV_PREFIX, change)
-            }
-        }
-    }
-}
-
-fn unreadable(error: &serde_json::Error) -> AppError {
-    AppError::bad_input(format!("unreadable row: {error}"))
 }
 
 /// Parses a chunk's rows and hashes their plain passwords (slow by design) a few at a

@@ -150,24 +150,159 @@ pub async fn insert_job(
     jobs::Entity::insert(job).exec_with_returning(conn).await
 }
 
-/// Stores input rows of a new job, `(index, JSON, line of a CSV row)` each.
+/// An input row of a new job.
+pub struct NewRow {
+    pub idx: i32,
+    /// `UserImportInput` JSON, or the JSON array of a CSV row's cells.
+    pub input: String,
+    /// Where a CSV row starts in its file.
+    pub line: Option<i32>,
+    /// `(source, externalId)` the row names, kept for sync jobs only.
+    pub user: Option<(String, String)>,
+}
+
+/// Stores input rows of a new job.
 pub async fn insert_rows(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     job_id: i64,
-    inputs: impl IntoIterator<Item = (i32, String, Option<i32>)>,
+    inputs: impl IntoIterator<Item = NewRow>,
 ) -> Result<(), DbErr> {
     let rows = inputs
         .into_iter()
-        .map(|(idx, input, line)| rows::ActiveModel {
-            job_id: Set(job_id),
-            idx: Set(idx),
-            tenant: Set(tenant.as_str().to_owned()),
-            input: Set(input),
-            line: Set(line),
+        .map(|row| {
+            let (source, external_id) = row.user.unzip();
+            rows::ActiveModel {
+                job_id: Set(job_id),
+                idx: Set(row.idx),
+                tenant: Set(tenant.as_str().to_owned()),
+                input: Set(row.input),
+                line: Set(row.line),
+                source: Set(source),
+                external_id: Set(external_id),
+            }
         })
         .collect();
-    db::insert_in_chunks(conn, rows, 5).await
+    db::insert_in_chunks(conn, rows, 7).await
+}
+
+/// The sources of the users a sync job's rows name.
+pub async fn job_sources(conn: &impl ConnectionTrait, job_id: i64) -> Result<Vec<String>, DbErr> {
+    rows::Entity::find()
+        .select_only()
+        .column(rows::Column::Source)
+        .distinct()
+        .filter(rows::Column::JobId.eq(job_id))
+        .filter(rows::Column::Source.is_not_null())
+        .order_by_asc(rows::Column::Source)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// Active users of the tenant, of one of `sources`, that no row of the job names:
+/// `(id, source)`, by id.
+pub async fn users_missing_from(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    sources: &[String],
+) -> Result<Vec<(i64, String)>, DbErr> {
+    use entity::users;
+    use sea_orm::sea_query::Query;
+
+    let named = Query::select()
+        .expr(Expr::val(1))
+        .from(rows::Entity)
+        .and_where(Expr::col((rows::Entity, rows::Column::JobId)).eq(job_id))
+        .and_where(
+            Expr::col((rows::Entity, rows::Column::Source))
+                .equals((users::Entity, users::Column::Source)),
+        )
+        .and_where(
+            Expr::col((rows::Entity, rows::Column::ExternalId))
+                .equals((users::Entity, users::Column::ExternalId)),
+        )
+        .to_owned();
+    users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::Source)
+        .filter(users::Column::Tenant.eq(tenant.as_str()))
+        .filter(users::Column::Active.eq(true))
+        .filter(users::Column::Source.is_in(sources.iter().cloned()))
+        .filter(Expr::exists(named).not())
+        .order_by_asc(users::Column::Id)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// How many active users each of `sources` has in the tenant.
+pub async fn active_users_by_source(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    sources: &[String],
+) -> Result<Vec<(String, i64)>, DbErr> {
+    use entity::users;
+
+    users::Entity::find()
+        .select_only()
+        .column(users::Column::Source)
+        .column_as(users::Column::Id.count(), "n")
+        .filter(users::Column::Tenant.eq(tenant.as_str()))
+        .filter(users::Column::Active.eq(true))
+        .filter(users::Column::Source.is_in(sources.iter().cloned()))
+        .group_by(users::Column::Source)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// Records the users a sync job deactivated (or, in a dry run, would have).
+pub async fn insert_deactivations(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    user_ids: &[i64],
+) -> Result<(), DbErr> {
+    use entity::import_job_deactivations as deactivations;
+
+    let rows = user_ids
+        .iter()
+        .map(|&user_id| deactivations::ActiveModel {
+            job_id: Set(job_id),
+            user_id: Set(user_id),
+            tenant: Set(tenant.as_str().to_owned()),
+        })
+        .collect();
+    db::insert_in_chunks(conn, rows, 3).await
+}
+
+/// A page of the users a sync job deactivated, by id after `after`.
+pub async fn deactivated_page(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
+    use entity::import_job_deactivations as deactivations;
+
+    let mut query = deactivations::Entity::find()
+        .select_only()
+        .column(deactivations::Column::UserId)
+        .filter(deactivations::Column::Tenant.eq(tenant.as_str()))
+        .filter(deactivations::Column::JobId.eq(job_id));
+    if let Some(after) = after {
+        query = query.filter(deactivations::Column::UserId.gt(after));
+    }
+    query
+        .order_by_asc(deactivations::Column::UserId)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
 }
 
 /// Up to `limit` input rows of a job from index `from` on, in order.
@@ -196,6 +331,60 @@ pub async fn rows_at(
         .filter(rows::Column::JobId.eq(job_id))
         .filter(rows::Column::Idx.is_in(indexes.iter().copied()))
         .order_by_asc(rows::Column::Idx)
+        .all(conn)
+        .await
+}
+
+/// Which input rows of a finished job a retry runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryRows {
+    /// Rows whose result is a failure.
+    Failed,
+    /// Rows not done: failed, never reached, or with approvers still to set (a job given
+    /// up after server failures).
+    NotDone,
+    /// Every row (an atomic job that failed, which wrote none).
+    All,
+}
+
+/// Up to `limit` input rows of a job after index `after`, of those `which` names, in order.
+pub async fn rows_to_retry(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    which: RetryRows,
+    after: i32,
+    limit: u64,
+) -> Result<Vec<rows::Model>, DbErr> {
+    let results_where = |condition: Condition| {
+        sea_orm::sea_query::Query::select()
+            .column(results::Column::Idx)
+            .from(results::Entity)
+            .cond_where(
+                Condition::all()
+                    .add(results::Column::JobId.eq(job_id))
+                    .add(condition),
+            )
+            .to_owned()
+    };
+    let mut query = rows::Entity::find()
+        .filter(rows::Column::JobId.eq(job_id))
+        .filter(rows::Column::Idx.gt(after));
+    query = match which {
+        RetryRows::Failed => query.filter(rows::Column::Idx.in_subquery(results_where(
+            Condition::all().add(results::Column::Success.eq(false)),
+        ))),
+        RetryRows::NotDone => query.filter(
+            rows::Column::Idx.not_in_subquery(results_where(
+                Condition::all()
+                    .add(results::Column::Success.eq(true))
+                    .add(results::Column::LinksPending.eq(false)),
+            )),
+        ),
+        RetryRows::All => query,
+    };
+    query
+        .order_by_asc(rows::Column::Idx)
+        .limit(limit)
         .all(conn)
         .await
 }

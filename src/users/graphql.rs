@@ -276,6 +276,15 @@ pub struct ImportOptions {
     pub run_integrity_check: bool,
     /// Bulk jobs: a note kept with the job, up to 1000 characters.
     pub description: Option<String>,
+    /// Bulk jobs, sync mode: at the end, the active users of the job's sources (the
+    /// `source` of its rows) that no row names become inactive (`summary.deactivated`,
+    /// `deactivatedUsers`). Not with `atomic`; a retry never deactivates.
+    #[graphql(default)]
+    pub deactivate_missing: bool,
+    /// Bulk jobs, sync mode: a percentage (0–100). When more than this share of a source's
+    /// active users would be deactivated, nobody is, and the job ends
+    /// `COMPLETED_WITH_ERRORS` with the reason in `errorMessage`.
+    pub change_threshold: Option<i32>,
 }
 
 /// The options an import without `options` gets: the defaults above.
@@ -290,6 +299,8 @@ impl Default for ImportOptions {
             idempotency_key: None,
             run_integrity_check: true,
             description: None,
+            deactivate_missing: false,
+            change_threshold: None,
         }
     }
 }
@@ -302,6 +313,8 @@ impl ImportOptions {
         for (set, field) in [
             (self.idempotency_key.is_some(), "idempotencyKey"),
             (self.description.is_some(), "description"),
+            (self.deactivate_missing, "deactivateMissing"),
+            (self.change_threshold.is_some(), "changeThreshold"),
         ] {
             if set {
                 problems.push(FieldError::new(

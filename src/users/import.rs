@@ -95,6 +95,19 @@ impl ImportRow {
         )
     }
 
+    /// `(source, externalId)` the row names, as its import keys the user.
+    pub fn user_key(&self) -> (String, String) {
+        (
+            self.user
+                .source
+                .as_deref()
+                .unwrap_or(super::profile::DEFAULT_SOURCE)
+                .trim()
+                .to_owned(),
+            self.user.external_id.trim().to_owned(),
+        )
+    }
+
     /// Checks every field, the approvers' lookups included; all problems are reported
     /// together, each under `{prefix}.{field}`.
     pub fn parse(self, prefix: &str) -> AppResult<(UserChanges, ApproverChange)> {

@@ -684,6 +684,25 @@ pub async fn touch_many(
     Ok(())
 }
 
+/// Makes users inactive (sync mode), moving their `updatedAt`.
+pub async fn deactivate_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        users::Entity::update_many()
+            .col_expr(users::Column::Active, Expr::value(false))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Which unique rule of `users` a failed write broke, as the input field that names it;
 /// `None` for any other error (a clash in another table is not the input's fault).
 pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {

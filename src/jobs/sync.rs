@@ -1,0 +1,76 @@
+//! Sync mode (`deactivateMissing`): at the end of a job, the active users of the sources its
+//! rows name that no row of the job names become inactive, unless more than
+//! `changeThreshold` percent of a source's active users would (a truncated feed, say).
+
+use chrono::{DateTime, Utc};
+use entity::import_jobs as jobs;
+use sea_orm::{ConnectionTrait, DbErr};
+
+use super::store;
+use crate::auth::TenantId;
+use crate::users::store as user_store;
+
+/// What sync mode does at the end of a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Not a sync job.
+    Nothing,
+    /// These users (by id) become inactive.
+    Deactivate(Vec<i64>),
+    /// Too many would: nobody is deactivated, for this reason.
+    Refused(String),
+}
+
+/// Decides, as the tenant stands now (the job's rows written), whom sync mode deactivates.
+pub async fn plan(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job: &jobs::Model,
+) -> Result<Plan, DbErr> {
+    if !job.deactivate_missing {
+        return Ok(Plan::Nothing);
+    }
+    let sources = store::job_sources(conn, job.id).await?;
+    if sources.is_empty() {
+        return Ok(Plan::Deactivate(Vec::new()));
+    }
+    let missing = store::users_missing_from(conn, tenant, job.id, &sources).await?;
+    if let Some(threshold) = job.change_threshold {
+        for (source, active) in store::active_users_by_source(conn, tenant, &sources).await? {
+            let leaving = missing.iter().filter(|(_, s)| *s == source).count() as i64;
+            if leaving * 100 > i64::from(threshold) * active {
+                return Ok(Plan::Refused(format!(
+                    "sync mode would deactivate {leaving} of the {active} active users of \
+                     source {source:?} ({}%), more than the change threshold of {threshold}%; \
+                     nobody was deactivated",
+                    leaving * 100 / active.max(1)
+                )));
+            }
+        }
+    }
+    Ok(Plan::Deactivate(
+        missing.into_iter().map(|(id, _)| id).collect(),
+    ))
+}
+
+/// Makes the planned users inactive.
+pub async fn deactivate(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    user_store::deactivate_many(conn, tenant, ids, now).await
+}
+
+/// Records whom the job deactivated (or, in a dry run, would have), and counts them.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job: &mut jobs::Model,
+    ids: &[i64],
+) -> Result<(), DbErr> {
+    store::insert_deactivations(conn, tenant, job.id, ids).await?;
+    job.deactivated += i32::try_from(ids.len()).unwrap_or(i32::MAX);
+    Ok(())
+}
