@@ -89,7 +89,8 @@ impl ImportRow {
     async fn index(&self) -> i32 {
         self.0.index
     }
-    /// `source:externalId` as the row names its user.
+    /// `source:externalId` as the row names its user; for a row of a CSV file, followed by
+    /// its line in the file: `hr:e-17 (line 19)`.
     async fn lookup_key(&self) -> &str {
         &self.0.lookup_key
     }
@@ -105,7 +106,7 @@ impl ImportRow {
         self.1.clone().map(User::from)
     }
     /// Why the row failed (or was skipped), each with the input path of its field, e.g.
-    /// `users[12].email`.
+    /// `users[12].email`, or for a row of a CSV file the file's column, e.g. `secondname`.
     async fn errors(&self) -> Vec<FieldErrorView> {
         self.0
             .errors

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, OnConflict, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
@@ -673,15 +673,13 @@ pub async fn touch_many(
     ids: &[i64],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    for chunk in ids.chunks(IN_CHUNK) {
-        users::Entity::update_many()
-            .col_expr(users::Column::UpdatedAt, Expr::value(now))
-            .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(users::Column::Id.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
-    }
-    Ok(())
+    update_by_ids(
+        conn,
+        tenant,
+        ids,
+        &[(users::Column::UpdatedAt, Expr::value(now))],
+    )
+    .await
 }
 
 /// Makes users inactive (sync mode), moving their `updatedAt`.
@@ -691,10 +689,26 @@ pub async fn deactivate_many(
     ids: &[i64],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    let set = [
+        (users::Column::Active, Expr::value(false)),
+        (users::Column::UpdatedAt, Expr::value(now)),
+    ];
+    update_by_ids(conn, tenant, ids, &set).await
+}
+
+/// Sets the same columns of many users, a bounded number of ids per statement.
+async fn update_by_ids(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+    set: &[(users::Column, SimpleExpr)],
+) -> Result<(), DbErr> {
     for chunk in ids.chunks(IN_CHUNK) {
-        users::Entity::update_many()
-            .col_expr(users::Column::Active, Expr::value(false))
-            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        let mut update = users::Entity::update_many();
+        for (column, value) in set {
+            update = update.col_expr(*column, value.clone());
+        }
+        update
             .filter(users::Column::Tenant.eq(tenant.as_str()))
             .filter(users::Column::Id.is_in(chunk.iter().copied()))
             .exec(conn)

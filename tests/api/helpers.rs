@@ -210,6 +210,25 @@ impl TestApp {
         GraphQLResponse::read(response).await
     }
 
+    /// Runs `query` (an `importJob(id: $id)` query) with a viewer token until the job has
+    /// a final status, and answers the job; fails the test after three minutes.
+    pub async fn finished_job(&self, query: &str, id: &Value) -> Value {
+        let token = self.token(Role::Viewer);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let response = self.graphql(&token, query, json!({ "id": id })).await;
+            let job = response.data()["importJob"].clone();
+            if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} did not finish: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// How many rows a table holds, read straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};

@@ -69,19 +69,7 @@ async fn submit_ok(app: &TestApp, users: &[Value], options: Value) -> String {
 
 /// Polls the job until it reaches a final status.
 async fn finished(app: &TestApp, id: &str) -> Value {
-    let token = app.token(Role::Viewer);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} did not finish: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.finished_job(JOB, &json!(id)).await
 }
 
 /// Every row result of a job, following the pages.

@@ -1,7 +1,5 @@
 //! `retryImportJob`: a new job over the rows of a finished job that did not succeed.
 
-use std::time::Duration;
-
 use roster::auth::Role;
 use serde_json::{Value, json};
 
@@ -50,18 +48,7 @@ async fn retry(app: &TestApp, token: &str, id: &str) -> GraphQLResponse {
 }
 
 async fn finished(app: &TestApp, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = app
-            .graphql(&app.token(Role::Viewer), JOB, json!({ "id": id }))
-            .await;
-        let job = response.data()["importJob"].clone();
-        if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
-            return job;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.finished_job(JOB, &json!(id)).await
 }
 
 fn conflict_code(response: &GraphQLResponse) -> (Option<&str>, String) {

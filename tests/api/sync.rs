@@ -1,7 +1,5 @@
 //! Sync mode: `deactivateMissing` and `changeThreshold`, their dry run, and bad options.
 
-use std::time::Duration;
-
 use roster::auth::Role;
 use serde_json::{Value, json};
 
@@ -35,18 +33,7 @@ async fn submit(app: &TestApp, users: &[Value], options: Value) -> Value {
 }
 
 async fn finished(app: &TestApp, id: &Value) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = app
-            .graphql(&app.token(Role::Viewer), JOB, json!({ "id": id }))
-            .await;
-        let job = response.data()["importJob"].clone();
-        if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
-            return job;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.finished_job(JOB, id).await
 }
 
 /// External ids of the users a job lists as deactivated.

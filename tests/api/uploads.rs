@@ -1,8 +1,6 @@
 //! `importUsersCsv` and `GET /jobs/{id}/failed-rows.csv`: seed-001 files with bad rows
 //! fixed and sent again, files refused whole, and uploads that are streamed.
 
-use std::time::Duration;
-
 use base64::Engine;
 use roster::auth::Role;
 use serde_json::{Value, json};
@@ -119,19 +117,7 @@ async fn upload(app: &TestApp, file: Vec<u8>, options: Value) -> GraphQLResponse
 }
 
 async fn finished(app: &TestApp, id: &str) -> Value {
-    let token = app.token(Role::Viewer);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if !matches!(job["status"].as_str(), Some("QUEUED" | "RUNNING")) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} did not finish: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.finished_job(JOB, &json!(id)).await
 }
 
 async fn user_count(app: &TestApp) -> u64 {
