@@ -7,6 +7,12 @@ what the server itself caused: a 5xx response, or an error with the code INTERNA
 """
 
 import schemathesis
+from hypothesis import strategies as st
+from schemathesis.graphql import nodes
+
+# A file cannot travel inside a JSON request: any value sent for an `Upload` must be refused
+# cleanly (a GraphQL error coded BAD_USER_INPUT), never be a server failure.
+schemathesis.graphql.scalar("Upload", st.text(max_size=20).map(nodes.String))
 
 
 @schemathesis.check
