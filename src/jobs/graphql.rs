@@ -530,7 +530,7 @@ impl JobsSubscription {
         let events = queue.subscribe();
         let job = store::find(&db, &principal.tenant, id)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no import job {id}")))?;
+            .ok_or_else(|| super::not_found(id))?;
         Ok(watch(db, principal.tenant.clone(), job, events).boxed())
     }
 }
@@ -591,10 +591,7 @@ fn watch(
                 Ok(Some(job)) => w.next = Some(job),
                 Ok(None) => {
                     w.done = true;
-                    return Some((
-                        Err(AppError::NotFound(format!("no import job {}", w.id))),
-                        w,
-                    ));
+                    return Some((Err(super::not_found(w.id)), w));
                 }
                 Err(error) => {
                     w.done = true;

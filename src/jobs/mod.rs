@@ -396,14 +396,12 @@ pub async fn cancel(
     tenant: &TenantId,
     id: i64,
 ) -> AppResult<import_jobs::Model> {
-    let not_found = || AppError::NotFound(format!("no import job {id}"));
-    let conflict = |code: &str, message: String| {
-        AppError::conflict(vec![FieldError::new("id", code, message)])
-    };
     // Checked before waiting for the job's lock: a whole-job transaction holds it to the end.
-    let job = store::find(db, tenant, id).await?.ok_or_else(not_found)?;
+    let job = store::find(db, tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     if job.status == JobStatus::Running.as_str() && (job.dry_run || job.atomic) {
-        return Err(conflict(
+        return Err(refused(
             "NOT_CANCELLABLE",
             "a dry run or an atomic job runs as one transaction and cannot stop midway".to_owned(),
         ));
@@ -411,12 +409,12 @@ pub async fn cancel(
     let txn = db::begin_write(db).await?;
     let mut job = store::find_for_update(&txn, tenant, id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| not_found(id))?;
     match JobStatus::from_stored(&job.status) {
         JobStatus::Cancelled => return Ok(job),
         JobStatus::Queued | JobStatus::Running => {}
         finished => {
-            return Err(conflict(
+            return Err(refused(
                 "FINISHED",
                 format!("the job has already finished ({})", finished.as_str()),
             ));
@@ -427,6 +425,16 @@ pub async fn cancel(
     txn.commit().await?;
     queue.finished(&job);
     Ok(job)
+}
+
+/// No job `id` in the caller's tenant.
+pub fn not_found(id: i64) -> AppError {
+    AppError::NotFound(format!("no import job {id}"))
+}
+
+/// A job that cannot do what was asked in the state it is in (`code` says why).
+fn refused(code: &str, message: String) -> AppError {
+    AppError::conflict(vec![FieldError::new("id", code, message)])
 }
 
 /// Rows a retry copies per step.
@@ -442,15 +450,12 @@ pub async fn retry(
     by: Submitter<'_>,
     id: i64,
 ) -> AppResult<import_jobs::Model> {
-    let conflict = |code: &str, message: String| {
-        AppError::conflict(vec![FieldError::new("id", code, message)])
-    };
     let original = store::find(db, by.tenant, id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("no import job {id}")))?;
+        .ok_or_else(|| not_found(id))?;
     let status = JobStatus::from_stored(&original.status);
     if !status.is_final() {
-        return Err(conflict(
+        return Err(refused(
             "NOT_FINISHED",
             format!(
                 "the job is {}; retry it once it has finished",
@@ -459,7 +464,7 @@ pub async fn retry(
         ));
     }
     let Some(which) = retry_rows(&original) else {
-        return Err(conflict(
+        return Err(refused(
             "NOTHING_TO_RETRY",
             "every row of the job succeeded".to_owned(),
         ));
@@ -491,7 +496,7 @@ pub async fn retry(
     }
     if total == 0 {
         txn.rollback().await?;
-        return Err(conflict(
+        return Err(refused(
             "NOTHING_TO_RETRY",
             "the job has no rows left to run again".to_owned(),
         ));
@@ -518,7 +523,7 @@ fn retry_rows(job: &import_jobs::Model) -> Option<store::RetryRows> {
 
 /// Whether a job can be retried: it has finished and has rows that did not succeed.
 pub fn repeatable(job: &import_jobs::Model) -> bool {
-    JobStatus::from_stored(&job.status).is_final() && retry_rows(job).is_some()
+    retry_rows(job).is_some()
 }
 
 /// A new queued job with the options, columns and warnings of `job`, submitted by `by`.

@@ -83,27 +83,23 @@ pub struct ImportRow {
 }
 
 impl ImportRow {
+    /// The source the row names, or the default one.
+    fn source(&self) -> &str {
+        self.user
+            .source
+            .as_deref()
+            .unwrap_or(super::profile::DEFAULT_SOURCE)
+    }
+
     /// `source:externalId`, as the row names its user before any checking.
     pub fn lookup_key(&self) -> String {
-        format!(
-            "{}:{}",
-            self.user
-                .source
-                .as_deref()
-                .unwrap_or(super::profile::DEFAULT_SOURCE),
-            self.user.external_id
-        )
+        format!("{}:{}", self.source(), self.user.external_id)
     }
 
     /// `(source, externalId)` the row names, as its import keys the user.
     pub fn user_key(&self) -> (String, String) {
         (
-            self.user
-                .source
-                .as_deref()
-                .unwrap_or(super::profile::DEFAULT_SOURCE)
-                .trim()
-                .to_owned(),
+            self.source().trim().to_owned(),
             self.user.external_id.trim().to_owned(),
         )
     }
