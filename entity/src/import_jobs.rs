@@ -65,6 +65,10 @@ pub struct Model {
     pub change_threshold: Option<i32>,
     /// The job whose failed rows this one runs again.
     pub retry_of: Option<i64>,
+    /// The job a `REVERT` job undoes.
+    pub revert_of: Option<i64>,
+    /// Users the job removed (a revert removes the users its job created).
+    pub deleted: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ mod m20261104_000001_import_jobs;
 mod m20261124_000001_users_external_id;
 mod m20261125_000001_job_files;
 mod m20261125_000002_job_sync;
+mod m20261126_000001_job_images;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_users_external_id::Migration),
             Box::new(m20261125_000001_job_files::Migration),
             Box::new(m20261125_000002_job_sync::Migration),
+            Box::new(m20261126_000001_job_images::Migration),
         ]
     }
 }

@@ -63,6 +63,8 @@ pub struct ImportSummary {
     pub blocked: i32,
     pub unblocked: i32,
     pub deactivated: i32,
+    /// Users removed: a revert removes the users its job created.
+    pub deleted: i32,
 }
 
 impl From<Summary> for ImportSummary {
@@ -76,6 +78,7 @@ impl From<Summary> for ImportSummary {
             blocked: s.blocked,
             unblocked: s.unblocked,
             deactivated: s.deactivated,
+            deleted: s.deleted,
         }
     }
 }
@@ -85,7 +88,8 @@ pub struct ImportRow(RowResult, Option<entity::users::Model>);
 
 #[Object]
 impl ImportRow {
-    /// 0-based position of the row in the input.
+    /// 0-based position of the row in the input; in a `REVERT` job, of the row of its job
+    /// that first wrote the user (rows past the input are users sync mode deactivated).
     async fn index(&self) -> i32 {
         self.0.index
     }
@@ -212,6 +216,23 @@ impl ImportJob {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         Ok(store::find(db, &principal.tenant, id).await?.map(ImportJob))
+    }
+    /// The job a `REVERT` job undoes (`revertImportJob`).
+    async fn revert_of(&self, ctx: &Context<'_>) -> AppResult<Option<ImportJob>> {
+        let Some(id) = self.0.revert_of else {
+            return Ok(None);
+        };
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        Ok(store::find(db, &principal.tenant, id).await?.map(ImportJob))
+    }
+    /// The latest `REVERT` job of this job, if it has been reverted.
+    async fn reverted_by(&self, ctx: &Context<'_>) -> AppResult<Option<ImportJob>> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        Ok(store::latest_revert(db, &principal.tenant, self.0.id)
+            .await?
+            .map(ImportJob))
     }
     /// Why the job failed as a whole.
     async fn error_message(&self) -> Option<&str> {
@@ -481,6 +502,29 @@ impl JobsMutation {
             subject: &principal.subject,
         };
         Ok(ImportJob(super::retry(db, queue, by, job_id(&id)?).await?))
+    }
+
+    /// Undoes a finished job with a new `REVERT` job (`revertOf` names the original): each
+    /// user the job wrote is put back as it was before it (fields, tags, attributes,
+    /// approvers), users it created are removed, users a sync job deactivated are active
+    /// again. A user changed again since the job is left as it is, and its row says so
+    /// (`SKIPPED`, `CHANGED_SINCE`); so is a created user who now approves for someone or
+    /// has track completions. Reverting a revert applies its job again. A job still queued
+    /// or running is a `CONFLICT` (`NOT_FINISHED`), and so are a dry run or a job that
+    /// changed nobody (`NOTHING_TO_REVERT`) and a job already reverted
+    /// (`ALREADY_REVERTED`, unless that revert was cancelled or failed).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn revert_import_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<ImportJob> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        let queue = ctx.data_unchecked::<Queue>();
+        let by = Submitter {
+            tenant: &principal.tenant,
+            subject: &principal.subject,
+        };
+        Ok(ImportJob(
+            super::revert::submit(db, queue, by, job_id(&id)?).await?,
+        ))
     }
 
     /// Cancels a job: a queued job never starts; a running one stops after the chunk it is

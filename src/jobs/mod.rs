@@ -9,8 +9,10 @@
 
 pub mod csv;
 pub mod graphql;
+mod images;
 mod input;
 mod process;
+mod revert;
 pub mod store;
 mod sync;
 pub mod worker;
@@ -102,11 +104,12 @@ impl JobKind {
 }
 
 /// Where a running job stands: deciding and writing users, then setting approvers, then
-/// finishing.
+/// (a revert) removing the users its job created, then finishing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Users,
     Links,
+    Removals,
     Done,
 }
 
@@ -115,6 +118,7 @@ impl Phase {
         match self {
             Self::Users => "USERS",
             Self::Links => "LINKS",
+            Self::Removals => "REMOVALS",
             Self::Done => "DONE",
         }
     }
@@ -122,6 +126,7 @@ impl Phase {
     pub fn from_stored(text: &str) -> Self {
         match text {
             "LINKS" => Self::Links,
+            "REMOVALS" => Self::Removals,
             "DONE" => Self::Done,
             _ => Self::Users,
         }
@@ -217,6 +222,8 @@ pub struct Summary {
     pub blocked: i32,
     pub unblocked: i32,
     pub deactivated: i32,
+    /// Users removed (a revert removes the users its job created).
+    pub deleted: i32,
 }
 
 impl Summary {
@@ -230,6 +237,7 @@ impl Summary {
             blocked: job.blocked,
             unblocked: job.unblocked,
             deactivated: job.deactivated,
+            deleted: job.deleted,
         }
     }
 
@@ -242,6 +250,7 @@ impl Summary {
         job.blocked += self.blocked;
         job.unblocked += self.unblocked;
         job.deactivated += self.deactivated;
+        job.deleted += self.deleted;
     }
 
     fn action(&mut self, action: RowAction, by: i32) {
@@ -250,6 +259,7 @@ impl Summary {
             RowAction::Updated => self.updated += by,
             RowAction::Unchanged => self.unchanged += by,
             RowAction::Skipped => self.skipped += by,
+            RowAction::Deleted => self.deleted += by,
             RowAction::Failed => {}
         }
     }
@@ -453,6 +463,13 @@ pub async fn retry(
     let original = store::find(db, by.tenant, id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    if JobKind::from_stored(&original.kind) == JobKind::Revert {
+        return Err(refused(
+            "NOT_RETRYABLE",
+            "a revert cannot be retried: each of its rows says why its user was left as it is"
+                .to_owned(),
+        ));
+    }
     let status = JobStatus::from_stored(&original.status);
     if !status.is_final() {
         return Err(refused(
@@ -511,6 +528,9 @@ pub async fn retry(
 
 /// Which rows of a finished job a retry would run again; `None` when there are none.
 fn retry_rows(job: &import_jobs::Model) -> Option<store::RetryRows> {
+    if JobKind::from_stored(&job.kind) == JobKind::Revert {
+        return None;
+    }
     match JobStatus::from_stored(&job.status) {
         JobStatus::Failed if job.atomic && !job.dry_run => Some(store::RetryRows::All),
         JobStatus::Failed => Some(store::RetryRows::NotDone),
@@ -772,6 +792,8 @@ fn new_job(
         deactivate_missing: Set(options.deactivate_missing),
         change_threshold: Set(options.change_threshold),
         retry_of: Set(None),
+        revert_of: Set(None),
+        deleted: Set(0),
         ..Default::default()
     }
 }

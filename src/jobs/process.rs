@@ -20,8 +20,9 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityName, TransactionTrait,
 };
 
+use super::images::{self, Image, Taken};
 use super::input::Inputs;
-use super::{JobStatus, Phase, RowResult, Summary, row_errors, store, sync, user_options};
+use super::{JobKind, JobStatus, Phase, RowResult, Summary, row_errors, store, sync, user_options};
 use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::db;
@@ -76,7 +77,7 @@ struct Prepared {
 
 impl Runner<'_> {
     pub async fn run(&self, job: jobs::Model) -> Result<(), Stop> {
-        if job.dry_run || job.atomic {
+        if (job.dry_run || job.atomic) && JobKind::from_stored(&job.kind) != JobKind::Revert {
             self.run_whole(job).await
         } else {
             self.run_chunked(job).await
@@ -92,7 +93,11 @@ impl Runner<'_> {
 
     /// Begins a chunk: the job as stored, if this worker still owns it, and the planner
     /// statistics as they stand (see [`Statistics`]).
-    async fn fence(&self, conn: &impl ConnectionTrait, id: i64) -> Result<jobs::Model, Stop> {
+    pub(super) async fn fence(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: i64,
+    ) -> Result<jobs::Model, Stop> {
         db::load_statistics(conn).await?;
         store::fenced(conn, id, self.owner)
             .await?
@@ -100,7 +105,11 @@ impl Runner<'_> {
     }
 
     /// Ends a chunk: the job's new state, with its lease renewed.
-    async fn save(&self, conn: &impl ConnectionTrait, job: &mut jobs::Model) -> Result<(), Stop> {
+    pub(super) async fn save(
+        &self,
+        conn: &impl ConnectionTrait,
+        job: &mut jobs::Model,
+    ) -> Result<(), Stop> {
         job.version += 1;
         job.lease_until = Some(Utc::now().timestamp_millis() + self.lease_ms);
         store::save(conn, job).await?;
@@ -110,11 +119,14 @@ impl Runner<'_> {
     async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
         let limit = self.chunk as u64;
         let mut statistics = Statistics::new(self.chunk);
+        let reverts = job
+            .revert_of
+            .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert);
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
-            job = match Phase::from_stored(&job.phase) {
-                Phase::Users => {
+            job = match (Phase::from_stored(&job.phase), reverts) {
+                (Phase::Users, None) => {
                     let batch = store::rows_from(self.db, job.id, job.cursor, limit).await?;
                     if batch.is_empty() {
                         self.advance(job, Phase::Links).await?
@@ -122,20 +134,40 @@ impl Runner<'_> {
                         self.users_chunk(job, batch).await?
                     }
                 }
-                Phase::Links => {
-                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
+                (Phase::Users, Some(original)) => {
+                    let batch = images::page(self.db, original, job.cursor, limit).await?;
                     if batch.is_empty() {
-                        self.advance(job, Phase::Done).await?
+                        self.advance(job, Phase::Links).await?
                     } else {
-                        self.links_chunk(job, batch).await?
+                        self.restore_users(job, batch).await?
                     }
                 }
-                Phase::Done => return self.finish_chunked(job).await,
+                (Phase::Links, reverts) => {
+                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
+                    match (batch.is_empty(), reverts) {
+                        (true, None) => self.advance(job, Phase::Done).await?,
+                        (true, Some(_)) => self.advance(job, Phase::Removals).await?,
+                        (false, None) => self.links_chunk(job, batch).await?,
+                        (false, Some(original)) => self.restore_links(job, original, batch).await?,
+                    }
+                }
+                (Phase::Removals, reverts) => {
+                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
+                    match (batch.is_empty(), reverts) {
+                        (false, Some(original)) => self.remove_users(job, original, batch).await?,
+                        _ => self.advance(job, Phase::Done).await?,
+                    }
+                }
+                (Phase::Done, _) => return self.finish_chunked(job).await,
             };
         }
     }
 
-    async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
+    pub(super) async fn advance(
+        &self,
+        job: jobs::Model,
+        phase: Phase,
+    ) -> Result<jobs::Model, Stop> {
         let txn = db::begin_write(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         job.phase = phase.as_str().to_owned();
@@ -185,11 +217,11 @@ impl Runner<'_> {
         let mut batch = if careful {
             let mut batch = Vec::with_capacity(prepared.len());
             for row in prepared {
-                batch.push(decide_in_savepoint(&txn, tenant, row, &options, now).await?);
+                batch.push(decide_in_savepoint(&txn, tenant, job.id, row, &options, now).await?);
             }
             batch
         } else {
-            decide_and_write(&txn, tenant, prepared, &options, now).await?
+            decide_and_write(&txn, tenant, job.id, prepared, &options, now).await?
         };
         batch.sort_by_key(|row| row.index);
         let mut summary = Summary::default();
@@ -230,8 +262,16 @@ impl Runner<'_> {
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let before: Vec<RowResult> = batch.iter().map(RowResult::from_stored).collect();
-        let (mut after, summary) =
-            set_links(&txn, &tenant, &before, &changes, &options, Utc::now()).await?;
+        let (mut after, summary) = set_links(
+            &txn,
+            &tenant,
+            job.id,
+            &before,
+            &changes,
+            &options,
+            Utc::now(),
+        )
+        .await?;
         reader.name_link_errors(&mut after);
         store::upsert_results(&txn, &tenant, job.id, &after).await?;
         job.cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
@@ -254,7 +294,7 @@ impl Runner<'_> {
             sync::Plan::Nothing => None,
             sync::Plan::Refused(reason) => Some(reason),
             sync::Plan::Deactivate(ids) => {
-                sync::deactivate(&txn, &tenant, &ids, Utc::now()).await?;
+                sync::deactivate(&txn, &tenant, &job, &ids, Utc::now()).await?;
                 sync::record(&txn, &tenant, &mut job, &ids).await?;
                 None
             }
@@ -293,7 +333,7 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn committed(&self, job: &jobs::Model, started: Instant) {
+    pub(super) fn committed(&self, job: &jobs::Model, started: Instant) {
         metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(started.elapsed().as_secs_f64());
         self.queue.published(job);
     }
@@ -318,7 +358,8 @@ impl Runner<'_> {
             let Some(last) = batch.last() else { break };
             from = last.idx + 1;
             for row in prepare(self.db, &tenant, &reader, batch).await {
-                let result = decide_in_savepoint(&txn, &tenant, &row, &options, now).await?;
+                let result =
+                    decide_in_savepoint(&txn, &tenant, job.id, &row, &options, now).await?;
                 results.push(result);
             }
         }
@@ -331,7 +372,8 @@ impl Runner<'_> {
             let inputs = store::rows_at(self.db, job.id, &indexes).await?;
             let changes = link_changes(&reader, &inputs);
             let before: Vec<RowResult> = chunk.iter().map(|&i| results[i].clone()).collect();
-            let (mut after, _) = set_links(&txn, &tenant, &before, &changes, &options, now).await?;
+            let (mut after, _) =
+                set_links(&txn, &tenant, job.id, &before, &changes, &options, now).await?;
             reader.name_link_errors(&mut after);
             for (&i, row) in chunk.iter().zip(after) {
                 results[i] = row;
@@ -345,7 +387,7 @@ impl Runner<'_> {
             sync::Plan::Nothing => (Vec::new(), None),
             sync::Plan::Refused(reason) => (Vec::new(), Some(reason)),
             sync::Plan::Deactivate(ids) => {
-                sync::deactivate(&txn, &tenant, &ids, now).await?;
+                sync::deactivate(&txn, &tenant, &job, &ids, now).await?;
                 (ids, None)
             }
         };
@@ -436,6 +478,7 @@ impl Statistics {
             entity::approver_links::Entity.table_name(),
             rows::Entity.table_name(),
             results::Entity.table_name(),
+            entity::import_job_images::Entity.table_name(),
         ];
         db::analyze(db, &tables).await
     }
@@ -465,7 +508,7 @@ fn anyhow_error(error: serde_json::Error) -> Stop {
     Stop::Failed(error.into())
 }
 
-fn tenant_of(job: &jobs::Model) -> Result<TenantId, Stop> {
+pub(super) fn tenant_of(job: &jobs::Model) -> Result<TenantId, Stop> {
     TenantId::parse(&job.tenant).map_err(|e| Stop::Failed(anyhow::anyhow!(e)))
 }
 
@@ -523,11 +566,13 @@ impl Prepared {
 async fn decide_and_write(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    job_id: i64,
     prepared: &[Prepared],
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
 ) -> Result<Vec<RowResult>, DbErr> {
     let mut results = Vec::with_capacity(prepared.len());
+    let mut taken = Vec::new();
     let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
     for row in prepared {
         match &row.parsed {
@@ -559,6 +604,8 @@ async fn decide_and_write(
                 Decision::Unchanged(_) | Decision::Skip(_) => {}
             }
         }
+        let updated: Vec<i64> = updates.iter().map(|(user, _, _)| user.id).collect();
+        let mut sets = approvers::store::sets_of(conn, tenant, &updated).await?;
         let mut created = user_store::insert_many(conn, tenant, &creates, now)
             .await?
             .into_iter();
@@ -569,10 +616,45 @@ async fn decide_and_write(
                 Ok(Decision::Update { user, .. } | Decision::Unchanged(user)) => Some(user.id),
                 Ok(Decision::Skip(_)) | Err(_) => None,
             };
+            if let Ok(decision) = &decision {
+                taken.extend(image_of(row.index, decision, user_id, &mut sets, now));
+            }
             results.push(row_result(row, links, decision, user_id, options)?);
         }
     }
+    if !options.dry_run {
+        images::record(conn, tenant, job_id, taken).await?;
+    }
     Ok(results)
+}
+
+/// What a written decision keeps for a revert: the user before (none for a new one), with
+/// its approver set from `sets`.
+fn image_of(
+    index: i32,
+    decision: &Decision,
+    user_id: Option<i64>,
+    sets: &mut HashMap<i64, Vec<approvers::Link>>,
+    now: chrono::DateTime<Utc>,
+) -> Option<Taken> {
+    match (decision, user_id) {
+        (Decision::Create(profile), Some(user_id)) => Some(Taken {
+            user_id,
+            idx: index,
+            lookup_key: format!("{}:{}", profile.source, profile.external_id),
+            before: None,
+            left_at: Some(now),
+        }),
+        (Decision::Update { user, before, .. }, _) => {
+            let links = sets.remove(&user.id).unwrap_or_default();
+            Some(Taken::written(
+                index,
+                Image::new(user.clone(), before, &links),
+                now,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Decides one row and writes the user (never its approvers: that is the second pass).
@@ -580,6 +662,7 @@ async fn decide_and_write(
 async fn decide_row(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    job_id: i64,
     row: &Prepared,
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
@@ -596,9 +679,22 @@ async fn decide_row(
     };
     let decision = import::decide(conn, tenant, changes, options, now.date_naive()).await;
     let user_id = match &decision {
-        Ok(decision) => import::apply(conn, tenant, decision, now)
-            .await?
-            .map(|user| user.id),
+        Ok(decision) => {
+            let mut sets = match decision {
+                Decision::Update { user, .. } if !options.dry_run => {
+                    approvers::store::sets_of(conn, tenant, &[user.id]).await?
+                }
+                _ => HashMap::new(),
+            };
+            let user_id = import::apply(conn, tenant, decision, now)
+                .await?
+                .map(|user| user.id);
+            if !options.dry_run {
+                let taken = image_of(row.index, decision, user_id, &mut sets, now);
+                images::record(conn, tenant, job_id, taken.into_iter().collect()).await?;
+            }
+            user_id
+        }
         Err(_) => None,
     };
     row_result(row, links, decision, user_id, options)
@@ -609,12 +705,13 @@ async fn decide_row(
 async fn decide_in_savepoint(
     txn: &DatabaseTransaction,
     tenant: &TenantId,
+    job_id: i64,
     row: &Prepared,
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
 ) -> Result<RowResult, DbErr> {
     let savepoint = txn.begin().await?;
-    match decide_row(&savepoint, tenant, row, options, now).await {
+    match decide_row(&savepoint, tenant, job_id, row, options, now).await {
         Ok(result) => {
             savepoint.commit().await?;
             Ok(result)
@@ -688,9 +785,10 @@ fn link_changes(
 /// [`Snapshot`] of what the rows name, then writes every changed set with a few
 /// multi-row statements. A row whose set is refused keeps its user and fails with the
 /// reason.
-async fn set_links(
+pub(super) async fn set_links(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    job_id: i64,
     before: &[RowResult],
     changes: &HashMap<i32, Result<ApproverChange, AppError>>,
     options: &UserImportOptions,
@@ -753,8 +851,29 @@ async fn set_links(
         .map(|change| change.user_id)
         .filter(|id| not_yet_written.contains(id))
         .collect();
+    // Their images, before the links are written.
+    let taken = if options.dry_run {
+        Vec::new()
+    } else {
+        let rows: HashMap<i64, i32> = after
+            .iter()
+            .rev()
+            .filter_map(|row| Some((row.user_id?, row.index)))
+            .collect();
+        let mut users: Vec<_> = user_store::by_ids(conn, tenant, &touched)
+            .await?
+            .into_values()
+            .collect();
+        users.sort_unstable_by_key(|user| user.id);
+        images::current(conn, tenant, users)
+            .await?
+            .into_iter()
+            .map(|image| Taken::written(rows[&image.user.id], image, now))
+            .collect()
+    };
     approvers::store::write_sets(conn, tenant, &written, now).await?;
     user_store::touch_many(conn, tenant, &touched, now).await?;
+    images::record(conn, tenant, job_id, taken).await?;
     Ok((after, summary))
 }
 

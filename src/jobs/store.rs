@@ -335,6 +335,28 @@ pub async fn rows_at(
         .await
 }
 
+/// Which of these row indexes of a job have a result whose second step is still to come.
+pub async fn pending_at(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    indexes: &[i32],
+) -> Result<Vec<i32>, DbErr> {
+    let mut pending = Vec::new();
+    for chunk in indexes.chunks(INSERT_CHUNK) {
+        let found: Vec<i32> = results::Entity::find()
+            .select_only()
+            .column(results::Column::Idx)
+            .filter(results::Column::JobId.eq(job_id))
+            .filter(results::Column::Idx.is_in(chunk.iter().copied()))
+            .filter(results::Column::LinksPending.eq(true))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        pending.extend(found);
+    }
+    Ok(pending)
+}
+
 /// Which input rows of a finished job a retry runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryRows {
@@ -523,4 +545,18 @@ fn jobs_condition(tenant: &TenantId, statuses: &[JobStatus]) -> Condition {
         condition = condition.add(jobs::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
     }
     condition
+}
+
+/// The latest job that reverts job `id`.
+pub async fn latest_revert(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: i64,
+) -> Result<Option<jobs::Model>, DbErr> {
+    jobs::Entity::find()
+        .filter(jobs::Column::Tenant.eq(tenant.as_str()))
+        .filter(jobs::Column::RevertOf.eq(id))
+        .order_by_desc(jobs::Column::Id)
+        .one(conn)
+        .await
 }

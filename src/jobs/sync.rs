@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::import_jobs as jobs;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::store;
+use super::{images, store};
 use crate::auth::TenantId;
 use crate::users::store as user_store;
 
@@ -53,14 +53,32 @@ pub async fn plan(
     ))
 }
 
-/// Makes the planned users inactive.
+/// Makes the planned users inactive, keeping their images for a revert (not in a dry
+/// run); they come after the job's rows.
 pub async fn deactivate(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    job: &jobs::Model,
     ids: &[i64],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    user_store::deactivate_many(conn, tenant, ids, now).await
+    let mut taken = Vec::new();
+    if !job.dry_run {
+        let mut users: Vec<_> = user_store::by_ids(conn, tenant, ids)
+            .await?
+            .into_values()
+            .collect();
+        users.sort_unstable_by_key(|user| user.id);
+        let before = images::current(conn, tenant, users).await?;
+        taken.extend(
+            before
+                .into_iter()
+                .zip(job.total..)
+                .map(|(image, idx)| images::Taken::written(idx, image, now)),
+        );
+    }
+    user_store::deactivate_many(conn, tenant, ids, now).await?;
+    images::record(conn, tenant, job.id, taken).await
 }
 
 /// Records whom the job deactivated (or, in a dry run, would have), and counts them.

@@ -22,7 +22,7 @@ use entity::{learning_track_tags, learning_tracks, track_assignments, track_comp
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Statement, Value,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 
 use crate::auth::TenantId;
@@ -381,6 +381,28 @@ pub struct CompletionResult {
     pub lookup_key: String,
     pub track: Option<i64>,
     pub errors: Vec<FieldError>,
+}
+
+/// Which of `ids` have completions recorded.
+pub async fn users_with_completions(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, DbErr> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(users::IN_CHUNK) {
+        let rows: Vec<i64> = track_completions::Entity::find()
+            .select_only()
+            .column(track_completions::Column::UserId)
+            .distinct()
+            .filter(track_completions::Column::Tenant.eq(tenant.as_str()))
+            .filter(track_completions::Column::UserId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// `recordTrackCompletions`: each entry is recorded or refused alone.

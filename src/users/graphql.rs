@@ -99,6 +99,8 @@ pub enum RowAction {
     Unchanged,
     Skipped,
     Failed,
+    /// A revert removed the user its job had created.
+    Deleted,
 }
 
 /// A named value of a user. With a `null` value in an import, the user does not have it.

@@ -45,6 +45,8 @@ pub enum RowAction {
     Unchanged,
     Skipped,
     Failed,
+    /// A revert removed the user its job created.
+    Deleted,
 }
 
 impl RowAction {
@@ -55,6 +57,7 @@ impl RowAction {
             Self::Unchanged => "UNCHANGED",
             Self::Skipped => "SKIPPED",
             Self::Failed => "FAILED",
+            Self::Deleted => "DELETED",
         }
     }
 
@@ -65,6 +68,7 @@ impl RowAction {
             Self::Unchanged,
             Self::Skipped,
             Self::Failed,
+            Self::Deleted,
         ]
         .into_iter()
         .find(|action| action.as_str() == text)

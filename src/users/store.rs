@@ -349,7 +349,7 @@ pub async fn attributes_of(
     Ok(attributes)
 }
 
-fn attribute_from(row: user_attributes::Model) -> Attribute {
+pub fn attribute_from(row: user_attributes::Model) -> Attribute {
     Attribute {
         kind: AttributeType::from_stored(&row.kind).unwrap_or(AttributeType::String),
         name: row.name,
@@ -523,6 +523,44 @@ pub async fn insert_many(
         .collect();
     write_related(conn, tenant, &all, &all, now).await?;
     Ok(inserted)
+}
+
+/// Puts back users that were removed, each with its old id and `created_at` (`(id,
+/// created_at, profile)`), their tags and attributes; `updated_at` becomes `now`.
+pub async fn reinsert_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    users: &[(i64, DateTime<Utc>, &Profile)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in users.chunks(WRITE_CHUNK) {
+        let rows = chunk.iter().map(|(id, created_at, profile)| {
+            let mut row = columns(tenant, profile, now);
+            row.id = Set(*id);
+            row.created_at = Set(*created_at);
+            row
+        });
+        users::Entity::insert_many(rows).exec(conn).await?;
+    }
+    let all: Vec<(i64, &Profile)> = users.iter().map(|(id, _, p)| (*id, *p)).collect();
+    write_related(conn, tenant, &all, &all, now).await
+}
+
+/// Removes users; their tags, attributes, approver links (both ways), track assignments
+/// and completions go with them.
+pub async fn delete_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<(), DbErr> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        users::Entity::delete_many()
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(users::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Writes what differs between `before` and `after`; tags and attributes only when changed.

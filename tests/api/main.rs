@@ -12,6 +12,7 @@ mod jobs;
 mod listing;
 mod ops;
 mod retries;
+mod reverts;
 mod schema;
 mod sync;
 mod tracks;

@@ -1,0 +1,665 @@
+//! Undoing a job: `revertImportJob` queues a `REVERT` job that puts every user the job
+//! wrote back as its before-image shows it ([`super::images`]).
+//!
+//! A revert runs in chunks like an import, over the images of its job in order:
+//!
+//! 1. **Users.** A user changed again since the job (its `updated_at` is not the one the
+//!    job left), or gone, is skipped and reported. Otherwise its row, tags and attributes
+//!    are put back; a user the job removed is put back with its id; a user the job created
+//!    is marked for removal.
+//! 2. **Links.** Approver sets are put back, checked as any new set is (the approver must
+//!    exist and be active, no `MANAGER` cycle).
+//! 3. **Removals.** The users the job created are removed, unless they approve for
+//!    someone (a link made since, or a user the revert skipped) or have track completions
+//!    recorded: removing them would take those along.
+//!
+//! A revert keeps images of what it writes, like any job, so reverting it applies its job
+//! again.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use entity::{import_job_images as images_table, import_job_results as results};
+use entity::{import_jobs as jobs, users};
+use sea_orm::sea_query::LockType;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait};
+
+use super::images::{self, Image, Taken};
+use super::process::{Runner, Stop, set_links, tenant_of};
+use super::{
+    JobKind, JobOptions, JobStatus, Queue, RowResult, Submitter, Summary, new_job, not_found,
+    refused, store, submitted,
+};
+use crate::approvers::{self, ApproverChange, ApproverSpec};
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::tracks;
+use crate::users::import::{RowAction, UserImportOptions};
+use crate::users::lookup::UserKey;
+use crate::users::profile::Profile;
+use crate::users::store as user_store;
+
+/// `revertImportJob`: queues a `REVERT` job for the finished job `id`. A job not finished
+/// yet, a dry run or a job that wrote no user, and a job already reverted (by a revert
+/// that was not cancelled and did not fail) are a `CONFLICT`.
+pub async fn submit(
+    db: &DatabaseConnection,
+    queue: &Queue,
+    by: Submitter<'_>,
+    id: i64,
+) -> AppResult<jobs::Model> {
+    // Checked before waiting for the job's lock: a whole-job transaction holds it to the end.
+    let original = store::find(db, by.tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let status = JobStatus::from_stored(&original.status);
+    if !status.is_final() {
+        return Err(refused(
+            "NOT_FINISHED",
+            format!(
+                "the job is {}; revert it once it has finished (or cancel it)",
+                status.as_str()
+            ),
+        ));
+    }
+    if original.dry_run {
+        return Err(refused(
+            "NOTHING_TO_REVERT",
+            "a dry run writes nothing".to_owned(),
+        ));
+    }
+    let total = images::count(db, id).await?;
+    if total == 0 {
+        return Err(refused(
+            "NOTHING_TO_REVERT",
+            "the job changed no user".to_owned(),
+        ));
+    }
+    let total = i32::try_from(total).map_err(AppError::internal)?;
+    let txn = db::begin_write(db).await?;
+    // Two reverts of one job take turns here; the second sees the first.
+    store::find_for_update(&txn, by.tenant, id).await?;
+    if let Some(revert) = store::latest_revert(&txn, by.tenant, id).await?
+        && !matches!(
+            JobStatus::from_stored(&revert.status),
+            JobStatus::Cancelled | JobStatus::Failed
+        )
+    {
+        return Err(refused(
+            "ALREADY_REVERTED",
+            format!(
+                "job {} reverts this job already ({}); revert job {} to apply this job again",
+                revert.id, revert.status, revert.id
+            ),
+        ));
+    }
+    let options = JobOptions {
+        description: Some(format!("revert of job {id}")),
+        ..JobOptions::default()
+    };
+    // Every user has a second step: its approvers, its removal, or nothing to do.
+    let mut job = new_job(&by, &options, String::new(), total, total);
+    job.kind = Set(JobKind::Revert.as_str().to_owned());
+    job.payload_hash = Set(None);
+    job.revert_of = Set(Some(id));
+    let job = store::insert_job(&txn, job).await?;
+    txn.commit().await?;
+    submitted(queue);
+    Ok(job)
+}
+
+/// What a revert does with one user in its first pass.
+enum Step {
+    /// Left as it is, for this reason.
+    Skip(FieldError),
+    /// Its row, tags and attributes become the image's (its approvers follow in the second
+    /// pass).
+    Restore { now: Box<Image>, then: Box<Image> },
+    /// Put back as the image shows it (the job removed it).
+    Reinsert(Box<Image>),
+    /// Removed in the last pass (the job created it).
+    Remove,
+}
+
+impl Step {
+    /// Decides from the job's image of a user and the user as stored now.
+    fn plan(image: &images_table::Model, now: Option<&Image>) -> Self {
+        let before = match image.before.as_deref().map(Image::from_json).transpose() {
+            Ok(before) => before,
+            Err(error) => {
+                tracing::error!(job = image.job_id, user = image.user_id, %error, "unreadable image");
+                return Self::Skip(problem(
+                    "UNREADABLE",
+                    "the user's before-image cannot be read",
+                ));
+            }
+        };
+        match (before, image.left_at, now) {
+            (_, Some(_), None) => Self::Skip(problem("GONE", "the user no longer exists")),
+            (_, Some(left_at), Some(now)) if now.user.updated_at != left_at => {
+                Self::Skip(changed_since(left_at, now.user.updated_at))
+            }
+            (None, Some(_), Some(_)) => Self::Remove,
+            (Some(then), Some(_), Some(now)) => Self::Restore {
+                now: Box::new(now.clone()),
+                then: Box::new(then),
+            },
+            (Some(then), None, None) => Self::Reinsert(Box::new(then)),
+            (_, None, Some(_)) => Self::Skip(problem(
+                "EXISTS",
+                "the job removed this user, but a user with its id exists again",
+            )),
+            (None, None, None) => Self::Skip(problem("GONE", "the user no longer exists")),
+        }
+    }
+
+    /// The profile this step writes, if any.
+    fn target(&self) -> Option<Profile> {
+        match self {
+            Self::Restore { now, then } => {
+                let target = then.profile();
+                (target != now.profile()).then_some(target)
+            }
+            Self::Reinsert(then) => Some(then.profile()),
+            Self::Skip(_) | Self::Remove => None,
+        }
+    }
+}
+
+fn problem(code: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: None,
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn has_completions() -> FieldError {
+    problem(
+        "HAS_COMPLETIONS",
+        "the user has learning-track completions recorded since the job; it was left in place",
+    )
+}
+
+fn changed_since(left_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> FieldError {
+    problem(
+        "CHANGED_SINCE",
+        format!(
+            "the user changed again since the job (updated at {}, the job left it at {}); it was left as it is",
+            updated_at.to_rfc3339(),
+            left_at.to_rfc3339()
+        ),
+    )
+}
+
+/// Why `profile` cannot be written: another user holds one of its unique values.
+fn taken_values(profile: &Profile, user_id: i64, holders: &[users::Model]) -> Vec<FieldError> {
+    let others: Vec<&users::Model> = holders.iter().filter(|u| u.id != user_id).collect();
+    let mut problems = Vec::new();
+    if others.iter().any(|o| o.email_key == profile.email_key()) {
+        problems.push(FieldError::new(
+            "email",
+            "TAKEN",
+            format!("email {:?} is now used by another user", profile.email),
+        ));
+    }
+    if others.iter().any(|o| o.login_key == profile.login_key()) {
+        problems.push(FieldError::new(
+            "login",
+            "TAKEN",
+            format!("login {:?} is now used by another user", profile.login),
+        ));
+    }
+    if others
+        .iter()
+        .any(|o| o.source == profile.source && o.external_id == profile.external_id)
+    {
+        problems.push(FieldError::new(
+            "externalId",
+            "TAKEN",
+            format!(
+                "externalId {:?} in source {:?} now belongs to another user",
+                profile.external_id, profile.source
+            ),
+        ));
+    }
+    problems
+}
+
+/// The users of `ids` as stored, locked until the transaction ends (PostgreSQL).
+async fn locked_users(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, users::Model>, Stop> {
+    let keys: Vec<UserKey> = ids.iter().map(|&id| UserKey::Id(id)).collect();
+    let keys: Vec<&UserKey> = keys.iter().collect();
+    let found = user_store::find_many(conn, tenant, &keys, Some(LockType::Update)).await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| Some((*id, found.get(&UserKey::Id(*id))?.clone())))
+        .collect())
+}
+
+fn result(image: &images_table::Model, action: RowAction, user_id: Option<i64>) -> RowResult {
+    RowResult {
+        index: image.idx,
+        lookup_key: image.lookup_key.clone(),
+        action,
+        success: true,
+        user_id,
+        errors: Vec::new(),
+        links_pending: false,
+        blocked: false,
+        unblocked: false,
+    }
+}
+
+fn skipped(mut row: RowResult, errors: Vec<FieldError>) -> RowResult {
+    row.action = RowAction::Skipped;
+    row.success = false;
+    row.links_pending = false;
+    row.errors = errors;
+    row
+}
+
+impl Runner<'_> {
+    /// The first pass over a chunk of the job's images. A database error (a unique value
+    /// that two users of the chunk swap, say) rolls the chunk back; it is then run again
+    /// with a savepoint per user, so that the user alone fails.
+    pub(super) async fn restore_users(
+        &self,
+        job: jobs::Model,
+        batch: Vec<images_table::Model>,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let job = match self.write_restores(&job, &tenant, &batch, false).await {
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(job = job.id, %error, "revert chunk failed; running it again user by user");
+                self.write_restores(&job, &tenant, &batch, true).await?
+            }
+            other => other?,
+        };
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    async fn write_restores(
+        &self,
+        job: &jobs::Model,
+        tenant: &TenantId,
+        batch: &[images_table::Model],
+        careful: bool,
+    ) -> Result<jobs::Model, Stop> {
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
+        let now = Utc::now();
+        let ids: Vec<i64> = batch.iter().map(|image| image.user_id).collect();
+        let mut found: Vec<users::Model> = locked_users(&txn, tenant, &ids)
+            .await?
+            .into_values()
+            .collect();
+        found.sort_unstable_by_key(|user| user.id);
+        let current: HashMap<i64, Image> = images::current(&txn, tenant, found)
+            .await?
+            .into_iter()
+            .map(|image| (image.user.id, image))
+            .collect();
+        let mut steps: Vec<Step> = batch
+            .iter()
+            .map(|image| Step::plan(image, current.get(&image.user_id)))
+            .collect();
+        // Known now, so that no user is removed whose managee then stays.
+        let leaving: Vec<i64> = batch
+            .iter()
+            .zip(&steps)
+            .filter(|(_, step)| matches!(step, Step::Remove))
+            .map(|(image, _)| image.user_id)
+            .collect();
+        let completions = tracks::users_with_completions(&txn, tenant, &leaving).await?;
+        for (image, step) in batch.iter().zip(steps.iter_mut()) {
+            if matches!(step, Step::Remove) && completions.contains(&image.user_id) {
+                *step = Step::Skip(has_completions());
+            }
+        }
+        let targets: Vec<Option<Profile>> = steps.iter().map(Step::target).collect();
+        let profiles: Vec<&Profile> = targets.iter().flatten().collect();
+        let holders = user_store::holders_of_many(&txn, tenant, &profiles).await?;
+
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut taken = Vec::new();
+        let mut restores: Vec<(&users::Model, Profile, &Profile)> = Vec::new();
+        let mut reinserts: Vec<(i64, DateTime<Utc>, &Profile)> = Vec::new();
+        for ((image, step), target) in batch.iter().zip(&steps).zip(&targets) {
+            let mut row = result(image, RowAction::Unchanged, Some(image.user_id));
+            if let Some(profile) = target {
+                let clashes = taken_values(profile, image.user_id, &holders);
+                if !clashes.is_empty() {
+                    rows.push(skipped(row, clashes));
+                    continue;
+                }
+            }
+            match step {
+                Step::Skip(reason) => {
+                    let gone = reason.code == "GONE";
+                    let mut row = skipped(row, vec![reason.clone()]);
+                    row.user_id = row.user_id.filter(|_| !gone);
+                    rows.push(row);
+                    continue;
+                }
+                Step::Remove => row.links_pending = true,
+                Step::Reinsert(then) => {
+                    let profile = target.as_ref().expect("a reinsert writes");
+                    row.action = RowAction::Created;
+                    row.links_pending = !then.links().is_empty();
+                    reinserts.push((then.user.id, then.user.created_at, profile));
+                    taken.push(Taken {
+                        user_id: then.user.id,
+                        idx: image.idx,
+                        lookup_key: image.lookup_key.clone(),
+                        before: None,
+                        left_at: Some(now),
+                    });
+                }
+                Step::Restore { now: stored, then } => {
+                    row.links_pending = then.links() != stored.links();
+                    if let Some(profile) = target {
+                        row.action = RowAction::Updated;
+                        row.blocked = stored.user.active && !profile.active;
+                        row.unblocked = !stored.user.active && profile.active;
+                        restores.push((&stored.user, stored.profile(), profile));
+                        taken.push(Taken::written(image.idx, (**stored).clone(), now));
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        if careful {
+            self.write_carefully(&txn, tenant, &mut rows, &restores, &reinserts, now)
+                .await?;
+        } else {
+            let updates: Vec<(&users::Model, &Profile, &Profile)> =
+                restores.iter().map(|(u, b, a)| (*u, b, *a)).collect();
+            user_store::update_many(&txn, tenant, &updates, now).await?;
+            user_store::reinsert_many(&txn, tenant, &reinserts, now).await?;
+        }
+        let failed: std::collections::HashSet<i64> = rows
+            .iter()
+            .filter(|row| !row.success)
+            .filter_map(|row| row.user_id)
+            .collect();
+        taken.retain(|one| !failed.contains(&one.user_id));
+        images::record(&txn, tenant, job.id, taken).await?;
+
+        let mut summary = Summary::default();
+        let settled = rows.iter().filter(|row| !row.links_pending).count();
+        rows.iter().for_each(|row| summary.count(row));
+        store::upsert_results(&txn, tenant, job.id, &rows).await?;
+        job.cursor = batch.last().map_or(job.cursor, |image| image.idx + 1);
+        job.processed += rows.len() as i32;
+        job.links_processed += settled as i32;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        Ok(job)
+    }
+
+    /// Writes each user in a savepoint: a user whose write fails is left as it is and its
+    /// row says why.
+    async fn write_carefully(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        tenant: &TenantId,
+        rows: &mut [RowResult],
+        restores: &[(&users::Model, Profile, &Profile)],
+        reinserts: &[(i64, DateTime<Utc>, &Profile)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Stop> {
+        let mut failures = Vec::new();
+        for (user, before, after) in restores {
+            let savepoint = txn.begin().await?;
+            match user_store::update_many(&savepoint, tenant, &[(user, before, after)], now).await {
+                Ok(()) => savepoint.commit().await?,
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    failures.push((user.id, error));
+                }
+            }
+        }
+        for one in reinserts {
+            let savepoint = txn.begin().await?;
+            match user_store::reinsert_many(&savepoint, tenant, std::slice::from_ref(one), now)
+                .await
+            {
+                Ok(()) => savepoint.commit().await?,
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    failures.push((one.0, error));
+                }
+            }
+        }
+        for (user_id, error) in failures {
+            let reason = match user_store::unique_violation_field(&error) {
+                Some(field) => FieldError::new(
+                    field,
+                    "TAKEN",
+                    format!("{field} is now used by another user"),
+                ),
+                None => {
+                    tracing::warn!(%error, "a revert row failed to write");
+                    problem("INTERNAL", "internal error")
+                }
+            };
+            if let Some(row) = rows.iter_mut().find(|row| row.user_id == Some(user_id)) {
+                *row = skipped(row.clone(), vec![reason]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The second pass over a chunk of rows: their approver sets put back. Rows of users
+    /// to remove wait for the last pass.
+    pub(super) async fn restore_links(
+        &self,
+        job: jobs::Model,
+        original: i64,
+        batch: Vec<results::Model>,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
+        let mut stored = images::of_users(self.db, original, &ids).await?;
+        let mut before = Vec::new();
+        let mut changes = HashMap::new();
+        for row in &batch {
+            let image = row.user_id.and_then(|id| stored.remove(&id));
+            let then = match image.and_then(|image| image.before) {
+                Some(json) => Image::from_json(&json)?,
+                // The job created the user: the last pass removes it.
+                None => continue,
+            };
+            let specs = then
+                .links()
+                .into_iter()
+                .enumerate()
+                .map(|(i, link)| {
+                    let spec = ApproverSpec {
+                        approver: UserKey::Id(link.approver_id),
+                        label: link.label,
+                        can_approve: Some(link.can_approve),
+                    };
+                    (spec, format!("approvers[{i}]"))
+                })
+                .collect();
+            changes.insert(row.idx, Ok(ApproverChange::Replace(specs)));
+            before.push(RowResult::from_stored(row));
+        }
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        let options = UserImportOptions {
+            replace: true,
+            ..UserImportOptions::default()
+        };
+        let (after, summary) = set_links(
+            &txn,
+            &tenant,
+            job.id,
+            &before,
+            &changes,
+            &options,
+            Utc::now(),
+        )
+        .await?;
+        store::upsert_results(&txn, &tenant, job.id, &after).await?;
+        job.cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
+        job.links_processed += after.len() as i32;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    /// Which of `users` this revert removes too: users its job created whose removal is
+    /// still to come (in this chunk or a later one).
+    async fn leaving(
+        &self,
+        conn: &impl ConnectionTrait,
+        job_id: i64,
+        original: i64,
+        users: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, Stop> {
+        let created: HashMap<i32, i64> = images::of_users(conn, original, users)
+            .await?
+            .into_values()
+            .filter(|image| image.before.is_none())
+            .map(|image| (image.idx, image.user_id))
+            .collect();
+        let indexes: Vec<i32> = created.keys().copied().collect();
+        Ok(store::pending_at(conn, job_id, &indexes)
+            .await?
+            .into_iter()
+            .filter_map(|idx| created.get(&idx).copied())
+            .collect())
+    }
+
+    /// The last pass over a chunk of rows: the users the job created are removed, unless
+    /// they changed since, approve for someone or have track completions.
+    pub(super) async fn remove_users(
+        &self,
+        job: jobs::Model,
+        original: i64,
+        batch: Vec<results::Model>,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        // Removing a user removes links and track assignments with it.
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
+        let stored = images::of_users(&txn, original, &ids).await?;
+        let found = locked_users(&txn, &tenant, &ids).await?;
+        let approving =
+            approvers::store::links_by(&txn, &tenant, approvers::store::Side::Approver, &ids)
+                .await?;
+        let managee_ids: Vec<i64> = approving.values().flatten().map(|l| l.user_id).collect();
+        let leaving = self.leaving(&txn, job.id, original, &managee_ids).await?;
+        let approving: HashMap<i64, Vec<_>> = approving
+            .into_iter()
+            .map(|(id, links)| {
+                let staying = links.into_iter().filter(|l| !leaving.contains(&l.user_id));
+                (id, staying.collect::<Vec<_>>())
+            })
+            .filter(|(_, links)| !links.is_empty())
+            .collect();
+        let managee_ids: Vec<i64> = approving.values().flatten().map(|l| l.user_id).collect();
+        let managees = user_store::by_ids(&txn, &tenant, &managee_ids).await?;
+        let completions = tracks::users_with_completions(&txn, &tenant, &ids).await?;
+
+        let mut summary = Summary::default();
+        let mut after = Vec::with_capacity(batch.len());
+        let mut removed = Vec::new();
+        for row in &batch {
+            let before = RowResult::from_stored(row);
+            let user = row.user_id.and_then(|id| found.get(&id));
+            let left_at = row
+                .user_id
+                .and_then(|id| stored.get(&id))
+                .and_then(|image| image.left_at);
+            let reason = match (user, left_at) {
+                (None, _) => Some(problem("GONE", "the user no longer exists")),
+                (Some(user), Some(left_at)) if user.updated_at != left_at => {
+                    Some(changed_since(left_at, user.updated_at))
+                }
+                (Some(user), _) => match approving.get(&user.id) {
+                    Some(links) => {
+                        let mut names: Vec<&str> = links
+                            .iter()
+                            .filter_map(|l| managees.get(&l.user_id))
+                            .map(|u| u.external_id.as_str())
+                            .collect();
+                        names.sort_unstable();
+                        names.dedup();
+                        Some(problem(
+                            "APPROVES_FOR",
+                            format!(
+                                "the user approves for {} user(s) the revert did not put back: {}; it was left in place",
+                                names.len(),
+                                names.join(", ")
+                            ),
+                        ))
+                    }
+                    None if completions.contains(&user.id) => Some(has_completions()),
+                    None => None,
+                },
+            };
+            let result = match (reason, user) {
+                (Some(reason), _) => skipped(before.clone(), vec![reason]),
+                (None, Some(user)) => {
+                    removed.push(user.clone());
+                    RowResult {
+                        action: RowAction::Deleted,
+                        links_pending: false,
+                        ..before.clone()
+                    }
+                }
+                (None, None) => unreachable!("a missing user has a reason"),
+            };
+            summary.recount(&before, &result);
+            after.push(result);
+        }
+        let ids: Vec<i64> = removed.iter().map(|user| user.id).collect();
+        let rows_of: HashMap<i64, i32> = after
+            .iter()
+            .filter_map(|row| Some((row.user_id?, row.index)))
+            .collect();
+        let taken = images::current(&txn, &tenant, removed)
+            .await?
+            .into_iter()
+            .map(|image| Taken {
+                user_id: image.user.id,
+                idx: rows_of[&image.user.id],
+                lookup_key: images::key_of(&image.user),
+                before: Some(image),
+                left_at: None,
+            })
+            .collect();
+        user_store::delete_many(&txn, &tenant, &ids).await?;
+        images::record(&txn, &tenant, job.id, taken).await?;
+        store::upsert_results(&txn, &tenant, job.id, &after).await?;
+        job.cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
+        job.links_processed += after.len() as i32;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        self.committed(&job, started);
+        Ok(job)
+    }
+}
