@@ -8,6 +8,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::{Label, Link};
@@ -150,6 +151,28 @@ fn resolve(
             })
         })
         .collect()
+}
+
+/// `(approver, user)` of every link in which one of `approvers` approves.
+pub async fn approvals_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    approvers: &[i64],
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    let mut found = Vec::new();
+    for chunk in approvers.chunks(IN_CHUNK) {
+        let rows: Vec<(i64, i64)> = approver_links::Entity::find()
+            .select_only()
+            .column(approver_links::Column::ApproverId)
+            .column(approver_links::Column::UserId)
+            .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
+            .filter(approver_links::Column::ApproverId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// The stored approver sets of the given users (empty for a user without approvers), each

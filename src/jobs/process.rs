@@ -146,7 +146,7 @@ impl Runner<'_> {
                     let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
                     match (batch.is_empty(), reverts) {
                         (true, None) => self.advance(job, Phase::Done).await?,
-                        (true, Some(_)) => self.advance(job, Phase::Removals).await?,
+                        (true, Some(_)) => self.settle_removals(job).await?,
                         (false, None) => self.links_chunk(job, batch).await?,
                         (false, Some(original)) => self.restore_links(job, original, batch).await?,
                     }

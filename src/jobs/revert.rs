@@ -16,7 +16,7 @@
 //! A revert keeps images of what it writes, like any job, so reverting it applies its job
 //! again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -28,8 +28,8 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, Transaction
 use super::images::{self, Image, Taken};
 use super::process::{Runner, Stop, set_links, tenant_of};
 use super::{
-    JobKind, JobOptions, JobStatus, Queue, RowResult, Submitter, Summary, new_job, not_found,
-    refused, store, submitted,
+    JobKind, JobOptions, JobStatus, Phase, Queue, RowResult, Submitter, Summary, new_job,
+    not_found, refused, store, submitted,
 };
 use crate::approvers::{self, ApproverChange, ApproverSpec};
 use crate::auth::TenantId;
@@ -121,11 +121,18 @@ enum Step {
     Reinsert(Box<Image>),
     /// Removed in the last pass (the job created it).
     Remove,
+    /// An earlier revert of the job (cancelled, or failed) removed it already.
+    Removed,
 }
 
 impl Step {
-    /// Decides from the job's image of a user and the user as stored now.
-    fn plan(image: &images_table::Model, now: Option<&Image>) -> Self {
+    /// Decides from the job's image of a user, the images of earlier reverts of the job
+    /// (cancelled or failed: they did part of the work) and the user as stored now.
+    fn plan(
+        image: &images_table::Model,
+        earlier: &[images_table::Model],
+        now: Option<&Image>,
+    ) -> Self {
         let before = match image.before.as_deref().map(Image::from_json).transpose() {
             Ok(before) => before,
             Err(error) => {
@@ -137,8 +144,9 @@ impl Step {
             }
         };
         match (before, image.left_at, now) {
+            (_, Some(_), None) if earlier.iter().any(|e| e.left_at.is_none()) => Self::Removed,
             (_, Some(_), None) => Self::Skip(problem("GONE", "the user no longer exists")),
-            (_, Some(left_at), Some(now)) if now.user.updated_at != left_at => {
+            (_, Some(left_at), Some(now)) if !as_left(now.user.updated_at, image, earlier) => {
                 Self::Skip(changed_since(left_at, now.user.updated_at))
             }
             (None, Some(_), Some(_)) => Self::Remove,
@@ -163,9 +171,38 @@ impl Step {
                 (target != now.profile()).then_some(target)
             }
             Self::Reinsert(then) => Some(then.profile()),
-            Self::Skip(_) | Self::Remove => None,
+            Self::Skip(_) | Self::Remove | Self::Removed => None,
         }
     }
+}
+
+/// Whether a user's `updated_at` is the one the job left it with, or an earlier revert of
+/// the job did: nobody else changed it since.
+fn as_left(
+    updated_at: DateTime<Utc>,
+    image: &images_table::Model,
+    earlier: &[images_table::Model],
+) -> bool {
+    std::iter::once(image)
+        .chain(earlier)
+        .any(|image| image.left_at == Some(updated_at))
+}
+
+/// The images earlier reverts of job `original` (before `job_id`) kept of these users.
+async fn earlier_images(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    original: i64,
+    users: &[i64],
+) -> Result<HashMap<i64, Vec<images_table::Model>>, Stop> {
+    let mut found: HashMap<i64, Vec<images_table::Model>> = HashMap::new();
+    for revert in store::reverts_before(conn, tenant, original, job_id).await? {
+        for (user, image) in images::of_users(conn, revert, users).await? {
+            found.entry(user).or_default().push(image);
+        }
+    }
+    Ok(found)
 }
 
 fn problem(code: &str, message: impl Into<String>) -> FieldError {
@@ -174,6 +211,25 @@ fn problem(code: &str, message: impl Into<String>) -> FieldError {
         code: code.to_owned(),
         message: message.into(),
     }
+}
+
+/// Why a user the job created stays: it approves for users who stay (external ids).
+fn approves_for(mut names: Vec<&str>) -> FieldError {
+    const SHOWN: usize = 10;
+    names.sort_unstable();
+    names.dedup();
+    let more = names.len().saturating_sub(SHOWN);
+    let mut shown = names[..names.len().min(SHOWN)].join(", ");
+    if more > 0 {
+        shown.push_str(&format!(" and {more} more"));
+    }
+    problem(
+        "APPROVES_FOR",
+        format!(
+            "the user approves for {} user(s) who stay: {shown}; it was left in place",
+            names.len()
+        ),
+    )
 }
 
 fn has_completions() -> FieldError {
@@ -309,9 +365,14 @@ impl Runner<'_> {
             .into_iter()
             .map(|image| (image.user.id, image))
             .collect();
+        let original = job.revert_of.unwrap_or_default();
+        let earlier = earlier_images(&txn, tenant, job.id, original, &ids).await?;
         let mut steps: Vec<Step> = batch
             .iter()
-            .map(|image| Step::plan(image, current.get(&image.user_id)))
+            .map(|image| {
+                let earlier = earlier.get(&image.user_id).map_or(&[][..], Vec::as_slice);
+                Step::plan(image, earlier, current.get(&image.user_id))
+            })
             .collect();
         // Known now, so that no user is removed whose managee then stays.
         let leaving: Vec<i64> = batch
@@ -352,6 +413,7 @@ impl Runner<'_> {
                     continue;
                 }
                 Step::Remove => row.links_pending = true,
+                Step::Removed => row.user_id = None,
                 Step::Reinsert(then) => {
                     let profile = target.as_ref().expect("a reinsert writes");
                     row.action = RowAction::Created;
@@ -472,16 +534,42 @@ impl Runner<'_> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let mut stored = images::of_users(self.db, original, &ids).await?;
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        let stored = images::of_users(&txn, original, &ids).await?;
+        // The first pass was another transaction: a user changed since keeps its approvers.
+        let found = locked_users(&txn, &tenant, &ids).await?;
+        let own = images::of_users(&txn, job.id, &ids).await?;
+        let earlier = earlier_images(&txn, &tenant, job.id, original, &ids).await?;
         let mut before = Vec::new();
+        let mut held = Vec::new();
         let mut changes = HashMap::new();
         for row in &batch {
-            let image = row.user_id.and_then(|id| stored.remove(&id));
-            let then = match image.and_then(|image| image.before) {
-                Some(json) => Image::from_json(&json)?,
+            let Some(image) = row.user_id.and_then(|id| stored.get(&id)) else {
+                continue;
+            };
+            let then = match &image.before {
+                Some(json) => Image::from_json(json)?,
                 // The job created the user: the last pass removes it.
                 None => continue,
             };
+            if let Some(user) = found.get(&image.user_id) {
+                let expected = own.get(&user.id).map_or(image, |own| own);
+                let earlier = match own.get(&user.id) {
+                    Some(_) => &[][..],
+                    None => earlier.get(&user.id).map_or(&[][..], Vec::as_slice),
+                };
+                if !as_left(user.updated_at, expected, earlier) {
+                    let left_at = expected.left_at.unwrap_or(user.updated_at);
+                    let mut result = RowResult::from_stored(row);
+                    result.success = false;
+                    result.links_pending = false;
+                    result.errors = vec![changed_since(left_at, user.updated_at)];
+                    held.push((RowResult::from_stored(row), result));
+                    continue;
+                }
+            }
             let specs = then
                 .links()
                 .into_iter()
@@ -498,14 +586,11 @@ impl Runner<'_> {
             changes.insert(row.idx, Ok(ApproverChange::Replace(specs)));
             before.push(RowResult::from_stored(row));
         }
-        let txn = db::begin_write(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
-        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let options = UserImportOptions {
             replace: true,
             ..UserImportOptions::default()
         };
-        let (after, summary) = set_links(
+        let (mut after, mut summary) = set_links(
             &txn,
             &tenant,
             job.id,
@@ -515,10 +600,86 @@ impl Runner<'_> {
             Utc::now(),
         )
         .await?;
+        for (before, result) in held {
+            summary.recount(&before, &result);
+            after.push(result);
+        }
         store::upsert_results(&txn, &tenant, job.id, &after).await?;
         job.cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
         job.links_processed += after.len() as i32;
         summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    /// Between the approver pass and the removals, in one transaction with the move to the
+    /// last pass: a user the revert would remove stays when a user who stays has it as an
+    /// approver (removing it would take the link along), found over every user to remove
+    /// at once, as often as needed (a user kept keeps its own approvers).
+    pub(super) async fn settle_removals(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let txn = db::begin_write(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        let pending = store::pending_users(&txn, job.id).await?;
+        let candidates: HashSet<i64> = pending.iter().map(|(_, user)| *user).collect();
+        let ids: Vec<i64> = candidates.iter().copied().collect();
+        let mut managees: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (approver, user) in approvers::store::approvals_of(&txn, &tenant, &ids).await? {
+            managees.entry(approver).or_default().push(user);
+        }
+        let mut kept: HashSet<i64> = HashSet::new();
+        loop {
+            let stays = |user: &i64| !candidates.contains(user) || kept.contains(user);
+            let newly: Vec<i64> = candidates
+                .iter()
+                .filter(|c| !kept.contains(*c))
+                .filter(|c| managees.get(*c).is_some_and(|m| m.iter().any(stays)))
+                .copied()
+                .collect();
+            if newly.is_empty() {
+                break;
+            }
+            kept.extend(newly);
+        }
+        let indexes: Vec<i32> = pending
+            .iter()
+            .filter(|(_, user)| kept.contains(user))
+            .map(|(idx, _)| *idx)
+            .collect();
+        let staying: Vec<i64> = kept
+            .iter()
+            .flat_map(|c| managees.get(c).into_iter().flatten())
+            .filter(|user| !candidates.contains(*user) || kept.contains(*user))
+            .copied()
+            .collect();
+        let names = user_store::by_ids(&txn, &tenant, &staying).await?;
+        let mut summary = Summary::default();
+        let mut after = Vec::with_capacity(indexes.len());
+        for row in store::results_at(&txn, job.id, &indexes).await? {
+            let before = RowResult::from_stored(&row);
+            let user = row.user_id.unwrap_or_default();
+            let reason = approves_for(
+                managees
+                    .get(&user)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| names.get(m))
+                    .map(|m| m.external_id.as_str())
+                    .collect(),
+            );
+            let result = skipped(before.clone(), vec![reason]);
+            summary.recount(&before, &result);
+            after.push(result);
+        }
+        store::upsert_results(&txn, &tenant, job.id, &after).await?;
+        job.links_processed += after.len() as i32;
+        summary.add_to(&mut job);
+        job.phase = Phase::Removals.as_str().to_owned();
+        job.cursor = 0;
         self.save(&txn, &mut job).await?;
         txn.commit().await?;
         self.committed(&job, started);
@@ -599,23 +760,13 @@ impl Runner<'_> {
                     Some(changed_since(left_at, user.updated_at))
                 }
                 (Some(user), _) => match approving.get(&user.id) {
-                    Some(links) => {
-                        let mut names: Vec<&str> = links
+                    Some(links) => Some(approves_for(
+                        links
                             .iter()
                             .filter_map(|l| managees.get(&l.user_id))
                             .map(|u| u.external_id.as_str())
-                            .collect();
-                        names.sort_unstable();
-                        names.dedup();
-                        Some(problem(
-                            "APPROVES_FOR",
-                            format!(
-                                "the user approves for {} user(s) the revert did not put back: {}; it was left in place",
-                                names.len(),
-                                names.join(", ")
-                            ),
-                        ))
-                    }
+                            .collect(),
+                    )),
                     None if completions.contains(&user.id) => Some(has_completions()),
                     None => None,
                 },

@@ -560,3 +560,63 @@ pub async fn latest_revert(
         .one(conn)
         .await
 }
+
+/// The jobs that reverted job `original` before job `before`, oldest first.
+pub async fn reverts_before(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    original: i64,
+    before: i64,
+) -> Result<Vec<i64>, DbErr> {
+    jobs::Entity::find()
+        .select_only()
+        .column(jobs::Column::Id)
+        .filter(jobs::Column::Tenant.eq(tenant.as_str()))
+        .filter(jobs::Column::RevertOf.eq(original))
+        .filter(jobs::Column::Id.lt(before))
+        .order_by_asc(jobs::Column::Id)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// `(idx, user)` of every result of a job whose second step is still to come.
+pub async fn pending_users(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+) -> Result<Vec<(i32, i64)>, DbErr> {
+    let rows: Vec<(i32, Option<i64>)> = results::Entity::find()
+        .select_only()
+        .column(results::Column::Idx)
+        .column(results::Column::UserId)
+        .filter(results::Column::JobId.eq(job_id))
+        .filter(results::Column::LinksPending.eq(true))
+        .order_by_asc(results::Column::Idx)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(idx, user)| Some((idx, user?)))
+        .collect())
+}
+
+/// The results of a job at these indexes, in order.
+pub async fn results_at(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    indexes: &[i32],
+) -> Result<Vec<results::Model>, DbErr> {
+    let mut found = Vec::with_capacity(indexes.len());
+    for chunk in indexes.chunks(INSERT_CHUNK) {
+        found.extend(
+            results::Entity::find()
+                .filter(results::Column::JobId.eq(job_id))
+                .filter(results::Column::Idx.is_in(chunk.iter().copied()))
+                .order_by_asc(results::Column::Idx)
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(found)
+}

@@ -281,7 +281,7 @@ async fn a_revert_puts_users_back_and_its_revert_applies_the_job_again_postgres(
 db_test! {
     async fn a_revert_leaves_users_changed_since_and_says_why(app) {
         let admin = app.token(Role::Admin);
-        import(&app, json!([person("u1"), person("u2"), person("outsider")]), json!({})).await;
+        import(&app, json!([person("u1"), person("u2"), person("outsider"), person("o2")]), json!({})).await;
         let id = import(
             &app,
             json!([
@@ -293,6 +293,9 @@ db_test! {
                 with(person("c4"), json!({ "tags": ["safety"] })),
                 // A new manager goes with the new report the job gave it.
                 with(person("c5"), json!({ "managerExternalId": "c3" })),
+                // … unless the report stays.
+                person("c6"),
+                with(person("c7"), json!({ "managerExternalId": "c6" })),
             ]),
             json!({}),
         )
@@ -305,6 +308,9 @@ db_test! {
         }
         let set = r#"mutation { setApprovers(user: { externalId: "outsider" },
             approvers: [{ approver: { externalId: "c2" }, label: MANAGER }]) { id } }"#;
+        app.graphql(&admin, set, json!({})).await.data();
+        let set = r#"mutation { setApprovers(user: { externalId: "o2" },
+            approvers: [{ approver: { externalId: "c7" }, label: MANAGER }]) { id } }"#;
         app.graphql(&admin, set, json!({})).await.data();
         // … and c4 completes a learning track.
         let create = "mutation { createLearningTrack(input: { name: \"Safety\", tags: [\"safety\"] }) { id } }";
@@ -326,12 +332,17 @@ db_test! {
                 row("default:c3", "DELETED", true, &[]),
                 row("default:c4", "SKIPPED", false, &["HAS_COMPLETIONS"]),
                 row("default:c5", "DELETED", true, &[]),
+                row("default:c6", "SKIPPED", false, &["APPROVES_FOR"]),
+                row("default:c7", "SKIPPED", false, &["APPROVES_FOR"]),
             ]
         );
         let c2 = &done["rows"]["edges"][3]["node"];
         assert!(c2["errors"][0]["message"].as_str().unwrap().contains("outsider"), "{c2}");
         assert_eq!(c2["user"]["externalId"], "c2");
-        assert_eq!(done["summary"]["failed"], 4);
+        assert_eq!(done["summary"]["failed"], 6);
+        let message = |i: usize| done["rows"]["edges"][i]["node"]["errors"][0]["message"].as_str().unwrap().to_owned();
+        assert!(message(7).contains("c7"), "c6 stays for c7, who stays for o2: {}", message(7));
+        assert!(message(8).contains("o2"), "{}", message(8));
         assert_eq!(done["summary"]["deleted"], 2);
 
         let users = everyone(&app).await;
@@ -344,6 +355,11 @@ db_test! {
         assert_eq!(city("c2"), Some(Value::Null), "c2 stays: it manages outsider");
         assert_eq!(city("c3"), None, "c3 is removed");
         assert_eq!(city("c4"), Some(Value::Null), "c4 stays: its completion would go with it");
+        let manager = |id: &str| {
+            users.as_array().unwrap().iter().find(|u| u["externalId"] == id).unwrap()["approvers"][0]["approver"]["externalId"].clone()
+        };
+        assert_eq!(manager("c7"), "c6", "c7 keeps its manager");
+        assert_eq!(manager("o2"), "c7");
     }
 }
 
@@ -432,4 +448,57 @@ async fn a_job_not_finished_is_not_reverted() {
         conflict_code(&response),
         (Some("CONFLICT"), "NOT_FINISHED".to_owned())
     );
+}
+
+/// A revert cancelled midway leaves some users put back; a new revert does the rest, and
+/// reports none of them as changed since.
+async fn a_revert_after_a_cancelled_one_does_the_rest(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.jobs.job_chunk = 1).await;
+    let admin = app.token(Role::Admin);
+    let seed: Vec<Value> = (0..30).map(|i| person(&format!("s{i}"))).collect();
+    import(&app, json!(seed), json!({})).await;
+    let before = everyone(&app).await;
+    let mut job: Vec<Value> = (0..30)
+        .map(|i| {
+            with(
+                person(&format!("s{i}")),
+                json!({ "city": "Oslo", "managerExternalId": "n0" }),
+            )
+        })
+        .collect();
+    job.extend((0..30).map(|i| person(&format!("n{i}"))));
+    let id = import(&app, json!(job), json!({})).await;
+
+    let response = revert(&app, &admin, &id).await;
+    let first = response.data()["revertImportJob"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let progress = "query($id: ID!) { importJob(id: $id) { status processed total } }";
+    loop {
+        let job = app.graphql(&admin, progress, json!({ "id": first })).await;
+        if job.data()["importJob"]["processed"].as_i64().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let cancel = "mutation($id: ID!) { cancelImportJob(id: $id) { status processed total } }";
+    let cancelled = app.graphql(&admin, cancel, json!({ "id": first })).await;
+    let cancelled = &cancelled.data()["cancelImportJob"];
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
+
+    let (_, done) = reverted(&app, &id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["summary"]["failed"], 0, "{done}");
+    assert_eq!(everyone(&app).await, before);
+}
+
+#[tokio::test]
+async fn a_revert_after_a_cancelled_one_does_the_rest_sqlite() {
+    a_revert_after_a_cancelled_one_does_the_rest(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_revert_after_a_cancelled_one_does_the_rest_postgres() {
+    a_revert_after_a_cancelled_one_does_the_rest(Backend::Postgres).await;
 }
