@@ -172,7 +172,8 @@ enum Column {
     /// `user_field1`…`user_field5`.
     Attribute(String),
     /// Columns of the users export that are not input (`id`, `createdAt`, `updatedAt`),
-    /// and the `errors` column of a failed-rows download sent back fixed.
+    /// the `errors` column of a failed-rows download sent back fixed, and columns without
+    /// a name (the trailing separators some spreadsheets write).
     Ignored,
     /// Reported once as a job warning.
     Unknown,
@@ -198,7 +199,10 @@ impl Column {
         {
             return Self::Attribute(lower);
         }
-        if matches!(lower.as_str(), "id" | "createdat" | "updatedat" | "errors") {
+        if matches!(
+            lower.as_str(),
+            "" | "id" | "createdat" | "updatedat" | "errors"
+        ) {
             return Self::Ignored;
         }
         Self::Unknown
@@ -935,6 +939,8 @@ mod tests {
             "shoe size",
             "createdAt",
             "Nickname",
+            " ",
+            "",
         ])
         .unwrap();
         assert_eq!(
