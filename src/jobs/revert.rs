@@ -8,13 +8,15 @@
 //!    are put back; a user the job removed is put back with its id; a user the job created
 //!    is marked for removal.
 //! 2. **Links.** Approver sets are put back, checked as any new set is (the approver must
-//!    exist and be active, no `MANAGER` cycle).
-//! 3. **Removals.** The users the job created are removed, unless they approve for
-//!    someone (a link made since, or a user the revert skipped) or have track completions
-//!    recorded: removing them would take those along.
+//!    exist and be active, no `MANAGER` cycle), unless the user changed meanwhile.
+//! 3. **Removals.** Decided first for all of them at once: a user the job created stays
+//!    while a user who stays has it as an approver (a link made since, a user the revert
+//!    skipped, or another created user who stays), or when it has track completions;
+//!    removing it would take those along. Then the others are removed, chunk by chunk.
 //!
 //! A revert keeps images of what it writes, like any job, so reverting it applies its job
-//! again.
+//! again. A revert after one that was cancelled or failed counts the users that one wrote
+//! as unchanged since, and does the rest.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -36,7 +38,7 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::tracks;
-use crate::users::import::{RowAction, UserImportOptions};
+use crate::users::import::{self, RowAction, UserImportOptions};
 use crate::users::lookup::UserKey;
 use crate::users::profile::Profile;
 use crate::users::store as user_store;
@@ -250,40 +252,6 @@ fn changed_since(left_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> FieldErro
     )
 }
 
-/// Why `profile` cannot be written: another user holds one of its unique values.
-fn taken_values(profile: &Profile, user_id: i64, holders: &[users::Model]) -> Vec<FieldError> {
-    let others: Vec<&users::Model> = holders.iter().filter(|u| u.id != user_id).collect();
-    let mut problems = Vec::new();
-    if others.iter().any(|o| o.email_key == profile.email_key()) {
-        problems.push(FieldError::new(
-            "email",
-            "TAKEN",
-            format!("email {:?} is now used by another user", profile.email),
-        ));
-    }
-    if others.iter().any(|o| o.login_key == profile.login_key()) {
-        problems.push(FieldError::new(
-            "login",
-            "TAKEN",
-            format!("login {:?} is now used by another user", profile.login),
-        ));
-    }
-    if others
-        .iter()
-        .any(|o| o.source == profile.source && o.external_id == profile.external_id)
-    {
-        problems.push(FieldError::new(
-            "externalId",
-            "TAKEN",
-            format!(
-                "externalId {:?} in source {:?} now belongs to another user",
-                profile.external_id, profile.source
-            ),
-        ));
-    }
-    problems
-}
-
 /// The users of `ids` as stored, locked until the transaction ends (PostgreSQL).
 async fn locked_users(
     conn: &impl ConnectionTrait,
@@ -374,14 +342,15 @@ impl Runner<'_> {
                 Step::plan(image, earlier, current.get(&image.user_id))
             })
             .collect();
-        // Known now, so that no user is removed whose managee then stays.
-        let leaving: Vec<i64> = batch
+        // A user with track completions stays (removing it would remove them); known
+        // before the last pass decides which of its approvers stay with it.
+        let to_remove: Vec<i64> = batch
             .iter()
             .zip(&steps)
             .filter(|(_, step)| matches!(step, Step::Remove))
             .map(|(image, _)| image.user_id)
             .collect();
-        let completions = tracks::users_with_completions(&txn, tenant, &leaving).await?;
+        let completions = tracks::users_with_completions(&txn, tenant, &to_remove).await?;
         for (image, step) in batch.iter().zip(steps.iter_mut()) {
             if matches!(step, Step::Remove) && completions.contains(&image.user_id) {
                 *step = Step::Skip(has_completions());
@@ -398,7 +367,12 @@ impl Runner<'_> {
         for ((image, step), target) in batch.iter().zip(&steps).zip(&targets) {
             let mut row = result(image, RowAction::Unchanged, Some(image.user_id));
             if let Some(profile) = target {
-                let clashes = taken_values(profile, image.user_id, &holders);
+                let others: Vec<users::Model> = holders
+                    .iter()
+                    .filter(|holder| holder.id != image.user_id)
+                    .cloned()
+                    .collect();
+                let clashes = import::clashes(&others, profile, str::to_owned);
                 if !clashes.is_empty() {
                     rows.push(skipped(row, clashes));
                     continue;

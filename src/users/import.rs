@@ -296,7 +296,7 @@ fn finish(
         .filter(|o| Some(o.id) != except)
         .cloned()
         .collect();
-    let clashes = clashes(&others, &after, changes);
+    let clashes = clashes(&others, &after, |field| changes.path(field));
     if !clashes.is_empty() {
         return Err(AppError::conflict(clashes));
     }
@@ -432,21 +432,25 @@ impl Claimed {
     }
 }
 
-/// Each unique value of `profile` that another user already holds.
-fn clashes(others: &[users::Model], profile: &Profile, changes: &UserChanges) -> Vec<FieldError> {
+/// Each unique value of `profile` that one of `others` already holds, named by `path`.
+pub fn clashes(
+    others: &[users::Model],
+    profile: &Profile,
+    path: impl Fn(&str) -> String,
+) -> Vec<FieldError> {
     let mut clashes = Vec::new();
     let email_key = profile.email_key();
     let login_key = profile.login_key();
     if others.iter().any(|o| o.email_key == email_key) {
         clashes.push(FieldError::new(
-            changes.path("email"),
+            path("email"),
             "TAKEN",
             format!("email {:?} is already used by another user", profile.email),
         ));
     }
     if others.iter().any(|o| o.login_key == login_key) {
         clashes.push(FieldError::new(
-            changes.path("login"),
+            path("login"),
             "TAKEN",
             format!("login {:?} is already used by another user", profile.login),
         ));
@@ -456,7 +460,7 @@ fn clashes(others: &[users::Model], profile: &Profile, changes: &UserChanges) ->
         .any(|o| o.source == profile.source && o.external_id == profile.external_id)
     {
         clashes.push(FieldError::new(
-            changes.path("externalId"),
+            path("externalId"),
             "TAKEN",
             format!(
                 "externalId {:?} in source {:?} belongs to another user",
