@@ -3,8 +3,10 @@
 //! prints rows per second and the server's peak RSS, on SQLite and on PostgreSQL.
 //!
 //! `cargo bench --bench import`; `ROSTER_BENCH_SIZES=10000,100000` (the default) picks N,
-//! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases, and
-//! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default `postgres://postgres@127.0.0.1:5432`).
+//! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases,
+//! `ROSTER_BENCH_FORM=csv` sends the same users as a CSV file to `importUsersCsv` instead
+//! (default `json`), and `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
+//! `postgres://postgres@127.0.0.1:5432`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -23,11 +25,17 @@ fn main() {
         .collect();
     let backends =
         std::env::var("ROSTER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let csv = match std::env::var("ROSTER_BENCH_FORM").as_deref() {
+        Ok("csv") => true,
+        Ok("json") | Err(_) => false,
+        Ok(other) => panic!("ROSTER_BENCH_FORM: json or csv, not {other}"),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    println!("form: {}", if csv { "CSV file" } else { "JSON request" });
     println!("backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb");
     for backend in backends.split(',').map(str::trim) {
         for &n in &sizes {
-            let figures = runtime.block_on(run(backend, n));
+            let figures = runtime.block_on(run(backend, n, csv));
             println!(
                 "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:.0}",
                 figures.submit.as_secs_f64(),
@@ -72,7 +80,29 @@ fn users(n: usize) -> Vec<Value> {
         .collect()
 }
 
-async fn run(backend: &str, n: usize) -> Figures {
+/// The same users as [`users`], as a CSV file of this API's columns.
+fn users_csv(n: usize) -> Vec<u8> {
+    let mut csv = String::from(
+        "externalId,email,firstName,lastName,department,tags,attr:grade,attr:site,managerExternalId\n",
+    );
+    for i in 0..n {
+        let manager = if i > 0 {
+            format!("b{}", i / 10)
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!(
+            "b{i},b{i}@example.com,First{i},Bench,dept-{},\"staff,team-{}\",{},site-{},{manager}\n",
+            i % 50,
+            i % 20,
+            i % 12,
+            i % 5,
+        ));
+    }
+    csv.into_bytes()
+}
+
+async fn run(backend: &str, n: usize, csv: bool) -> Figures {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (url, pg_name) = match backend {
         "sqlite" => (
@@ -96,24 +126,39 @@ async fn run(backend: &str, n: usize) -> Figures {
         .mint("bench", Role::Admin, None, Duration::from_secs(3600))
         .expect("a token");
     let client = reqwest::Client::new();
-    let body = json!({
-        "query": "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }",
-        "variables": { "u": users(n) },
-    });
+    let request = if csv {
+        let operations = json!({
+            "query": "mutation($f: Upload!) { importUsersCsv(file: $f) { id } }",
+            "variables": { "f": null },
+        });
+        let file = reqwest::multipart::Part::bytes(users_csv(n))
+            .file_name("users.csv")
+            .mime_str("text/csv")
+            .expect("a MIME type");
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", r#"{"0":["variables.f"]}"#)
+            .part("0", file);
+        client.post(format!("{base}/graphql")).multipart(form)
+    } else {
+        let body = json!({
+            "query": "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }",
+            "variables": { "u": users(n) },
+        });
+        client.post(format!("{base}/graphql")).json(&body)
+    };
     let started = Instant::now();
-    let response: Value = client
-        .post(format!("{base}/graphql"))
+    let response: Value = request
         .bearer_auth(&token)
-        .json(&body)
         .send()
         .await
         .expect("submitted")
         .json()
         .await
         .expect("JSON");
-    drop(body);
     let submit = started.elapsed();
-    let id = response["data"]["importUsers"]["id"]
+    let job = if csv { "importUsersCsv" } else { "importUsers" };
+    let id = response["data"][job]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("a job: {response}"))
         .to_owned();

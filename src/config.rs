@@ -62,6 +62,11 @@ pub struct HttpConfig {
     #[arg(long, env = "ROSTER_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// Longest time a multipart request (a CSV upload) may run once received: its file is
+    /// read and stored as the job's rows within it, up to a million of them.
+    #[arg(long, env = "ROSTER_UPLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_timeout: Duration,
+
     /// Browser origins allowed to call the API (comma-separated), e.g. a dashboard's origin.
     #[arg(long, env = "ROSTER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

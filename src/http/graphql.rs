@@ -50,7 +50,8 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQu
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, principal, request, format).await
+    let timeout = state.http.request_timeout;
+    execute(&state, principal, request, format, timeout).await
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -71,9 +72,9 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
              `multipart/form-data` for file uploads",
         );
     };
-    let limit = match kind {
-        BodyKind::Json => state.http.max_body,
-        BodyKind::Multipart(_) => state.http.max_upload,
+    let (limit, timeout) = match kind {
+        BodyKind::Json => (state.http.max_body, state.http.request_timeout),
+        BodyKind::Multipart(_) => (state.http.max_upload, state.http.upload_timeout),
     };
     if content_length(&headers).is_some_and(|len| len > limit) {
         return too_large(format, limit);
@@ -83,7 +84,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
         BodyKind::Multipart(content_type) => read_multipart(body, &content_type, limit).await,
     };
     match request {
-        Ok(request) => execute(&state, principal, request, format).await,
+        Ok(request) => execute(&state, principal, request, format, timeout).await,
         Err(BodyError::TooLarge) => too_large(format, limit),
         Err(BodyError::Invalid(message)) => bad_request(format, message),
     }
@@ -94,21 +95,20 @@ async fn execute(
     principal: Principal,
     mut request: GraphQLRequest,
     format: ResponseFormat,
+    timeout: std::time::Duration,
 ) -> Response {
     let marker = Arc::new(ExecutionMarker::default());
     request_data(&mut request.data, principal, &state.db, &state.queue);
     request.data.insert(marker.clone());
 
-    let Ok(response) =
-        tokio::time::timeout(state.http.request_timeout, state.schema.execute(request)).await
-    else {
+    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute(request)).await else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             format,
             ErrorCode::Timeout,
             format!(
                 "the request took longer than {} and was stopped",
-                humantime::format_duration(state.http.request_timeout)
+                humantime::format_duration(timeout)
             ),
         );
     };

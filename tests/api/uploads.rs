@@ -349,3 +349,43 @@ async fn an_upload_is_streamed_into_the_job_not_held_in_memory() {
         size >> 20
     );
 }
+
+/// An upload runs under `ROSTER_UPLOAD_TIMEOUT`, not the request timeout meant for JSON
+/// requests: storing a big file's rows may take longer.
+#[tokio::test]
+async fn an_upload_has_its_own_time_limit() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |config| {
+        config.http.request_timeout = std::time::Duration::from_nanos(1);
+    })
+    .await;
+    let admin = app.token(Role::Admin);
+    // Big enough that neither request can finish within a tick of the clock.
+    let mut file = String::from("externalId,email,firstName,lastName\n");
+    for i in 0..5_000 {
+        file.push_str(&format!("t{i},t{i}@example.com,T,Row{i}\n"));
+    }
+    let response = app
+        .upload(&admin, UPLOAD, json!({ "file": null }), file.into_bytes())
+        .await;
+    assert!(
+        response.data()["importUsersCsv"]["id"].is_string(),
+        "{:?}",
+        response.body
+    );
+
+    let users: Vec<Value> = (0..5_000)
+        .map(|i| {
+            json!({ "externalId": format!("j{i}"), "email": format!("j{i}@example.com"),
+                    "firstName": "J", "lastName": "Row" })
+        })
+        .collect();
+    let import = "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }";
+    let response = app.graphql(&admin, import, json!({ "u": users })).await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.error_code(), Some("TIMEOUT"));
+    assert_eq!(
+        app.count_rows("import_jobs").await,
+        1,
+        "only the upload's job"
+    );
+}
