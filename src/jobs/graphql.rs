@@ -55,7 +55,8 @@ pub struct ImportSummary {
     pub updated: i32,
     pub unchanged: i32,
     /// Ruled out by the mode (`CREATE_ONLY` and the user exists, `UPDATE_ONLY` and it does
-    /// not), or not written because an atomic job failed.
+    /// not), not written because an atomic job failed, or, in a revert, users left as they
+    /// are (changed since the job, say).
     pub skipped: i32,
     /// Rows with `success: false`. A row whose user was written but whose approvers were
     /// refused counts here and under its action.
@@ -101,7 +102,8 @@ impl ImportRow {
     async fn action(&self) -> RowAction {
         self.0.action.into()
     }
-    /// False when the row was refused, or when its approvers could not be set.
+    /// False when the row was refused, when its approvers could not be set, or, in a revert,
+    /// when its user was left as it is.
     async fn success(&self) -> bool {
         self.0.success
     }
@@ -111,6 +113,8 @@ impl ImportRow {
     }
     /// Why the row failed (or was skipped), each with the input path of its field, e.g.
     /// `users[12].email`, or for a row of a CSV file the file's column, e.g. `secondname`.
+    /// A revert's reasons have codes: `CHANGED_SINCE`, `GONE`, `APPROVES_FOR`,
+    /// `HAS_COMPLETIONS`, `TAKEN` (an email, login or key now another user's).
     async fn errors(&self) -> Vec<FieldErrorView> {
         self.0
             .errors

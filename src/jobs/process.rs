@@ -6,6 +6,10 @@
 //! job stopped at any moment resumes after its last committed chunk, and nothing is applied
 //! twice.
 //!
+//! Every write of a user also records its before-image ([`super::images`]) in the same
+//! transaction; a `REVERT` job runs in chunks too, over the images of its job
+//! ([`super::revert`]).
+//!
 //! A `dryRun` or `atomic` job runs whole in one transaction, so that every row sees the
 //! rows before it exactly as a real run would; the transaction is rolled back for a dry run
 //! (and for an atomic job with a failed row), and the results are stored after it.
@@ -163,11 +167,7 @@ impl Runner<'_> {
         }
     }
 
-    pub(super) async fn advance(
-        &self,
-        job: jobs::Model,
-        phase: Phase,
-    ) -> Result<jobs::Model, Stop> {
+    async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
         let txn = db::begin_write(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         job.phase = phase.as_str().to_owned();
