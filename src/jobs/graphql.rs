@@ -221,6 +221,17 @@ impl ImportJob {
         let db = ctx.data_unchecked::<DatabaseConnection>();
         Ok(store::find(db, &principal.tenant, id).await?.map(ImportJob))
     }
+    /// `revertImportJob` would accept this job now: it has finished, wrote users and is
+    /// not reverted already.
+    async fn revertible(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        let principal = principal(ctx)?;
+        let db = ctx.data_unchecked::<DatabaseConnection>();
+        match super::revert::check(db, &principal.tenant, &self.0).await {
+            Ok(_) => Ok(true),
+            Err(AppError::Conflict { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
     /// The job a `REVERT` job undoes (`revertImportJob`).
     async fn revert_of(&self, ctx: &Context<'_>) -> AppResult<Option<ImportJob>> {
         let Some(id) = self.0.revert_of else {

@@ -43,9 +43,8 @@ use crate::users::lookup::UserKey;
 use crate::users::profile::Profile;
 use crate::users::store as user_store;
 
-/// `revertImportJob`: queues a `REVERT` job for the finished job `id`. A job not finished
-/// yet, a dry run or a job that wrote no user, and a job already reverted (by a revert
-/// that was not cancelled and did not fail) are a `CONFLICT`.
+/// `revertImportJob`: queues a `REVERT` job for the finished job `id`, unless [`check`]
+/// refuses it.
 pub async fn submit(
     db: &DatabaseConnection,
     queue: &Queue,
@@ -56,47 +55,11 @@ pub async fn submit(
     let original = store::find(db, by.tenant, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    let status = JobStatus::from_stored(&original.status);
-    if !status.is_final() {
-        return Err(refused(
-            "NOT_FINISHED",
-            format!(
-                "the job is {}; revert it once it has finished (or cancel it)",
-                status.as_str()
-            ),
-        ));
-    }
-    if original.dry_run {
-        return Err(refused(
-            "NOTHING_TO_REVERT",
-            "a dry run writes nothing".to_owned(),
-        ));
-    }
-    let total = images::count(db, id).await?;
-    if total == 0 {
-        return Err(refused(
-            "NOTHING_TO_REVERT",
-            "the job changed no user".to_owned(),
-        ));
-    }
-    let total = i32::try_from(total).map_err(AppError::internal)?;
+    let total = check(db, by.tenant, &original).await?;
     let txn = db::begin_write(db).await?;
     // Two reverts of one job take turns here; the second sees the first.
     store::find_for_update(&txn, by.tenant, id).await?;
-    if let Some(revert) = store::latest_revert(&txn, by.tenant, id).await?
-        && !matches!(
-            JobStatus::from_stored(&revert.status),
-            JobStatus::Cancelled | JobStatus::Failed
-        )
-    {
-        return Err(refused(
-            "ALREADY_REVERTED",
-            format!(
-                "job {} reverts this job already ({}); revert job {} to apply this job again",
-                revert.id, revert.status, revert.id
-            ),
-        ));
-    }
+    not_reverted(&txn, by.tenant, id).await?;
     let options = JobOptions {
         description: Some(format!("revert of job {id}")),
         ..JobOptions::default()
@@ -110,6 +73,63 @@ pub async fn submit(
     txn.commit().await?;
     submitted(queue);
     Ok(job)
+}
+
+/// Whether `job` can be reverted now: the number of users it wrote, or the `CONFLICT` a
+/// revert meets. A job not finished yet (`NOT_FINISHED`), a dry run or a job that wrote no
+/// user (`NOTHING_TO_REVERT`), and a job already reverted by a revert that was not
+/// cancelled and did not fail (`ALREADY_REVERTED`) cannot.
+pub async fn check(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job: &jobs::Model,
+) -> AppResult<i32> {
+    let status = JobStatus::from_stored(&job.status);
+    if !status.is_final() {
+        return Err(refused(
+            "NOT_FINISHED",
+            format!(
+                "the job is {}; revert it once it has finished (or cancel it)",
+                status.as_str()
+            ),
+        ));
+    }
+    if job.dry_run {
+        return Err(refused(
+            "NOTHING_TO_REVERT",
+            "a dry run writes nothing".to_owned(),
+        ));
+    }
+    not_reverted(conn, tenant, job.id).await?;
+    let total = images::count(conn, job.id).await?;
+    if total == 0 {
+        return Err(refused(
+            "NOTHING_TO_REVERT",
+            "the job changed no user".to_owned(),
+        ));
+    }
+    i32::try_from(total).map_err(AppError::internal)
+}
+
+/// `ALREADY_REVERTED` while job `id` has a revert that was not cancelled and did not fail.
+async fn not_reverted(conn: &impl ConnectionTrait, tenant: &TenantId, id: i64) -> AppResult<()> {
+    match store::latest_revert(conn, tenant, id).await? {
+        Some(revert)
+            if !matches!(
+                JobStatus::from_stored(&revert.status),
+                JobStatus::Cancelled | JobStatus::Failed
+            ) =>
+        {
+            Err(refused(
+                "ALREADY_REVERTED",
+                format!(
+                    "job {} reverts this job already ({}); revert job {} to apply this job again",
+                    revert.id, revert.status, revert.id
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a revert does with one user in its first pass.

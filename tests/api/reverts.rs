@@ -15,7 +15,8 @@ const REVERT: &str = "mutation($id: ID!) {
 }";
 
 const JOB: &str = "query($id: ID!) { importJob(id: $id) {
-    kind status total processed progress repeatable errorMessage revertOf { id } revertedBy { id }
+    kind status total processed progress repeatable revertible errorMessage
+    revertOf { id } revertedBy { id }
     summary { created updated unchanged skipped failed blocked unblocked deleted }
     rows { edges { node { index lookupKey action success user { externalId } errors { code message } } } }
 } }";
@@ -193,6 +194,7 @@ async fn a_revert_puts_updated_users_back_removes_created_ones_and_its_revert_ap
         let id = import(&app, job, json!({})).await;
         let after = everyone(&app).await;
         assert_ne!(before, after);
+        assert_eq!(finished(&app, &id).await["revertible"], true);
 
         let (revert_id, done) = reverted(&app, &id).await;
         assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -233,6 +235,8 @@ async fn a_revert_puts_updated_users_back_removes_created_ones_and_its_revert_ap
         );
         let original = finished(&app, &id).await;
         assert_eq!(original["revertedBy"]["id"], revert_id.as_str());
+        assert_eq!(original["revertible"], false, "reverted once");
+        assert_eq!(done["revertible"], true, "a revert can be reverted");
 
         // Reverted once is enough; reverting the revert applies the job again, created
         // users with their ids and approvers.
@@ -397,6 +401,9 @@ db_test! {
         assert_eq!(finished(&app, &failed).await["status"], "FAILED");
 
         let jobs = app.count_rows("import_jobs").await;
+        for job in [&dry, &same, &failed] {
+            assert_eq!(finished(&app, job).await["revertible"], false);
+        }
         for (job, why) in [
             (&dry, "a dry run writes nothing"),
             (&same, "the job changed no user"),
