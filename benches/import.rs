@@ -5,7 +5,9 @@
 //! `cargo bench --bench import`; `ROSTER_BENCH_SIZES=10000,100000` (the default) picks N,
 //! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases,
 //! `ROSTER_BENCH_FORM=csv` sends the same users as a CSV file to `importUsersCsv` instead
-//! (default `json`), and `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
+//! (default `json`), `ROSTER_BENCH_REVERT=1` also reverts each job once it is done
+//! (`revertImportJob`, which removes every user it created) and times that, and
+//! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
 use std::io::{BufRead, BufReader};
@@ -30,19 +32,26 @@ fn main() {
         Ok("json") | Err(_) => false,
         Ok(other) => panic!("ROSTER_BENCH_FORM: json or csv, not {other}"),
     };
+    let revert = std::env::var("ROSTER_BENCH_REVERT").is_ok_and(|v| v == "1");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     println!("form: {}", if csv { "CSV file" } else { "JSON request" });
-    println!("backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb");
+    println!(
+        "backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb{}",
+        if revert { "  revert_s" } else { "" }
+    );
     for backend in backends.split(',').map(str::trim) {
         for &n in &sizes {
-            let figures = runtime.block_on(run(backend, n, csv));
+            let figures = runtime.block_on(run(backend, n, csv, revert));
             println!(
-                "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:.0}",
+                "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:<12.0}{}",
                 figures.submit.as_secs_f64(),
                 figures.users_pass.as_secs_f64(),
                 figures.total.as_secs_f64(),
                 n as f64 / figures.total.as_secs_f64(),
                 figures.peak_rss_kb as f64 / 1024.0,
+                figures
+                    .revert
+                    .map_or(String::new(), |r| format!("{:.2}", r.as_secs_f64())),
             );
         }
     }
@@ -54,6 +63,8 @@ struct Figures {
     users_pass: Duration,
     total: Duration,
     peak_rss_kb: u64,
+    /// Until the job's revert was done.
+    revert: Option<Duration>,
 }
 
 fn users(n: usize) -> Vec<Value> {
@@ -102,7 +113,7 @@ fn users_csv(n: usize) -> Vec<u8> {
     csv.into_bytes()
 }
 
-async fn run(backend: &str, n: usize, csv: bool) -> Figures {
+async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (url, pg_name) = match backend {
         "sqlite" => (
@@ -162,33 +173,30 @@ async fn run(backend: &str, n: usize, csv: bool) -> Figures {
         .as_str()
         .unwrap_or_else(|| panic!("a job: {response}"))
         .to_owned();
-    let mut users_pass = None;
-    loop {
-        let job: Value = client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(&token)
-            .json(&json!({
-                "query": "query($id: ID!) { importJob(id: $id) { status processed total } }",
-                "variables": { "id": id },
-            }))
-            .send()
-            .await
-            .expect("polled")
-            .json()
-            .await
-            .expect("JSON");
-        let job = &job["data"]["importJob"];
-        if users_pass.is_none() && job["processed"] == job["total"] {
-            users_pass = Some(started.elapsed());
-        }
-        let status = job["status"].as_str().unwrap_or("");
-        if status != "QUEUED" && status != "RUNNING" {
-            assert_eq!(status, "COMPLETED", "{job}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let api = Api {
+        client,
+        url: format!("{base}/graphql"),
+        token,
+    };
+    let users_pass = api.completed(&id, started).await;
     let total = started.elapsed();
+    let revert = if revert {
+        let started = Instant::now();
+        let response = api
+            .call(
+                "mutation($id: ID!) { revertImportJob(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+        let revert_id = response["data"]["revertImportJob"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a revert: {response}"))
+            .to_owned();
+        api.completed(&revert_id, started).await;
+        Some(started.elapsed())
+    } else {
+        None
+    };
     let peak_rss_kb = peak_rss_kb(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -204,6 +212,53 @@ async fn run(backend: &str, n: usize, csv: bool) -> Figures {
         users_pass: users_pass.unwrap_or(total),
         total,
         peak_rss_kb,
+        revert,
+    }
+}
+
+/// The server's GraphQL endpoint, with an admin token.
+struct Api {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Waits until job `id` is `COMPLETED`; answers when every row's user was done (the
+    /// first pass), counted from `started`.
+    async fn completed(&self, id: &str, started: Instant) -> Option<Duration> {
+        let mut users_pass = None;
+        loop {
+            let job = self
+                .call(
+                    "query($id: ID!) { importJob(id: $id) { status processed total } }",
+                    json!({ "id": id }),
+                )
+                .await;
+            let job = &job["data"]["importJob"];
+            if users_pass.is_none() && job["processed"] == job["total"] {
+                users_pass = Some(started.elapsed());
+            }
+            let status = job["status"].as_str().unwrap_or("");
+            if status != "QUEUED" && status != "RUNNING" {
+                assert_eq!(status, "COMPLETED", "{job}");
+                return users_pass;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
