@@ -14,7 +14,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 
 use super::{JobOptions, Queue, RowResult, Submitter, Summary, store};
-use crate::auth::{Role, RoleGuard, TenantId, principal};
+use crate::auth::{Principal, Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::FieldErrorView;
 use crate::graphql::scalars::{IdCursor, PageArgs};
@@ -377,6 +377,14 @@ impl JobsTotal {
     }
 }
 
+/// Who submits a job: the caller.
+fn submitter(principal: &Principal) -> Submitter<'_> {
+    Submitter {
+        tenant: &principal.tenant,
+        subject: &principal.subject,
+    }
+}
+
 fn job_id(id: &ID) -> AppResult<i64> {
     id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         AppError::invalid_fields(vec![FieldError::new(
@@ -457,10 +465,7 @@ impl JobsMutation {
         let queue = ctx.data_unchecked::<Queue>();
         let options = job_options(options.unwrap_or_default());
         let rows = users.into_iter().map(InputRow::from).collect();
-        let by = Submitter {
-            tenant: &principal.tenant,
-            subject: &principal.subject,
-        };
+        let by = submitter(principal);
         Ok(ImportJob(
             super::submit(db, queue, by, options, rows).await?,
         ))
@@ -493,10 +498,7 @@ impl JobsMutation {
                 format!("no file: {e}"),
             )])
         })?;
-        let by = Submitter {
-            tenant: &principal.tenant,
-            subject: &principal.subject,
-        };
+        let by = submitter(principal);
         let options = job_options(options.unwrap_or_default());
         Ok(ImportJob(
             super::submit_csv(db, queue, by, options, file.content).await?,
@@ -512,10 +514,7 @@ impl JobsMutation {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let queue = ctx.data_unchecked::<Queue>();
-        let by = Submitter {
-            tenant: &principal.tenant,
-            subject: &principal.subject,
-        };
+        let by = submitter(principal);
         Ok(ImportJob(super::retry(db, queue, by, job_id(&id)?).await?))
     }
 
@@ -533,10 +532,7 @@ impl JobsMutation {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let queue = ctx.data_unchecked::<Queue>();
-        let by = Submitter {
-            tenant: &principal.tenant,
-            subject: &principal.subject,
-        };
+        let by = submitter(principal);
         Ok(ImportJob(
             super::revert::submit(db, queue, by, job_id(&id)?).await?,
         ))

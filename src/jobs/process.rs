@@ -258,7 +258,7 @@ impl Runner<'_> {
         let reader = Inputs::of(&job)?;
         let changes = link_changes(&reader, &inputs);
         let txn = db::begin_write(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let before: Vec<RowResult> = batch.iter().map(RowResult::from_stored).collect();
@@ -273,13 +273,31 @@ impl Runner<'_> {
         )
         .await?;
         reader.name_link_errors(&mut after);
-        store::upsert_results(&txn, &tenant, job.id, &after).await?;
-        job.cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
-        job.links_processed += after.len() as i32;
+        let cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
+        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
+            .await
+    }
+
+    /// Ends a chunk of a pass after the first (approvers, a revert's removals): its rows'
+    /// new results stored, the job's cursor at `cursor`, the rows counted done with their
+    /// summary, all committed with `txn`.
+    pub(super) async fn end_later_chunk(
+        &self,
+        txn: DatabaseTransaction,
+        mut job: jobs::Model,
+        cursor: i32,
+        (rows, summary): (Vec<RowResult>, Summary),
+        pass: &'static str,
+        started: Instant,
+    ) -> Result<jobs::Model, Stop> {
+        let tenant = tenant_of(&job)?;
+        store::upsert_results(&txn, &tenant, job.id, &rows).await?;
+        job.cursor = cursor;
+        job.links_processed += rows.len() as i32;
         summary.add_to(&mut job);
         self.save(&txn, &mut job).await?;
         txn.commit().await?;
-        count_rows("links", &after);
+        count_rows(pass, &rows);
         self.committed(&job, started);
         Ok(job)
     }

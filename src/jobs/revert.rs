@@ -529,7 +529,7 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
         let txn = db::begin_write(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let job = self.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let stored = images::of_users(&txn, original, &ids).await?;
         // The first pass was another transaction: a user changed since keeps its approvers.
@@ -598,14 +598,9 @@ impl Runner<'_> {
             summary.recount(&before, &result);
             after.push(result);
         }
-        store::upsert_results(&txn, &tenant, job.id, &after).await?;
-        job.cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        job.links_processed += after.len() as i32;
-        summary.add_to(&mut job);
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
-        self.committed(&job, started);
-        Ok(job)
+        let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
+        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
+            .await
     }
 
     /// Between the approver pass and the removals, in one transaction with the move to the
@@ -626,12 +621,17 @@ impl Runner<'_> {
             managees.entry(approver).or_default().push(user);
         }
         let mut kept: HashSet<i64> = HashSet::new();
+        let stays =
+            |user: &i64, kept: &HashSet<i64>| !candidates.contains(user) || kept.contains(user);
         loop {
-            let stays = |user: &i64| !candidates.contains(user) || kept.contains(user);
             let newly: Vec<i64> = candidates
                 .iter()
                 .filter(|c| !kept.contains(*c))
-                .filter(|c| managees.get(*c).is_some_and(|m| m.iter().any(stays)))
+                .filter(|c| {
+                    managees
+                        .get(*c)
+                        .is_some_and(|m| m.iter().any(|user| stays(user, &kept)))
+                })
                 .copied()
                 .collect();
             if newly.is_empty() {
@@ -647,7 +647,7 @@ impl Runner<'_> {
         let staying: Vec<i64> = kept
             .iter()
             .flat_map(|c| managees.get(c).into_iter().flatten())
-            .filter(|user| !candidates.contains(*user) || kept.contains(*user))
+            .filter(|user| stays(user, &kept))
             .copied()
             .collect();
         let names = user_store::by_ids(&txn, &tenant, &staying).await?;
@@ -669,15 +669,9 @@ impl Runner<'_> {
             summary.recount(&before, &result);
             after.push(result);
         }
-        store::upsert_results(&txn, &tenant, job.id, &after).await?;
-        job.links_processed += after.len() as i32;
-        summary.add_to(&mut job);
         job.phase = Phase::Removals.as_str().to_owned();
-        job.cursor = 0;
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
-        self.committed(&job, started);
-        Ok(job)
+        self.end_later_chunk(txn, job, 0, (after, summary), "removals", started)
+            .await
     }
 
     /// Which of `users` this revert removes too: users its job created whose removal is
@@ -715,7 +709,7 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
         let txn = db::begin_write(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let job = self.fence(&txn, job.id).await?;
         // Removing a user removes links and track assignments with it.
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
@@ -798,13 +792,8 @@ impl Runner<'_> {
             .collect();
         user_store::delete_many(&txn, &tenant, &ids).await?;
         images::record(&txn, &tenant, job.id, taken).await?;
-        store::upsert_results(&txn, &tenant, job.id, &after).await?;
-        job.cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        job.links_processed += after.len() as i32;
-        summary.add_to(&mut job);
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
-        self.committed(&job, started);
-        Ok(job)
+        let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
+        self.end_later_chunk(txn, job, cursor, (after, summary), "removals", started)
+            .await
     }
 }
