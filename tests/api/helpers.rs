@@ -211,6 +211,21 @@ impl TestApp {
         GraphQLResponse::read(response).await
     }
 
+    /// Submits `users` with `importUsers` and `options` as an admin; answers the job's id.
+    pub async fn submit_job(&self, users: Value, options: Value) -> String {
+        let query = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
+            importUsers(users: $users, options: $options) { id }
+        }";
+        let variables = json!({ "users": users, "options": options });
+        let response = self
+            .graphql(&self.token(Role::Admin), query, variables)
+            .await;
+        response.data()["importUsers"]["id"]
+            .as_str()
+            .expect("a job id")
+            .to_owned()
+    }
+
     /// Runs `query` (an `importJob(id: $id)` query) with a viewer token until the job has
     /// a final status, and answers the job; fails the test after three minutes.
     pub async fn finished_job(&self, query: &str, id: &Value) -> Value {

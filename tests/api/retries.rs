@@ -5,10 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, spawn_app_with};
 
-const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
-    importUsers(users: $users, options: $options) { id }
-}";
-
 const RETRY: &str = "mutation($id: ID!) {
     retryImportJob(id: $id) { id status total description retryOf { id } }
 }";
@@ -30,17 +26,7 @@ fn person(id: &str, manager: Option<&str>) -> Value {
 }
 
 async fn submit(app: &TestApp, users: Value, options: Value) -> String {
-    let response = app
-        .graphql(
-            &app.token(Role::Admin),
-            SUBMIT,
-            json!({ "users": users, "options": options }),
-        )
-        .await;
-    response.data()["importUsers"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.submit_job(users, options).await
 }
 
 async fn retry(app: &TestApp, token: &str, id: &str) -> GraphQLResponse {

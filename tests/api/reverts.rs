@@ -6,10 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, spawn_app_with};
 
-const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
-    importUsers(users: $users, options: $options) { id }
-}";
-
 const REVERT: &str = "mutation($id: ID!) {
     revertImportJob(id: $id) { id kind status total description revertOf { id } }
 }";
@@ -42,17 +38,7 @@ fn with(mut user: Value, fields: Value) -> Value {
 }
 
 async fn import(app: &TestApp, users: Value, options: Value) -> String {
-    let response = app
-        .graphql(
-            &app.token(Role::Admin),
-            SUBMIT,
-            json!({ "users": users, "options": options }),
-        )
-        .await;
-    let id = response.data()["importUsers"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit_job(users, options).await;
     let job = finished(app, &id).await;
     assert!(
         job["status"].as_str().unwrap().starts_with("COMPLETED"),
@@ -394,10 +380,7 @@ db_test! {
         let same = import(&app, json!([person("r1")]), json!({})).await;
         let mut atomic = vec![person("r3"), person("r4")];
         atomic[1]["email"] = json!("not-an-email");
-        let response = app
-            .graphql(&admin, SUBMIT, json!({ "users": atomic, "options": { "atomic": true } }))
-            .await;
-        let failed = response.data()["importUsers"]["id"].as_str().unwrap().to_owned();
+        let failed = app.submit_job(json!(atomic), json!({ "atomic": true })).await;
         assert_eq!(finished(&app, &failed).await["status"], "FAILED");
 
         let jobs = app.count_rows("import_jobs").await;
@@ -439,17 +422,7 @@ db_test! {
 #[tokio::test]
 async fn a_job_not_finished_is_not_reverted() {
     let app = spawn_app_with(Backend::Sqlite, |config| config.jobs.workers = 0).await;
-    let response = app
-        .graphql(
-            &app.token(Role::Admin),
-            SUBMIT,
-            json!({ "users": [person("w1")], "options": {} }),
-        )
-        .await;
-    let id = response.data()["importUsers"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit_job(json!([person("w1")]), json!({})).await;
     let response = revert(&app, &app.token(Role::Admin), &id).await;
     assert_eq!(
         conflict_code(&response),
