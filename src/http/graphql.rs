@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::AppState;
@@ -144,37 +145,89 @@ fn to_json(value: &impl serde::Serialize) -> Json {
 struct PostParams {
     query: String,
     operation_name: Option<String>,
-    variables: Option<Map<String, Json>>,
+    variables: Option<Variables>,
     extensions: Option<Map<String, Json>>,
 }
 
+/// A POST body as read. `variables` stays raw JSON text until it is parsed once, straight
+/// into GraphQL values: a 100,000-user `importUsers` request is never held twice, as JSON
+/// and as GraphQL values.
+#[derive(Deserialize)]
+struct PostBody<'a> {
+    query: Option<Json>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<Json>,
+    #[serde(borrow)]
+    variables: Option<&'a RawValue>,
+    extensions: Option<Json>,
+}
+
 impl PostParams {
-    /// Takes the parameters in the types the spec demands, naming the one that is not:
-    /// a numeric `query`, an array of `variables` or a missing `query` is a 400.
+    /// Reads a POST body, naming what is wrong with it.
+    fn from_slice(bytes: &[u8]) -> Result<Self, String> {
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let body: PostBody = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data if !object => not_an_object(),
+            serde_json::error::Category::Data => format!("invalid request body: {e}"),
+            _ => format!("the body is not valid JSON: {e}"),
+        })?;
+        let variables = match body.variables.map(RawValue::get) {
+            None => None,
+            Some(text) if text.starts_with('{') => Some(
+                serde_json::from_str::<Variables>(text)
+                    .map_err(|e| format!("invalid `variables`: {e}"))?,
+            ),
+            Some(_) => return Err(parameter_not_an_object("variables")),
+        };
+        Self::checked(body.query, body.operation_name, variables, body.extensions)
+    }
+
+    /// Takes the parameters of a body already read as JSON (a GET's query string).
     fn from_json(body: Json) -> Result<Self, String> {
         let Json::Object(mut body) = body else {
-            return Err("the body must be a JSON object with a `query` string".into());
+            return Err(not_an_object());
         };
-        let query = match body.remove("query") {
+        let variables = match body.remove("variables") {
+            None | Some(Json::Null) => None,
+            Some(Json::Object(map)) => Some(Variables::from_json(Json::Object(map))),
+            Some(_) => return Err(parameter_not_an_object("variables")),
+        };
+        Self::checked(
+            body.remove("query"),
+            body.remove("operationName"),
+            variables,
+            body.remove("extensions"),
+        )
+    }
+
+    /// Takes the parameters in the types the spec demands, naming the one that is not:
+    /// a numeric `query`, an array of `variables` or a missing `query` is a 400.
+    fn checked(
+        query: Option<Json>,
+        operation_name: Option<Json>,
+        variables: Option<Variables>,
+        extensions: Option<Json>,
+    ) -> Result<Self, String> {
+        let query = match query {
             Some(Json::String(query)) => query,
             None | Some(Json::Null) => return Err("the `query` parameter is missing".into()),
             Some(_) => return Err("the `query` parameter must be a string".into()),
         };
-        let operation_name = match body.remove("operationName") {
+        let operation_name = match operation_name {
             None | Some(Json::Null) => None,
             Some(Json::String(name)) => Some(name),
             Some(_) => return Err("the `operationName` parameter must be a string".into()),
         };
-        let object = |name: &str, value: Option<Json>| match value {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Object(map)) => Ok(Some(map)),
-            Some(_) => Err(format!("the `{name}` parameter must be a JSON object")),
+        let extensions = match extensions {
+            None | Some(Json::Null) => None,
+            Some(Json::Object(map)) => Some(map),
+            Some(_) => return Err(parameter_not_an_object("extensions")),
         };
         Ok(Self {
             query,
             operation_name,
-            variables: object("variables", body.remove("variables"))?,
-            extensions: object("extensions", body.remove("extensions"))?,
+            variables,
+            extensions,
         })
     }
 
@@ -182,7 +235,7 @@ impl PostParams {
         let mut request = GraphQLRequest::new(self.query);
         request.operation_name = self.operation_name;
         if let Some(variables) = self.variables {
-            request.variables = Variables::from_json(Json::Object(variables));
+            request.variables = variables;
         }
         for (key, value) in self.extensions.unwrap_or_default() {
             let value = async_graphql::Value::from_json(value)
@@ -191,6 +244,14 @@ impl PostParams {
         }
         Ok(request)
     }
+}
+
+fn not_an_object() -> String {
+    "the body must be a JSON object with a `query` string".into()
+}
+
+fn parameter_not_an_object(name: &str) -> String {
+    format!("the `{name}` parameter must be a JSON object")
 }
 
 /// GET carries the same parameters URL-encoded, `variables` and `extensions` as JSON text.
@@ -241,9 +302,7 @@ async fn read_json(body: Body, limit: usize) -> Result<GraphQLRequest, BodyError
     if bytes.is_empty() {
         return Err(BodyError::Invalid("the request body is empty".into()));
     }
-    let json: Json = serde_json::from_slice(&bytes)
-        .map_err(|e| BodyError::Invalid(format!("the body is not valid JSON: {e}")))?;
-    PostParams::from_json(json)
+    PostParams::from_slice(&bytes)
         .and_then(PostParams::into_request)
         .map_err(BodyError::Invalid)
 }

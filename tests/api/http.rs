@@ -100,7 +100,16 @@ async fn malformed_requests_are_400_whatever_the_accept() {
         ("{ \"not a JSON", "not valid JSON"),
         (r#"{"qeury":"{ __typename }"}"#, "query"),
         (r#"{"query":1}"#, "query"),
+        ("42", "must be a JSON object"),
         (r#"{"query":"{ __typename }","variables":"x"}"#, "variables"),
+        (
+            r#"{"query":"{ __typename }","variables":[{}]}"#,
+            "variables",
+        ),
+        (
+            r#"{"query":"{ __typename }","query":"{ __typename }"}"#,
+            "duplicate field `query`",
+        ),
         (
             r#"{"query":"{ __typename }","operationName":false}"#,
             "operationName",
