@@ -469,36 +469,68 @@ impl Runner<'_> {
     }
 }
 
-/// When a run refreshes the planner statistics of the tables it grows
-/// ([`db::analyze`]): each time the rows it has gone through double.
+/// When a run refreshes the planner statistics of the tables a pass grows
+/// ([`db::analyze`]): each time the rows the pass has gone through double, until they are
+/// [`Statistics::LAST`] chunks. By then the tables the pass writes are big enough for
+/// lookups by key to go through their indexes, and they only grow from there: PostgreSQL
+/// scales its row estimates with a table's size, and SQLite's choice between two indexes
+/// rests on how selective each is, not on how many rows there are. Later refreshes would
+/// cost the most (the tables are biggest) and change no plan. Each pass starts over, for
+/// the tables it grows: the approver pass fills `approver_links`, empty until then.
 struct Statistics {
+    chunk: i64,
+    phase: Phase,
     next: i64,
 }
 
 impl Statistics {
+    const LAST: i64 = 16;
+
     fn new(chunk: usize) -> Self {
-        Self { next: chunk as i64 }
+        let chunk = chunk as i64;
+        Self {
+            chunk,
+            phase: Phase::Done,
+            next: chunk,
+        }
     }
 
     async fn refresh(&mut self, db: &DatabaseConnection, job: &jobs::Model) -> Result<(), DbErr> {
-        let done = i64::from(job.processed) + i64::from(job.links_processed);
-        if done < self.next {
+        let phase = Phase::from_stored(&job.phase);
+        if phase != self.phase {
+            self.phase = phase;
+            self.next = self.chunk;
+        }
+        let (done, tables) = match phase {
+            Phase::Users => (
+                job.processed,
+                &[
+                    entity::users::Entity.table_name(),
+                    entity::user_tags::Entity.table_name(),
+                    entity::user_attributes::Entity.table_name(),
+                    entity::track_assignments::Entity.table_name(),
+                    rows::Entity.table_name(),
+                    results::Entity.table_name(),
+                    entity::import_job_images::Entity.table_name(),
+                ][..],
+            ),
+            Phase::Links => (
+                job.links_processed,
+                &[
+                    entity::approver_links::Entity.table_name(),
+                    entity::import_job_images::Entity.table_name(),
+                ][..],
+            ),
+            Phase::Removals | Phase::Done => return Ok(()),
+        };
+        let done = i64::from(done);
+        if done < self.next || self.next > self.chunk * Self::LAST {
             return Ok(());
         }
         while self.next <= done {
             self.next *= 2;
         }
-        let tables = [
-            entity::users::Entity.table_name(),
-            entity::user_tags::Entity.table_name(),
-            entity::user_attributes::Entity.table_name(),
-            entity::track_assignments::Entity.table_name(),
-            entity::approver_links::Entity.table_name(),
-            rows::Entity.table_name(),
-            results::Entity.table_name(),
-            entity::import_job_images::Entity.table_name(),
-        ];
-        db::analyze(db, &tables).await
+        db::analyze(db, tables).await
     }
 }
 

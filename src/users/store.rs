@@ -521,7 +521,7 @@ pub async fn insert_many(
         .copied()
         .zip(profiles.iter().copied())
         .collect();
-    write_related(conn, tenant, &all, &all, now).await?;
+    write_related(conn, tenant, Related::New, &all, &all, now).await?;
     Ok(inserted)
 }
 
@@ -543,7 +543,7 @@ pub async fn reinsert_many(
         users::Entity::insert_many(rows).exec(conn).await?;
     }
     let all: Vec<(i64, &Profile)> = users.iter().map(|(id, _, p)| (*id, *p)).collect();
-    write_related(conn, tenant, &all, &all, now).await
+    write_related(conn, tenant, Related::New, &all, &all, now).await
 }
 
 /// Removes users; their tags, attributes, approver links (both ways), track assignments
@@ -619,7 +619,7 @@ pub async fn update_many(
         .filter(|(_, before, after)| before.attributes != after.attributes)
         .map(|(user, _, after)| (user.id, *after))
         .collect();
-    write_related(conn, tenant, &tags, &attributes, now).await
+    write_related(conn, tenant, Related::Replace, &tags, &attributes, now).await
 }
 
 /// The stored row of one attribute of the user `user_id`.
@@ -638,20 +638,32 @@ pub fn attribute_row(
     }
 }
 
-/// Replaces the tags of the users in `tags` and the attributes of those in `attributes`;
+/// Whose tags and attributes [`write_related`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Related {
+    /// Users inserted just now, who have none yet.
+    New,
+    /// Stored users, whose tags and attributes are replaced.
+    Replace,
+}
+
+/// Writes the tags of the users in `tags` and the attributes of those in `attributes`;
 /// the learning tracks the tags assign follow at once.
 async fn write_related(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
+    related: Related,
     tags: &[(i64, &Profile)],
     attributes: &[(i64, &Profile)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     for chunk in tags.chunks(IN_CHUNK) {
-        user_tags::Entity::delete_many()
-            .filter(user_tags::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
-            .exec(conn)
-            .await?;
+        if related == Related::Replace {
+            user_tags::Entity::delete_many()
+                .filter(user_tags::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
+                .exec(conn)
+                .await?;
+        }
         let rows: Vec<user_tags::ActiveModel> = chunk
             .iter()
             .flat_map(|(id, profile)| {
@@ -665,10 +677,12 @@ async fn write_related(
         crate::db::insert_in_chunks(conn, rows, 3).await?;
     }
     for chunk in attributes.chunks(IN_CHUNK) {
-        user_attributes::Entity::delete_many()
-            .filter(user_attributes::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
-            .exec(conn)
-            .await?;
+        if related == Related::Replace {
+            user_attributes::Entity::delete_many()
+                .filter(user_attributes::Column::UserId.is_in(chunk.iter().map(|(id, _)| *id)))
+                .exec(conn)
+                .await?;
+        }
         let rows: Vec<user_attributes::ActiveModel> = chunk
             .iter()
             .flat_map(|(id, profile)| {
