@@ -123,6 +123,25 @@ pub struct JobsConfig {
     /// Rows per chunk: each chunk is one transaction, and the unit a job resumes from.
     #[arg(long, env = "ROSTER_JOB_CHUNK", default_value_t = 1000, value_parser = parse_chunk)]
     pub job_chunk: usize,
+
+    /// How long a finished job is kept, with its rows, results and before-images; after
+    /// that it is deleted and can no longer be read, retried or reverted. At least 24h
+    /// (the life of an idempotency key); `forever` keeps every job.
+    #[arg(long, env = "ROSTER_JOB_RETENTION", default_value = "30days", value_parser = parse_retention)]
+    pub job_retention: Retention,
+
+    /// How often a process with workers deletes the jobs past their retention.
+    #[arg(skip = Duration::from_secs(3600))]
+    pub job_sweep_every: Duration,
+}
+
+/// How long finished jobs are kept; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl Retention {
+    /// Idempotency keys live as long as their job, and must live a day.
+    pub const MIN: Duration = Duration::from_secs(24 * 3600);
 }
 
 impl Default for JobsConfig {
@@ -132,8 +151,24 @@ impl Default for JobsConfig {
             job_lease: Duration::from_secs(30),
             job_poll: Duration::from_secs(1),
             job_chunk: 1000,
+            job_retention: Retention(Some(Duration::from_secs(30 * 24 * 3600))),
+            job_sweep_every: Duration::from_secs(3600),
         }
     }
+}
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Retention(None));
+    }
+    let keep = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if keep < Retention::MIN {
+        return Err(
+            "jobs must be kept at least 24h, as long as their idempotency keys; `forever` keeps them all"
+                .to_owned(),
+        );
+    }
+    Ok(Retention(Some(keep)))
 }
 
 fn parse_lease(text: &str) -> Result<Duration, String> {

@@ -37,6 +37,8 @@ pub const DB_DURATION: &str = "roster_db_statement_duration_seconds";
 pub const JOBS_SUBMITTED: &str = "roster_jobs_submitted_total";
 /// Jobs this process's workers finished, labelled with the final `status`.
 pub const JOBS_FINISHED: &str = "roster_jobs_finished_total";
+/// Finished jobs this process deleted once they were past their retention.
+pub const JOBS_DELETED: &str = "roster_jobs_deleted_total";
 /// Jobs this process's workers are running now.
 pub const JOBS_RUNNING: &str = "roster_jobs_running";
 /// Job rows this process's workers committed, labelled with their `action` (and `pass`).

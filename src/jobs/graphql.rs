@@ -400,7 +400,8 @@ pub struct JobsQuery;
 
 #[Object]
 impl JobsQuery {
-    /// One job of the caller's tenant, or `null`.
+    /// One job of the caller's tenant, or `null` (no such job, or one deleted once it was
+    /// past its retention, 30 days after it finished by default).
     async fn import_job(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<ImportJob>> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();

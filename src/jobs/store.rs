@@ -1,6 +1,7 @@
 //! Reading and writing jobs, their input rows and their results. Every read that a client
 //! can cause filters by tenant; the worker's reads go by job id, which it got by claiming.
 
+use chrono::{DateTime, Utc};
 use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
 use sea_orm::{
@@ -52,6 +53,60 @@ async fn one_locked(
     } else {
         query.one(conn).await
     }
+}
+
+/// Finished jobs that finished before `before`, oldest first; a job with a revert still
+/// to run stays, since the revert reads its before-images.
+pub async fn expired(
+    conn: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+) -> Result<Vec<i64>, DbErr> {
+    let reverting = sea_orm::sea_query::Query::select()
+        .column(jobs::Column::RevertOf)
+        .from(jobs::Entity)
+        .and_where(jobs::Column::RevertOf.is_not_null())
+        .and_where(jobs::Column::Status.is_in(unfinished()))
+        .to_owned();
+    jobs::Entity::find()
+        .select_only()
+        .column(jobs::Column::Id)
+        .filter(jobs::Column::Status.is_not_in(unfinished()))
+        .filter(jobs::Column::FinishedAt.lt(before))
+        .filter(jobs::Column::Id.not_in_subquery(reverting))
+        .order_by_asc(jobs::Column::FinishedAt)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// Deletes a job that finished before `before`, with its rows, results, before-images
+/// and the record of whom it deactivated; answers whether it did (another process may
+/// have been first).
+pub async fn delete_finished(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    before: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    use entity::import_job_deactivations as deactivations;
+    // Rows, results and images go with the job (their foreign keys cascade).
+    let deleted = jobs::Entity::delete_many()
+        .filter(jobs::Column::Id.eq(id))
+        .filter(jobs::Column::Status.is_not_in(unfinished()))
+        .filter(jobs::Column::FinishedAt.lt(before))
+        .exec(conn)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Ok(false);
+    }
+    deactivations::Entity::delete_many()
+        .filter(deactivations::Column::JobId.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(true)
+}
+
+fn unfinished() -> [&'static str; 2] {
+    [JobStatus::Queued.as_str(), JobStatus::Running.as_str()]
 }
 
 pub async fn find_by_key(

@@ -33,10 +33,20 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `config.workers` workers.
+    /// Starts `config.workers` workers and, when there are some and jobs are not kept
+    /// forever, the sweeper that deletes jobs past their retention.
     pub fn start(db: DatabaseConnection, queue: Queue, config: JobsConfig) -> Self {
         let (stop, stopping) = watch::channel(false);
         let process = rand::rng().next_u32();
+        let sweeper = match config.job_retention.0 {
+            Some(keep) if config.workers > 0 => Some(tokio::spawn(sweep_every(
+                db.clone(),
+                keep,
+                config.job_sweep_every,
+                stopping.clone(),
+            ))),
+            _ => None,
+        };
         let handles = (0..config.workers)
             .map(|n| {
                 let worker = Worker {
@@ -48,6 +58,7 @@ impl Workers {
                 };
                 tokio::spawn(worker.work())
             })
+            .chain(sweeper)
             .collect();
         Self { stop, handles }
     }
@@ -60,6 +71,46 @@ impl Workers {
             let _ = handle.await;
         }
     }
+}
+
+/// Deletes the jobs that finished more than `keep` ago, now and then each `every`, until
+/// the process stops.
+async fn sweep_every(
+    db: DatabaseConnection,
+    keep: Duration,
+    every: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        match sweep(&db, keep).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted jobs past their retention"),
+            Err(error) => tracing::warn!(%error, "cannot delete jobs past their retention"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}
+
+/// Deletes every job that finished more than `keep` ago, one transaction each; answers how
+/// many this process deleted.
+pub async fn sweep(db: &DatabaseConnection, keep: Duration) -> Result<usize, DbErr> {
+    let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let Some(before) = Utc::now().checked_sub_signed(keep) else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    for id in store::expired(db, before).await? {
+        let txn = db::begin_write(db).await?;
+        if store::delete_finished(&txn, id, before).await? {
+            deleted += 1;
+            metrics::counter!(telemetry::JOBS_DELETED).increment(1);
+        }
+        txn.commit().await?;
+    }
+    Ok(deleted)
 }
 
 struct Worker {

@@ -78,6 +78,22 @@ fn every_serve_flag_has_an_environment_variable() {
 }
 
 #[test]
+fn jobs_are_kept_at_least_a_day() {
+    let output = roster()
+        .args(["serve", "--job-retention", "23h"])
+        .env("ROSTER_JWT_SECRET", "cli-secret")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 24h"), "{stderr}");
+    let help = roster().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[env: ROSTER_JOB_RETENTION=]"), "{help}");
+    assert!(help.contains("[default: 30days]"), "{help}");
+}
+
+#[test]
 fn migrate_applies_migrations_to_a_new_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());

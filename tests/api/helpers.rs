@@ -245,13 +245,27 @@ impl TestApp {
         }
     }
 
+    /// A connection of the test's own to the server's database.
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        Database::connect(&self.database.url)
+            .await
+            .expect("test database answers")
+    }
+
+    /// Runs one statement straight on the database, for states no request can make.
+    pub async fn execute(&self, sql: &str) {
+        use sea_orm::ConnectionTrait;
+
+        let db = self.connect().await;
+        db.execute_unprepared(sql).await.expect(sql);
+        let _ = db.close().await;
+    }
+
     /// How many rows a table holds, read straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};
 
-        let db = Database::connect(&self.database.url)
-            .await
-            .expect("test database answers");
+        let db = self.connect().await;
         let sql = format!("SELECT COUNT(*) AS n FROM {table}");
         let row = db
             .query_one_raw(Statement::from_string(db.get_database_backend(), sql))

@@ -11,6 +11,7 @@ mod http;
 mod jobs;
 mod listing;
 mod ops;
+mod retention;
 mod retries;
 mod reverts;
 mod schema;
