@@ -55,33 +55,24 @@ async fn one_locked(
     }
 }
 
-/// Finished jobs that finished before `before`, oldest first; a job with a revert still
-/// to run stays, since the revert reads its before-images.
+/// Finished jobs that finished before `before`, oldest first (see [`expired_condition`]).
 pub async fn expired(
     conn: &impl ConnectionTrait,
     before: DateTime<Utc>,
 ) -> Result<Vec<i64>, DbErr> {
-    let reverting = sea_orm::sea_query::Query::select()
-        .column(jobs::Column::RevertOf)
-        .from(jobs::Entity)
-        .and_where(jobs::Column::RevertOf.is_not_null())
-        .and_where(jobs::Column::Status.is_in(unfinished()))
-        .to_owned();
     jobs::Entity::find()
         .select_only()
         .column(jobs::Column::Id)
-        .filter(jobs::Column::Status.is_not_in(unfinished()))
-        .filter(jobs::Column::FinishedAt.lt(before))
-        .filter(jobs::Column::Id.not_in_subquery(reverting))
+        .filter(expired_condition(before))
         .order_by_asc(jobs::Column::FinishedAt)
         .into_tuple()
         .all(conn)
         .await
 }
 
-/// Deletes a job that finished before `before`, with its rows, results, before-images
+/// Deletes the job `id` if it is still [`expired`], with its rows, results, before-images
 /// and the record of whom it deactivated; answers whether it did (another process may
-/// have been first).
+/// have been first, or a revert of it submitted since).
 pub async fn delete_finished(
     conn: &impl ConnectionTrait,
     id: i64,
@@ -91,8 +82,7 @@ pub async fn delete_finished(
     // Rows, results and images go with the job (their foreign keys cascade).
     let deleted = jobs::Entity::delete_many()
         .filter(jobs::Column::Id.eq(id))
-        .filter(jobs::Column::Status.is_not_in(unfinished()))
-        .filter(jobs::Column::FinishedAt.lt(before))
+        .filter(expired_condition(before))
         .exec(conn)
         .await?;
     if deleted.rows_affected == 0 {
@@ -105,8 +95,20 @@ pub async fn delete_finished(
     Ok(true)
 }
 
-fn unfinished() -> [&'static str; 2] {
-    [JobStatus::Queued.as_str(), JobStatus::Running.as_str()]
+/// A job finished before `before` and without a revert still to run (which reads its
+/// before-images).
+fn expired_condition(before: DateTime<Utc>) -> Condition {
+    let unfinished = [JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
+    let reverting = sea_orm::sea_query::Query::select()
+        .column(jobs::Column::RevertOf)
+        .from(jobs::Entity)
+        .and_where(jobs::Column::RevertOf.is_not_null())
+        .and_where(jobs::Column::Status.is_in(unfinished))
+        .to_owned();
+    Condition::all()
+        .add(jobs::Column::Status.is_not_in(unfinished))
+        .add(jobs::Column::FinishedAt.lt(before))
+        .add(jobs::Column::Id.not_in_subquery(reverting))
 }
 
 pub async fn find_by_key(
