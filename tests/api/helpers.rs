@@ -418,9 +418,7 @@ impl TestApp {
         use entity::{approver_links, user_attributes, user_tags, users};
         use sea_orm::{EntityTrait, QueryOrder};
 
-        let db = Database::connect(&self.database.url)
-            .await
-            .expect("test database answers");
+        let db = self.connect().await;
         let users = users::Entity::find()
             .order_by_asc(users::Column::Id)
             .all(&db)
@@ -454,9 +452,7 @@ impl TestApp {
         use entity::users;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-        let db = Database::connect(&self.database.url)
-            .await
-            .expect("test database answers");
+        let db = self.connect().await;
         let user = users::Entity::find()
             .filter(users::Column::ExternalId.eq(external_id))
             .one(&db)

@@ -115,8 +115,8 @@ fn actions(rows: &[Value]) -> Vec<(String, bool)> {
 /// `(user, label, approver, canApprove)` of every stored approver link, by external id.
 async fn links(app: &TestApp) -> Vec<(String, String, String, bool)> {
     use entity::{approver_links, users};
-    use sea_orm::{Database, EntityTrait};
-    let db = Database::connect(&app.database.url).await.unwrap();
+    use sea_orm::EntityTrait;
+    let db = app.connect().await;
     let external: HashMap<i64, String> = users::Entity::find()
         .all(&db)
         .await
@@ -843,8 +843,8 @@ const CANCEL: &str = "mutation($id: ID!) { cancelImportJob(id: $id) {
 
 /// Users of the tenant, as stored.
 async fn user_count(app: &TestApp) -> u64 {
-    use sea_orm::{Database, EntityTrait, PaginatorTrait};
-    let db = Database::connect(&app.database.url).await.unwrap();
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let db = app.connect().await;
     let count = entity::users::Entity::find().count(&db).await.unwrap();
     let _ = db.close().await;
     count
