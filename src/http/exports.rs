@@ -1,4 +1,4 @@
-//! File downloads: the users export, and a CSV job's failed rows.
+//! File downloads: the users export, and a job's failed rows.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -10,7 +10,7 @@ use super::AppState;
 use super::graphql::{authenticate, error_response, unauthorized};
 use super::negotiate::ResponseFormat;
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::jobs::csv;
+use crate::jobs::failed_rows;
 use crate::users::export;
 
 /// `GET /exports/users.csv`: every user of the caller's tenant, streamed (any role).
@@ -25,8 +25,8 @@ pub async fn users_csv(State(state): State<AppState>, headers: HeaderMap) -> Res
     }
 }
 
-/// `GET /jobs/{id}/failed-rows.csv`: a CSV job's failed rows in the file's own columns,
-/// plus `errors`, streamed (any role of the job's tenant).
+/// `GET /jobs/{id}/failed-rows.csv`: a job's failed rows (a CSV job's in the file's own
+/// columns), plus `errors`, streamed (any role of the job's tenant).
 pub async fn failed_rows_csv(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -42,14 +42,14 @@ pub async fn failed_rows_csv(
             ResponseFormat::Json,
             ErrorCode::NotFound,
             format!(
-                "no CSV import job {id} (the failed rows of an importUsers job are in its `rows(onlyFailed: true)`)"
+                "no import job {id} (a revert's failed rows are in its `rows(onlyFailed: true)`)"
             ),
         )
     };
     let Some(job) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
         return not_found();
     };
-    match csv::failed_rows(state.db.clone(), principal.tenant, job).await {
+    match failed_rows::failed_rows(state.db.clone(), principal.tenant, job).await {
         Ok(Some(chunks)) => csv_download(chunks, &format!("job-{job}-failed-rows.csv")),
         Ok(None) => not_found(),
         Err(error) => internal_error(&error),

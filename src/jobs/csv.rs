@@ -1,4 +1,4 @@
-//! CSV files as job input, and failed rows written back as CSV. No GraphQL here.
+//! CSV files as job input, and rows written back as CSV. No GraphQL here.
 //!
 //! A file's header names its columns, in this contract's names (those of the users export,
 //! `attr:<name>` for an attribute) or in seed 001's (`uid`, `secondname`, `is_active` 0/1,
@@ -7,24 +7,23 @@
 //! [`ImportRow`] a JSON job carries, so both go through the very same checks.
 //!
 //! An empty cell gives nothing: the field keeps its value (with `replace`, it is cleared,
-//! as an omitted field is). Problems with a cell (`gender` 3, a `customInfo` that is not
-//! JSON) fail the row, named by the file's own column name.
+//! as an omitted field is). Whatever else `UserImportInput` can say has a column too, so
+//! that any JSON row can be written as a CSV row and read back the same: `attributes` and
+//! `approvers` take the JSON list that field takes, `tags` a JSON list when a tag has a
+//! comma, and `clear` names the fields the row clears (a `null` in JSON). Problems with a
+//! cell (`gender` 3, a `customInfo` that is not JSON) fail the row, named by the file's own
+//! column name.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 
-use entity::import_job_results as results;
-use futures_util::stream::{self, Stream, StreamExt};
-use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::store;
 use crate::approvers::RawLinks;
-use crate::auth::TenantId;
 use crate::error::{AppError, FieldError};
 use crate::users::domain::AttributeType;
 use crate::users::import::ImportRow;
@@ -77,14 +76,16 @@ enum Field {
     EmploymentEndDate,
     PositionAssignedDate,
     Tags,
+    Attributes,
     CustomInfo,
+    Approvers,
     ManagerExternalId,
 }
 
 impl Field {
     /// Every field with its name in the contract (also its field path in errors) and, when
     /// seed 001 spells it otherwise, that name.
-    const ALL: [(Self, &'static str, Option<&'static str>); 29] = [
+    const ALL: [(Self, &'static str, Option<&'static str>); 31] = [
         (Self::ExternalId, "externalId", Some("uid")),
         (Self::Source, "source", None),
         (Self::Email, "email", None),
@@ -120,7 +121,9 @@ impl Field {
             Some("date_of_assignment_current_position"),
         ),
         (Self::Tags, "tags", None),
+        (Self::Attributes, "attributes", None),
         (Self::CustomInfo, "customInfo", None),
+        (Self::Approvers, "approvers", None),
         (
             Self::ManagerExternalId,
             "managerExternalId",
@@ -171,6 +174,8 @@ enum Column {
     /// An attribute of this name, `STRING` typed: `attr:<name>`, or seed 001's
     /// `user_field1`…`user_field5`.
     Attribute(String),
+    /// `clear`: the fields the row clears, by name (as `null` does in `UserImportInput`).
+    Clear,
     /// Columns of the users export that are not input (`id`, `createdAt`, `updatedAt`),
     /// the `errors` column of a failed-rows download sent back fixed, and columns without
     /// a name (the trailing separators some spreadsheets write).
@@ -199,6 +204,9 @@ impl Column {
         {
             return Self::Attribute(lower);
         }
+        if lower == "clear" {
+            return Self::Clear;
+        }
         if matches!(
             lower.as_str(),
             "" | "id" | "createdat" | "updatedat" | "errors"
@@ -221,7 +229,8 @@ pub struct Columns {
 pub struct Notes {
     /// Cells that could not be read (`gender` 3).
     problems: Vec<FieldError>,
-    /// The column of each attribute of the row, in order.
+    /// The column of each attribute of the row, in order (those of an `attributes` cell
+    /// first).
     attribute_columns: Vec<usize>,
 }
 
@@ -251,7 +260,11 @@ impl Columns {
         }
         for (i, column) in columns.iter().enumerate() {
             let first = columns.iter().position(|c| c == column);
-            if matches!(column, Column::Field(_) | Column::Attribute(_)) && first != Some(i) {
+            let counted = matches!(
+                column,
+                Column::Field(_) | Column::Attribute(_) | Column::Clear
+            );
+            if counted && first != Some(i) {
                 let first = first.unwrap_or_default();
                 problems.push(FieldError::new(
                     "file",
@@ -311,10 +324,18 @@ impl Columns {
         )
     }
 
-    /// Whether a row names a manager, and so has approvers to set in the second pass.
+    /// Whether a row gives or clears approvers or a manager, and so has links to set in the
+    /// second pass.
     pub fn sends_links(&self, cells: &[String]) -> bool {
-        self.cells(cells)
-            .any(|(column, _, _)| *column == Column::Field(Field::ManagerExternalId))
+        let links = |field: Field| matches!(field, Field::Approvers | Field::ManagerExternalId);
+        self.cells(cells).any(|(column, cell, _)| match column {
+            Column::Field(field) => links(*field),
+            Column::Clear => cell
+                .split(',')
+                .filter_map(|name| Field::named(name.trim()))
+                .any(links),
+            _ => false,
+        })
     }
 
     /// The columns with a non-empty cell in a row, with the cell and the column's index.
@@ -335,8 +356,11 @@ impl Columns {
         let mut user = RawUser::default();
         let mut links = RawLinks::default();
         let mut problems = Vec::new();
+        // Attributes of an `attributes` cell come first, then those of `attr:` columns.
+        let mut listed: Option<(Vec<RawAttribute>, usize)> = None;
         let mut attributes = Vec::new();
         let mut attribute_columns = Vec::new();
+        let mut clear = None;
         if cells.len() > self.columns.len() {
             problems.push(FieldError {
                 field: None,
@@ -364,6 +388,7 @@ impl Columns {
                     });
                     attribute_columns.push(i);
                 }
+                Column::Clear => clear = Some((cell, i)),
                 Column::Ignored | Column::Unknown => {}
                 Column::Field(field) => match field {
                     Field::ExternalId => user.external_id = cell.to_owned(),
@@ -409,15 +434,27 @@ impl Columns {
                     Field::EmploymentStartDate => user.employment_start_date = text(),
                     Field::EmploymentEndDate => user.employment_end_date = text(),
                     Field::PositionAssignedDate => user.position_assigned_date = text(),
-                    Field::Tags => {
-                        user.tags = Patch::Set(
-                            cell.split(',')
-                                .map(str::trim)
-                                .filter(|tag| !tag.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                        );
-                    }
+                    Field::Tags => user.tags = Patch::Set(tags(cell)),
+                    Field::Attributes => match json_list(cell) {
+                        Ok(list) => listed = Some((list, i)),
+                        Err(error) => problem(
+                            "INVALID_JSON",
+                            &format!(
+                                "must be a JSON list of attributes, as in UserImportInput: \
+                                 [{{\"name\": \"level\", \"value\": \"3\", \"type\": \"NUMBER\"}}] ({error})"
+                            ),
+                        ),
+                    },
+                    Field::Approvers => match json_list(cell) {
+                        Ok(list) => links.approvers = Patch::Set(list),
+                        Err(error) => problem(
+                            "INVALID_JSON",
+                            &format!(
+                                "must be a JSON list of approvers, as in UserImportInput: \
+                                 [{{\"approver\": {{\"externalId\": \"m1\"}}, \"label\": \"MANAGER\"}}] ({error})"
+                            ),
+                        ),
+                    },
                     Field::CustomInfo => match custom_info(cell) {
                         Some(info) => user.custom_info = Patch::Set(info),
                         None => problem(
@@ -429,8 +466,30 @@ impl Columns {
                 },
             }
         }
-        if !attributes.is_empty() {
+        if let Some((mut list, i)) = listed {
+            attribute_columns.splice(0..0, std::iter::repeat_n(i, list.len()));
+            list.append(&mut attributes);
+            attributes = list;
             user.attributes = Patch::Set(attributes);
+        } else if !attributes.is_empty() {
+            user.attributes = Patch::Set(attributes);
+        }
+        if let Some((cell, i)) = clear {
+            let name = self.layout.names[i].trim();
+            for field in cell.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                let problem = match Field::named(field) {
+                    None => Some((
+                        "UNKNOWN_FIELD",
+                        format!("{field:?} is not a field of UserImportInput"),
+                    )),
+                    Some(known) => clear_field(known, &mut user, &mut links)
+                        .err()
+                        .map(|message| ("CANNOT_CLEAR", format!("{field}: {message}"))),
+                };
+                if let Some((code, message)) = problem {
+                    problems.push(FieldError::new(name, code, message));
+                }
+            }
         }
         (
             ImportRow { user, links },
@@ -458,7 +517,13 @@ impl Columns {
                 .and_then(|t| t.split(']').next())
                 .and_then(|i| i.parse::<usize>().ok());
             if let Some(&column) = index.and_then(|i| notes.attribute_columns.get(i)) {
-                return self.layout.names[column].trim().to_owned();
+                let name = self.layout.names[column].trim();
+                // An `attributes` cell's attribute keeps its place in the list.
+                return if self.columns[column] == Column::Field(Field::Attributes) {
+                    format!("{name}{tail}")
+                } else {
+                    name.to_owned()
+                };
             }
             return rest.to_owned();
         }
@@ -522,6 +587,80 @@ fn shown(names: &[String]) -> String {
         "no columns".to_owned()
     } else {
         shown.join(", ")
+    }
+}
+
+/// The contract's input columns, in the order a written file has them, each with whether a
+/// file must have it.
+pub fn input_columns() -> impl Iterator<Item = (&'static str, bool)> {
+    Field::ALL
+        .iter()
+        .map(|(field, name, _)| (*name, Field::REQUIRED.contains(field)))
+}
+
+/// Tags: comma-separated, or a JSON list of strings (for tags with a comma in them).
+fn tags(cell: &str) -> Vec<String> {
+    let cell = cell.trim();
+    if cell.starts_with('[')
+        && let Ok(list) = serde_json::from_str::<Vec<String>>(cell)
+    {
+        return list;
+    }
+    cell.split(',')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A cell holding a JSON list, as the same field of `UserImportInput` takes it.
+fn json_list<T: serde::de::DeserializeOwned>(cell: &str) -> Result<Vec<T>, serde_json::Error> {
+    serde_json::from_str(cell.trim())
+}
+
+/// Marks a field cleared, as a `null` in `UserImportInput` does; a field the row also gives
+/// a value, or one that cannot be cleared, is refused with the reason.
+fn clear_field(field: Field, user: &mut RawUser, links: &mut RawLinks) -> Result<(), &'static str> {
+    fn clear<T>(patch: &mut Patch<T>) -> Result<(), &'static str> {
+        match patch {
+            Patch::Set(_) => Err("the row also gives it a value"),
+            Patch::Keep | Patch::Clear => {
+                *patch = Patch::Clear;
+                Ok(())
+            }
+        }
+    }
+    match field {
+        Field::ExternalId | Field::Email | Field::FirstName | Field::LastName => {
+            Err("required, it cannot be cleared")
+        }
+        Field::Source => Err("cannot be cleared; an empty cell means the default source"),
+        Field::Login => clear(&mut user.login),
+        Field::MiddleName => clear(&mut user.middle_name),
+        Field::Title => clear(&mut user.title),
+        Field::Password => clear(&mut user.password),
+        Field::PasswordHash => clear(&mut user.password_hash),
+        Field::BirthDate => clear(&mut user.birth_date),
+        Field::Gender => clear(&mut user.gender),
+        Field::Active => clear(&mut user.active),
+        Field::Phone => clear(&mut user.phone),
+        Field::City => clear(&mut user.city),
+        Field::Department => clear(&mut user.department),
+        Field::Position => clear(&mut user.position),
+        Field::Company => clear(&mut user.company),
+        Field::WorkContact => clear(&mut user.work_contact),
+        Field::StructureUid => clear(&mut user.structure_uid),
+        Field::Language => clear(&mut user.language),
+        Field::FacebookId => clear(&mut user.facebook_id),
+        Field::GoogleId => clear(&mut user.google_id),
+        Field::EmploymentStartDate => clear(&mut user.employment_start_date),
+        Field::EmploymentEndDate => clear(&mut user.employment_end_date),
+        Field::PositionAssignedDate => clear(&mut user.position_assigned_date),
+        Field::Tags => clear(&mut user.tags),
+        Field::Attributes => clear(&mut user.attributes),
+        Field::CustomInfo => clear(&mut user.custom_info),
+        Field::Approvers => clear(&mut links.approvers),
+        Field::ManagerExternalId => clear(&mut links.manager_external_id),
     }
 }
 
@@ -778,68 +917,6 @@ impl Writer {
     }
 }
 
-/// Failed rows of a job read and written per step.
-const FAILED_PAGE: u64 = 500;
-
-/// The failed rows of a CSV job as CSV, streamed: the file's columns, separator and byte
-/// order mark, each failed row's cells as sent, and an `errors` column
-/// (`column: message; …`). `None` when the tenant has no such job, or its rows were not a
-/// file.
-pub async fn failed_rows(
-    db: DatabaseConnection,
-    tenant: TenantId,
-    id: i64,
-) -> Result<Option<impl Stream<Item = Result<Vec<u8>, AppError>>>, AppError> {
-    let Some(job) = store::find(&db, &tenant, id).await? else {
-        return Ok(None);
-    };
-    let Some(layout) = job.csv_columns.as_deref() else {
-        return Ok(None);
-    };
-    let layout: Layout = serde_json::from_str(layout).map_err(AppError::internal)?;
-    let mut writer = Writer::new(&layout, "errors")?;
-    let header = writer.take()?;
-    let pages = stream::try_unfold((Some(-1), writer), move |(after, mut writer)| {
-        let db = db.clone();
-        let tenant = tenant.clone();
-        async move {
-            let Some(after) = after else { return Ok(None) };
-            let failed =
-                store::results_page(&db, &tenant, id, true, Some(after), FAILED_PAGE).await?;
-            let Some(last) = failed.last().map(|row| row.idx) else {
-                return Ok(None);
-            };
-            let indexes: Vec<i32> = failed.iter().map(|row| row.idx).collect();
-            let inputs = store::rows_at(&db, id, &indexes).await?;
-            for (result, input) in failed.iter().zip(&inputs) {
-                let cells: Vec<String> =
-                    serde_json::from_str(&input.input).map_err(AppError::internal)?;
-                writer.row(&cells, &errors_cell(result))?;
-            }
-            let next = (failed.len() as u64 == FAILED_PAGE).then_some(last);
-            Ok::<_, AppError>(Some((writer.take()?, (next, writer))))
-        }
-    });
-    Ok(Some(stream::once(async { Ok(header) }).chain(pages)))
-}
-
-/// A failed row's errors in one cell: `column: message`, `; ` between.
-fn errors_cell(result: &results::Model) -> String {
-    let errors: Vec<FieldError> = result
-        .errors
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default();
-    errors
-        .iter()
-        .map(|error| match &error.field {
-            Some(field) => format!("{field}: {}", error.message),
-            None => error.message.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,6 +1054,95 @@ mod tests {
                 .any(|e| e.field.as_deref() == Some("secondname") && e.code == "REQUIRED"),
             "{field_errors:?}"
         );
+    }
+
+    #[test]
+    fn json_cells_and_clear_are_checked_and_named_by_their_column() {
+        let (columns, warnings) = columns(&[
+            "externalId",
+            "email",
+            "firstName",
+            "lastName",
+            "attr:Team",
+            "Attributes",
+            "approvers",
+            "phone",
+            "clear",
+        ])
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let row = |cells: &[&str]| {
+            let mut all = strings(&["e1", "e1@x.io", "A", "B"]);
+            all.extend(strings(cells));
+            all
+        };
+
+        // The `attributes` cell's list comes first; problems keep their place in it.
+        let cells = row(&[
+            "blue",
+            r#"[{"name": "level", "value": "x", "type": "NUMBER"}]"#,
+            "",
+            "",
+            "",
+        ]);
+        let (input, notes) = columns.read(&cells);
+        let Patch::Set(attributes) = &input.user.attributes else {
+            panic!("no attributes");
+        };
+        let names: Vec<&str> = attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["level", "Team"]);
+        let Err(AppError::BadUserInput { field_errors, .. }) =
+            columns.named(&notes, "csv", input.parse("csv"))
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            field_errors[0].field.as_deref(),
+            Some("Attributes[0].value")
+        );
+        assert!(!columns.sends_links(&cells));
+
+        let (_, notes) = columns.read(&row(&[
+            "",
+            r#"{"name": "level"}"#,
+            r#"[{"approver": "m1"}]"#,
+            "+380971234567",
+            "phone, nickname, email, middleName, middleName",
+        ]));
+        let problems: Vec<(&str, &str)> = notes
+            .problems
+            .iter()
+            .map(|p| (p.field.as_deref().unwrap(), p.code.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                ("Attributes", "INVALID_JSON"),
+                ("approvers", "INVALID_JSON"),
+                ("clear", "CANNOT_CLEAR"),
+                ("clear", "UNKNOWN_FIELD"),
+                ("clear", "CANNOT_CLEAR"),
+            ]
+        );
+        assert!(notes.problems[1].message.contains("JSON list of approvers"));
+        assert_eq!(
+            notes.problems[2].message,
+            "phone: the row also gives it a value"
+        );
+
+        let cells = row(&["", "[]", "", "", "managerExternalId, tags, customInfo"]);
+        let (input, notes) = columns.read(&cells);
+        assert!(notes.problems.is_empty(), "{:?}", notes.problems);
+        assert_eq!(input.user.attributes, Patch::Set(Vec::new()));
+        assert_eq!(input.user.tags, Patch::Clear);
+        assert!(matches!(input.links.manager_external_id, Patch::Clear));
+        assert!(columns.sends_links(&cells));
+        let approvers = row(&["", "", r#"[{"approver": {"email": "b@x.io"}}]"#, "", ""]);
+        assert!(columns.sends_links(&approvers));
+        assert!(matches!(
+            &columns.read(&approvers).0.links.approvers,
+            Patch::Set(list) if list.len() == 1
+        ));
     }
 
     #[test]

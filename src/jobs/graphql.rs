@@ -334,9 +334,11 @@ impl ImportJob {
     async fn warnings(&self) -> Vec<String> {
         super::warnings(&self.0)
     }
-    /// Where to download the failed rows of a CSV job as CSV, in the file's own columns
-    /// and separator plus an `errors` column, to fix and upload again (bearer auth, like
-    /// the API); `null` while it has none, or for a job whose rows were not a CSV file.
+    /// Where to download the job's failed rows as CSV plus an `errors` column, to fix and
+    /// upload again with `importUsersCsv` (bearer auth, like the API): a CSV job's in the
+    /// file's own columns and separator, an `importUsers` job's in this API's input names
+    /// (lists as JSON, `clear` for fields sent as `null`). `null` while it has none, and for
+    /// a revert.
     async fn failed_rows_csv_url(&self) -> Option<String> {
         super::failed_rows_csv_path(&self.0)
     }
@@ -478,7 +480,9 @@ impl JobsMutation {
     /// 001's (`uid`, `secondname`, `firstname`, `patronymic`, `is_active` 0/1, `gender` 0/1,
     /// `birth_date`, `tags` comma-separated, `user_field1`…`user_field5`, `customInfo` in
     /// base64, `manager_uid`…), in any case. UTF-8 with or without a byte order mark,
-    /// separated by `,`, `;` or tabs. An empty cell leaves the field as it is. Columns it
+    /// separated by `,`, `;` or tabs. An empty cell leaves the field as it is; `attributes`
+    /// and `approvers` take the JSON list of `UserImportInput`, and `clear` names the fields
+    /// a row clears (as `null` would). Columns it
     /// does not know are listed once in the job's `warnings`; rows report their line in
     /// `lookupKey`. A file that is not CSV, or lacks `externalId`, `email`, `firstName` or
     /// `lastName`, is refused with what is missing, and nothing is stored.

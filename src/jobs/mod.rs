@@ -8,6 +8,7 @@
 //! its last committed chunk, wherever it was stopped.
 
 pub mod csv;
+pub mod failed_rows;
 pub mod graphql;
 mod images;
 mod input;
@@ -965,8 +966,9 @@ pub fn warnings(job: &import_jobs::Model) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The path of a job's failed rows as CSV, when it is a CSV job with failed rows.
+/// The path of a job's failed rows as CSV, when it has some (a revert has none to send
+/// again).
 pub fn failed_rows_csv_path(job: &import_jobs::Model) -> Option<String> {
-    (job.csv_columns.is_some() && job.failed > 0)
+    (job.failed > 0 && JobKind::from_stored(&job.kind) != JobKind::Revert)
         .then(|| format!("/jobs/{}/failed-rows.csv", job.id))
 }

@@ -237,6 +237,126 @@ db_test! {
 }
 
 db_test! {
+    async fn an_import_users_job_s_failed_rows_come_back_as_csv_to_fix_and_upload(app) {
+        let admin = app.token(Role::Admin);
+        let single = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+        let existing = json!({ "externalId": "u0", "email": "u0@example.com", "firstName": "Una",
+                               "lastName": "Old", "middleName": "Maria", "city": "Lviv" });
+        let response = app.graphql(&admin, single, json!({ "u": existing })).await;
+        assert_eq!(response.data()["importUser"]["action"], "CREATED");
+
+        let users = json!([
+            { "externalId": "m1", "email": "m1@example.com", "firstName": "Max", "lastName": "One" },
+            { "externalId": "u1", "email": "u1@example.com", "firstName": "Ula", "lastName": "Two",
+              "gender": "FEMALE", "tags": ["staff", "team, north"],
+              "attributes": [{ "name": "level", "value": "x3", "type": "NUMBER" },
+                             { "name": "desk", "value": "A-1", "class": "office" }],
+              "customInfo": { "n": 1 },
+              "approvers": [{ "approver": { "email": "boss@example.com" },
+                              "label": "HIGHER_MANAGER", "canApprove": false }] },
+            { "externalId": "u0", "email": "u0@example.com", "firstName": "Una", "lastName": "Old",
+              "middleName": null, "phone": "call me" },
+            { "externalId": "u2", "email": "not-an-email", "firstName": "Uwe", "lastName": "Three",
+              "active": false, "managerExternalId": "m1" },
+            { "externalId": "boss", "email": "boss@example.com", "firstName": "Bo", "lastName": "Ss" },
+        ]);
+        let id = app.submit_job(users, json!({})).await;
+        let job = finished(&app, &id).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        assert_eq!(job["summary"]["failed"], 3);
+        assert_eq!(job["failedRowsCsvUrl"], format!("/jobs/{id}/failed-rows.csv"));
+
+        let path = format!("/jobs/{id}/failed-rows.csv");
+        let other_tenant = app.token_for(Role::Admin, Some("other"));
+        assert_eq!(app.get_with(&path, &other_tenant).await.status(), 404);
+        let download = app.get_with(&path, &app.token(Role::Viewer)).await;
+        assert_eq!(download.status(), 200);
+        let text = download.text().await.unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("externalId,email,firstName,lastName,gender,active,phone,tags,attributes,\
+                  customInfo,approvers,managerExternalId,clear,errors")
+        );
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let cells: Vec<Vec<&str>> = records.iter().map(|r| r.iter().collect()).collect();
+        assert_eq!(cells.len(), 3);
+        assert_eq!(
+            cells[0][..12],
+            [
+                "u1", "u1@example.com", "Ula", "Two", "FEMALE", "", "",
+                r#"["staff","team, north"]"#,
+                r#"[{"name":"level","value":"x3","type":"NUMBER"},{"name":"desk","value":"A-1","type":"STRING","class":"office"}]"#,
+                r#"{"n":1}"#,
+                r#"[{"approver":{"email":"boss@example.com"},"label":"HIGHER_MANAGER","canApprove":false}]"#,
+                "",
+            ]
+        );
+        assert!(cells[0][13].starts_with("attributes[0].value: "), "{:?}", cells[0]);
+        assert_eq!(cells[1][..7], ["u0", "u0@example.com", "Una", "Old", "", "", "call me"]);
+        assert_eq!(cells[1][12], "middleName");
+        assert!(cells[1][13].starts_with("phone: "), "{:?}", cells[1]);
+        assert_eq!((cells[2][1], cells[2][5], cells[2][11]), ("not-an-email", "false", "m1"));
+        assert!(cells[2][13].starts_with("email: "), "{:?}", cells[2]);
+
+        // Fixed by hand, errors column and all, and uploaded.
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(reader.headers().unwrap()).unwrap();
+        for record in &records {
+            let fixed: Vec<String> = record
+                .iter()
+                .map(|cell| match cell {
+                    "call me" => "+380971234567".to_owned(),
+                    "not-an-email" => "u2@example.com".to_owned(),
+                    other => other.replace(r#""x3""#, r#""3""#),
+                })
+                .collect();
+            writer.write_record(&fixed).unwrap();
+        }
+        let response = upload(&app, writer.into_inner().unwrap(), json!({})).await;
+        let upload_id = response.data()["importUsersCsv"]["id"].as_str().unwrap().to_owned();
+        let job = finished(&app, &upload_id).await;
+        assert_eq!(job["status"], "COMPLETED", "{job}");
+        assert_eq!((job["summary"]["created"].as_u64(), job["summary"]["updated"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(job["failedRowsCsvUrl"], Value::Null);
+
+        // Every field came through as the JSON row said it.
+        let query = r#"query { users(first: 10) { edges { node {
+            externalId middleName city phone gender active tags customInfo
+            attributes { name value type class }
+            approvers { label canApprove approver { externalId } }
+        } } } }"#;
+        let response = app.graphql(&app.token(Role::Viewer), query, json!({})).await;
+        let users: std::collections::HashMap<String, Value> = response.data()["users"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| (edge["node"]["externalId"].as_str().unwrap().to_owned(), edge["node"].clone()))
+            .collect();
+        assert_eq!(users.len(), 5);
+        let u1 = &users["u1"];
+        assert_eq!(u1["gender"], "FEMALE");
+        assert_eq!(u1["tags"], json!(["staff", "team, north"]));
+        assert_eq!(u1["customInfo"], json!({ "n": 1 }));
+        assert_eq!(
+            u1["attributes"],
+            json!([{ "name": "desk", "value": "A-1", "type": "STRING", "class": "office" },
+                   { "name": "level", "value": "3", "type": "NUMBER", "class": null }])
+        );
+        assert_eq!(
+            u1["approvers"],
+            json!([{ "label": "HIGHER_MANAGER", "canApprove": false, "approver": { "externalId": "boss" } }])
+        );
+        let u0 = &users["u0"];
+        assert_eq!((&u0["middleName"], &u0["city"], &u0["phone"]), (&Value::Null, &json!("Lviv"), &json!("+380971234567")));
+        let u2 = &users["u2"];
+        assert_eq!(u2["active"], false);
+        assert_eq!(u2["approvers"][0]["approver"]["externalId"], "m1");
+    }
+}
+
+db_test! {
     async fn a_file_that_cannot_be_a_job_is_refused_and_nothing_is_stored(app) {
         let refused = |response: &GraphQLResponse| {
             assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{:?}", response.body);
