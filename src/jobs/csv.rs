@@ -1,7 +1,7 @@
 //! CSV files as job input, and rows written back as CSV. No GraphQL here.
 //!
 //! A file's header names its columns, in this contract's names (those of the users export,
-//! `attr:<name>` for an attribute) or in seed 001's (`uid`, `secondname`, `is_active` 0/1,
+//! `attr:<name>` or `attr:<name>:<TYPE>` for an attribute) or in seed 001's (`uid`, `secondname`, `is_active` 0/1,
 //! `user_field1`…), compared case-insensitively. A CSV job keeps each row as its cells
 //! ([`Layout`] on the job says what they are); the worker reads them into the same
 //! [`ImportRow`] a JSON job carries, so both go through the very same checks.
@@ -171,9 +171,9 @@ impl Field {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Column {
     Field(Field),
-    /// An attribute of this name, `STRING` typed: `attr:<name>`, or seed 001's
-    /// `user_field1`…`user_field5`.
-    Attribute(String),
+    /// An attribute of this name and type: `attr:<name>` (`STRING`), `attr:<name>:<TYPE>`
+    /// ([`attribute_column`]), or seed 001's `user_field1`…`user_field5`.
+    Attribute(String, AttributeType),
     /// `clear`: the fields the row clears, by name (as `null` does in `UserImportInput`).
     Clear,
     /// Columns of the users export that are not input (`id`, `createdAt`, `updatedAt`),
@@ -193,16 +193,24 @@ impl Column {
         let lower = name.to_ascii_lowercase();
         if let Some(attribute) = lower.strip_prefix("attr:") {
             let attribute = name[name.len() - attribute.len()..].trim();
+            let (attribute, kind) = match attribute.rsplit_once(':') {
+                Some((named, kind)) => match AttributeType::from_stored(&kind.to_ascii_uppercase())
+                {
+                    Some(kind) => (named, kind),
+                    None => (attribute, AttributeType::String),
+                },
+                None => (attribute, AttributeType::String),
+            };
             return if attribute.is_empty() {
                 Self::Unknown
             } else {
-                Self::Attribute(attribute.to_owned())
+                Self::Attribute(attribute.to_owned(), kind)
             };
         }
         if let Some(n) = lower.strip_prefix("user_field")
             && matches!(n, "1" | "2" | "3" | "4" | "5")
         {
-            return Self::Attribute(lower);
+            return Self::Attribute(lower, AttributeType::String);
         }
         if lower == "clear" {
             return Self::Clear;
@@ -258,11 +266,16 @@ impl Columns {
                 ),
             ));
         }
+        // Two columns of one attribute clash whatever their types.
+        let same = |a: &Column, b: &Column| match (a, b) {
+            (Column::Attribute(a, _), Column::Attribute(b, _)) => a == b,
+            _ => a == b,
+        };
         for (i, column) in columns.iter().enumerate() {
-            let first = columns.iter().position(|c| c == column);
+            let first = columns.iter().position(|c| same(c, column));
             let counted = matches!(
                 column,
-                Column::Field(_) | Column::Attribute(_) | Column::Clear
+                Column::Field(_) | Column::Attribute(..) | Column::Clear
             );
             if counted && first != Some(i) {
                 let first = first.unwrap_or_default();
@@ -379,11 +392,11 @@ impl Columns {
                 problems.push(FieldError::new(name.trim(), code, message));
             };
             match column {
-                Column::Attribute(attribute) => {
+                Column::Attribute(attribute, kind) => {
                     attributes.push(RawAttribute {
                         name: attribute.clone(),
                         value: Some(cell.to_owned()),
-                        kind: AttributeType::String,
+                        kind: *kind,
                         class: None,
                     });
                     attribute_columns.push(i);
@@ -596,6 +609,43 @@ pub fn input_columns() -> impl Iterator<Item = (&'static str, bool)> {
     Field::ALL
         .iter()
         .map(|(field, name, _)| (*name, Field::REQUIRED.contains(field)))
+}
+
+/// The column of the attributes named `name` of type `kind`: `attr:<name>`, with `:<TYPE>`
+/// added unless it is `STRING` (or the name itself ends in what reads as a type).
+pub fn attribute_column(name: &str, kind: AttributeType) -> String {
+    let ends_like_a_type = name.rsplit_once(':').is_some_and(|(_, last)| {
+        AttributeType::from_stored(&last.trim().to_ascii_uppercase()).is_some()
+    });
+    if kind == AttributeType::String && !ends_like_a_type {
+        format!("attr:{name}")
+    } else {
+        format!("attr:{name}:{}", kind.as_str())
+    }
+}
+
+/// Tags as one cell: comma-separated, or a JSON list when that would not read back the same
+/// (a tag with a comma, no tags at all).
+pub fn tags_cell<'a>(tags: impl IntoIterator<Item = &'a str> + Clone) -> String {
+    let plain = tags
+        .clone()
+        .into_iter()
+        .all(|tag| !tag.trim().is_empty() && !tag.contains(','));
+    let joined = tags.clone().into_iter().collect::<Vec<_>>().join(",");
+    if plain && !joined.is_empty() && !joined.starts_with('[') {
+        joined
+    } else {
+        serde_json::to_string(&tags.into_iter().collect::<Vec<_>>()).unwrap_or_default()
+    }
+}
+
+/// `customInfo` as one cell: objects and lists as JSON, other values as base64 of JSON
+/// (a JSON string would not read back as one).
+pub fn custom_info_cell(info: &Json) -> String {
+    match info {
+        Json::Object(_) | Json::Array(_) => info.to_string(),
+        other => base64::engine::general_purpose::STANDARD.encode(other.to_string()),
+    }
 }
 
 /// Tags: comma-separated, or a JSON list of strings (for tags with a comma in them).
@@ -1143,6 +1193,67 @@ mod tests {
             &columns.read(&approvers).0.links.approvers,
             Patch::Set(list) if list.len() == 1
         ));
+    }
+
+    #[test]
+    fn attribute_columns_carry_their_type_and_read_back_as_written() {
+        for (name, kind) in [
+            ("level", AttributeType::Number),
+            ("team", AttributeType::String),
+            ("time:zone", AttributeType::String),
+            ("a:number", AttributeType::String),
+            ("since:Date", AttributeType::Date),
+        ] {
+            let column = attribute_column(name, kind);
+            assert_eq!(
+                Column::of(&column),
+                Column::Attribute(name.to_owned(), kind),
+                "{column}"
+            );
+        }
+        assert_eq!(attribute_column("team", AttributeType::String), "attr:team");
+        assert_eq!(
+            attribute_column("a:number", AttributeType::String),
+            "attr:a:number:STRING"
+        );
+        assert_eq!(
+            Column::of("ATTR:Level:number"),
+            Column::Attribute("Level".to_owned(), AttributeType::Number)
+        );
+        let (typed, _) = columns(&[
+            "externalId",
+            "email",
+            "firstName",
+            "lastName",
+            "attr:on:boolean",
+        ])
+        .unwrap();
+        let (row, _) = typed.read(&strings(&["e1", "e1@x.io", "A", "B", "true"]));
+        assert!(
+            matches!(&row.user.attributes, Patch::Set(a) if a[0].kind == AttributeType::Boolean)
+        );
+        let Err(AppError::BadUserInput { field_errors, .. }) = columns(&[
+            "externalId",
+            "email",
+            "firstName",
+            "lastName",
+            "attr:level",
+            "attr:level:NUMBER",
+        ]) else {
+            panic!("accepted");
+        };
+        assert_eq!(field_errors[0].code, "DUPLICATE_COLUMN");
+        assert_eq!(tags_cell(["a", "b"]), "a,b");
+        assert_eq!(tags_cell(["a, b"]), r#"["a, b"]"#);
+        assert_eq!(tags(&tags_cell(["[x]", "y"])), ["[x]", "y"]);
+        assert_eq!(tags_cell([]), "[]");
+        for info in [
+            serde_json::json!("text"),
+            serde_json::json!(1.5),
+            serde_json::json!({"a": [1]}),
+        ] {
+            assert_eq!(custom_info(&custom_info_cell(&info)), Some(info));
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use entity::{import_job_results as results, import_job_rows as rows};
 use futures_util::stream::{self, Stream, StreamExt};
 use sea_orm::DatabaseConnection;
@@ -231,24 +230,9 @@ enum Cell {
 fn cell(name: &str, value: &Json) -> Cell {
     match (name, value) {
         (_, Json::Null) => Cell::Clear,
-        ("customInfo", Json::Object(_) | Json::Array(_)) => Cell::Text(value.to_string()),
-        ("customInfo", _) => Cell::Text(
-            base64::engine::general_purpose::STANDARD.encode(value.to_string().as_bytes()),
-        ),
-        ("tags", Json::Array(tags)) => {
-            let plain: Option<Vec<&str>> = tags
-                .iter()
-                .map(|tag| {
-                    tag.as_str()
-                        .filter(|t| !t.trim().is_empty() && !t.contains(','))
-                })
-                .collect();
-            match plain.map(|tags| tags.join(", ")) {
-                Some(joined) if !joined.is_empty() && !joined.starts_with('[') => {
-                    Cell::Text(joined)
-                }
-                _ => Cell::Text(value.to_string()),
-            }
+        ("customInfo", info) => Cell::Text(csv::custom_info_cell(info)),
+        ("tags", Json::Array(tags)) if tags.iter().all(Json::is_string) => {
+            Cell::Text(csv::tags_cell(tags.iter().filter_map(Json::as_str)))
         }
         (_, Json::String(text)) if text.trim().is_empty() && BLANK_CLEARS.contains(&name) => {
             Cell::Clear
@@ -404,7 +388,7 @@ mod tests {
                 "clear"
             ]
         );
-        assert_eq!(cells[0], ["e1", "e1@x.io", "A", "B", "a, b", "city"]);
+        assert_eq!(cells[0], ["e1", "e1@x.io", "A", "B", "a,b", "city"]);
         assert_eq!(read[0].user.city, crate::users::profile::Patch::Clear);
     }
 }

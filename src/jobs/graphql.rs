@@ -476,7 +476,8 @@ impl JobsMutation {
 
     /// Imports a CSV file (GraphQL multipart request) of up to 1,000,000 users as a
     /// background job, like `importUsers`. The header names the columns, in this API's
-    /// names (those of `GET /exports/users.csv`, `attr:<name>` for an attribute) or seed
+    /// names (those of `GET /exports/users.csv`, `attr:<name>` or `attr:<name>:<TYPE>` for
+    /// an attribute) or seed
     /// 001's (`uid`, `secondname`, `firstname`, `patronymic`, `is_active` 0/1, `gender` 0/1,
     /// `birth_date`, `tags` comma-separated, `user_field1`…`user_field5`, `customInfo` in
     /// base64, `manager_uid`…), in any case. UTF-8 with or without a byte order mark,

@@ -215,7 +215,7 @@ db_test! {
             ("birthDate", "1988-07-26"), ("gender", "MALE"), ("active", "true"), ("city", "Kyiv"),
             ("department", "Main Office"), ("tags", "tag1,tag2"), ("phone", "+380971111111"),
             ("customInfo", r#"{"vacation_days":21}"#), ("attr:user_field1", "Cluster1"),
-            ("attr:level", "3"), ("middleName", ""),
+            ("attr:level:NUMBER", "3"), ("middleName", ""),
         ] {
             assert_eq!(john[column], value, "{column}");
         }
@@ -227,10 +227,57 @@ db_test! {
         let other_rows = csv_export(&app, &other).await;
         assert_eq!(other_rows.len(), 1);
         assert_eq!(other_rows[0]["externalId"], "hidden");
-        assert!(!other_rows[0].contains_key("attr:level"), "attribute columns of the tenant only");
+        assert!(!other_rows[0].contains_key("attr:level:NUMBER"), "attribute columns of the tenant only");
 
         let anonymous = app.get("/exports/users.csv").await;
         assert_eq!(anonymous.status(), 401);
         assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    }
+}
+
+db_test! {
+    async fn an_export_uploaded_again_changes_nothing(app) {
+        let users = json!([
+            { "externalId": "a", "email": "a@example.com", "firstName": "Ann", "lastName": "A",
+              "source": "hr", "birthDate": "1990-05-01", "gender": "FEMALE", "language": "DE",
+              "tags": ["staff", "north, east"], "customInfo": "plain text",
+              "attributes": [{ "name": "level", "value": "3", "type": "NUMBER" },
+                             { "name": "desk", "value": "A-1", "class": "office" },
+                             { "name": "since", "value": "2020-01-31", "type": "DATE" },
+                             { "name": "team", "value": "blue" }] },
+            { "externalId": "b", "email": "b@example.com", "firstName": "Bob", "lastName": "B",
+              "active": false, "tags": ["[x]"], "customInfo": { "n": [1, 2] },
+              "attributes": [{ "name": "desk", "value": "7", "type": "NUMBER" },
+                             { "name": "team", "value": "red" }] },
+            { "externalId": "c", "email": "c@example.com", "firstName": "Cy", "lastName": "C",
+              "middleName": "Q", "customInfo": 12, "employmentStartDate": "2021-03-04" },
+        ]);
+        let id = app.submit_job(users, json!({})).await;
+        let query = "query($id: ID!) { importJob(id: $id) {
+            status summary { created updated unchanged failed }
+        } }";
+        let job = app.finished_job(query, &json!(id)).await;
+        assert_eq!(job["summary"]["created"], 3, "{job}");
+
+        let response = app
+            .get_with("/exports/users.csv", &app.token(Role::Viewer))
+            .await;
+        let export = response.bytes().await.unwrap().to_vec();
+        let header = String::from_utf8_lossy(&export).lines().next().unwrap().to_owned();
+        assert!(
+            header.ends_with(",attr:level:NUMBER,attr:since:DATE,attr:team,attributes"),
+            "{header}"
+        );
+        let upload = "mutation($file: Upload!) { importUsersCsv(file: $file) { id warnings } }";
+        let response = app.upload(&app.token(Role::Admin), upload, json!({}), export).await;
+        let submitted = &response.data()["importUsersCsv"];
+        assert_eq!(submitted["warnings"], json!([]));
+        let job = app.finished_job(query, &submitted["id"]).await;
+        assert_eq!(job["status"], "COMPLETED", "{job}");
+        assert_eq!(
+            job["summary"],
+            json!({ "created": 0, "updated": 0, "unchanged": 3, "failed": 0 }),
+            "every value read back as it was stored"
+        );
     }
 }
