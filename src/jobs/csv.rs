@@ -448,25 +448,13 @@ impl Columns {
                     Field::EmploymentEndDate => user.employment_end_date = text(),
                     Field::PositionAssignedDate => user.position_assigned_date = text(),
                     Field::Tags => user.tags = Patch::Set(tags(cell)),
-                    Field::Attributes => match json_list(cell) {
+                    Field::Attributes => match json_list(cell, "attributes", ATTRIBUTES) {
                         Ok(list) => listed = Some((list, i)),
-                        Err(error) => problem(
-                            "INVALID_JSON",
-                            &format!(
-                                "must be a JSON list of attributes, as in UserImportInput: \
-                                 [{{\"name\": \"level\", \"value\": \"3\", \"type\": \"NUMBER\"}}] ({error})"
-                            ),
-                        ),
+                        Err(message) => problem("INVALID_JSON", &message),
                     },
-                    Field::Approvers => match json_list(cell) {
+                    Field::Approvers => match json_list(cell, "approvers", APPROVERS) {
                         Ok(list) => links.approvers = Patch::Set(list),
-                        Err(error) => problem(
-                            "INVALID_JSON",
-                            &format!(
-                                "must be a JSON list of approvers, as in UserImportInput: \
-                                 [{{\"approver\": {{\"externalId\": \"m1\"}}, \"label\": \"MANAGER\"}}] ({error})"
-                            ),
-                        ),
+                        Err(message) => problem("INVALID_JSON", &message),
                     },
                     Field::CustomInfo => match custom_info(cell) {
                         Some(info) => user.custom_info = Patch::Set(info),
@@ -663,9 +651,20 @@ fn tags(cell: &str) -> Vec<String> {
         .collect()
 }
 
-/// A cell holding a JSON list, as the same field of `UserImportInput` takes it.
-fn json_list<T: serde::de::DeserializeOwned>(cell: &str) -> Result<Vec<T>, serde_json::Error> {
-    serde_json::from_str(cell.trim())
+/// What an `attributes` cell and an `approvers` cell look like.
+const ATTRIBUTES: &str = r#"[{"name": "level", "value": "3", "type": "NUMBER"}]"#;
+const APPROVERS: &str = r#"[{"approver": {"externalId": "m1"}, "label": "MANAGER"}]"#;
+
+/// A cell holding a JSON list of `what`, as that field of `UserImportInput` takes it; the
+/// message for one that does not, with an `example`.
+fn json_list<T: serde::de::DeserializeOwned>(
+    cell: &str,
+    what: &str,
+    example: &str,
+) -> Result<Vec<T>, String> {
+    serde_json::from_str(cell.trim()).map_err(|error| {
+        format!("must be a JSON list of {what}, as in UserImportInput: {example} ({error})")
+    })
 }
 
 /// Marks a field cleared, as a `null` in `UserImportInput` does; a field the row also gives
