@@ -1,8 +1,8 @@
 //! CSV files as job input, and rows written back as CSV. No GraphQL here.
 //!
 //! A file's header names its columns, in this contract's names (those of the users export,
-//! `attr:<name>` or `attr:<name>:<TYPE>` for an attribute) or in seed 001's (`uid`, `secondname`, `is_active` 0/1,
-//! `user_field1`…), compared case-insensitively. A CSV job keeps each row as its cells
+//! `attr:<name>` or `attr:<name>:<TYPE>` for an attribute) or in seed 001's (`uid`,
+//! `secondname`, `is_active` 0/1, `user_field1`…), compared case-insensitively. A CSV job keeps each row as its cells
 //! ([`Layout`] on the job says what they are); the worker reads them into the same
 //! [`ImportRow`] a JSON job carries, so both go through the very same checks.
 //!
@@ -681,7 +681,7 @@ fn clear_field(field: Field, user: &mut RawUser, links: &mut RawLinks) -> Result
     }
     match field {
         Field::ExternalId | Field::Email | Field::FirstName | Field::LastName => {
-            Err("required, it cannot be cleared")
+            Err("a required field cannot be cleared")
         }
         Field::Source => Err("cannot be cleared; an empty cell means the default source"),
         Field::Login => clear(&mut user.login),

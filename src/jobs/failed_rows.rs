@@ -7,15 +7,15 @@
 //! each row reads back as the JSON row it came from. Either way an `errors` column ends the
 //! row (`column: message; …`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use entity::{import_job_results as results, import_job_rows as rows};
 use futures_util::stream::{self, Stream, StreamExt};
 use sea_orm::DatabaseConnection;
-use serde_json::{Map, Value as Json};
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value as Json};
 
 use super::csv::{self, Layout, Writer};
 use super::{JobKind, store};
@@ -73,7 +73,7 @@ pub async fn failed_rows(
             let Some(last) = failed.last().map(|(result, _)| result.idx) else {
                 return Ok(None);
             };
-            for (result, input) in &failed {
+            for (result, input) in failed.iter().filter(|(r, _)| form.includes(r.idx)) {
                 writer.row(&form.cells(input)?, &errors_cell(result))?;
             }
             let next = (failed.len() as u64 == PAGE).then_some(last);
@@ -112,6 +112,16 @@ enum Form {
 }
 
 impl Form {
+    /// Whether a failed row is written: a JSON job's columns were chosen for the rows that
+    /// had failed when the download began; rows failing since (the job still runs) are left
+    /// for the next download.
+    fn includes(&self, index: i32) -> bool {
+        match self {
+            Self::File(_) => true,
+            Self::Json(columns) => columns.rows.contains(&index),
+        }
+    }
+
     fn layout(&self) -> Layout {
         match self {
             Self::File(layout) => layout.clone(),
@@ -138,6 +148,8 @@ struct JsonColumns {
     used: Vec<&'static str>,
     /// Whether some row clears a field.
     clear: bool,
+    /// The rows these columns were chosen for.
+    rows: HashSet<i32>,
 }
 
 impl JsonColumns {
@@ -151,8 +163,9 @@ impl JsonColumns {
         let mut after = -1;
         loop {
             let failed = failed_page(db, tenant, id, after).await?;
-            for (_, input) in &failed {
+            for (result, input) in &failed {
                 columns.add(&json_row(input)?);
+                columns.rows.insert(result.idx);
             }
             match failed.last() {
                 Some((result, _)) if failed.len() as u64 == PAGE => after = result.idx,
