@@ -3,7 +3,9 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
+use crate::helpers::{
+    Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test, each_backend,
+};
 use crate::users::{import, import_as};
 
 const LINKS: &str = "id approvers { approver { externalId } label canApprove user { externalId } } \
@@ -329,15 +331,7 @@ async fn statements_per_page(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_sqlite() {
-    statements_per_page(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_page_of_users_with_links_runs_a_constant_number_of_statements_postgres() {
-    statements_per_page(Backend::Postgres).await;
-}
+each_backend!(a_page_of_users_with_links_runs_a_constant_number_of_statements => statements_per_page);
 
 db_test! {
     async fn concurrent_changes_cannot_together_break_the_rules(app) {

@@ -3,7 +3,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, ServerProcess, TestApp, TestDatabase, db_test};
+use crate::helpers::{Backend, ServerProcess, TestApp, TestDatabase, db_test, each_backend};
 use crate::users::{import, import_as, lookup};
 
 const SET: &str = "mutation($c: [UserAttributesChange!]!) {
@@ -143,15 +143,7 @@ async fn statements_for_changes(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn changes_run_in_statements_per_chunk_not_per_change_sqlite() {
-    statements_for_changes(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn changes_run_in_statements_per_chunk_not_per_change_postgres() {
-    statements_for_changes(Backend::Postgres).await;
-}
+each_backend!(changes_run_in_statements_per_chunk_not_per_change => statements_for_changes);
 
 db_test! {
     async fn concurrent_calls_lose_no_change(app) {

@@ -41,6 +41,26 @@ macro_rules! db_test {
 }
 pub(crate) use db_test;
 
+/// Runs `run(backend)`, a test that starts its own server (another configuration, a
+/// statement log, several processes), once per database: `name::sqlite` and
+/// `name::postgres`, as [`db_test!`] names its tests.
+macro_rules! each_backend {
+    ($name:ident => $run:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$run($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$run($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use each_backend;
+
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub address: String,

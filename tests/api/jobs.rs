@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{
     Backend, GraphQLResponse, ServerProcess, TEST_SECRET, TestApp, TestDatabase, db_test,
-    spawn_app, spawn_app_with,
+    each_backend, spawn_app, spawn_app_with,
 };
 
 const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
@@ -827,15 +827,7 @@ async fn job_statements_grow_per_chunk(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn a_job_runs_statements_per_chunk_not_per_row_sqlite() {
-    job_statements_grow_per_chunk(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_job_runs_statements_per_chunk_not_per_row_postgres() {
-    job_statements_grow_per_chunk(Backend::Postgres).await;
-}
+each_backend!(a_job_runs_statements_per_chunk_not_per_row => job_statements_grow_per_chunk);
 
 const CANCEL: &str = "mutation($id: ID!) { cancelImportJob(id: $id) {
     status processed total progress startedAt finishedAt summary { created failed }
@@ -876,15 +868,7 @@ async fn a_cancelled_queued_job_never_starts(backend: Backend) {
     assert_eq!(user_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn a_cancelled_queued_job_never_starts_sqlite() {
-    a_cancelled_queued_job_never_starts(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_cancelled_queued_job_never_starts_postgres() {
-    a_cancelled_queued_job_never_starts(Backend::Postgres).await;
-}
+each_backend!(a_cancelled_queued_job_never_starts => a_cancelled_queued_job_never_starts);
 
 db_test! {
     async fn a_running_job_stops_after_its_chunk_and_keeps_what_it_wrote(app) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::helpers::{Backend, TestApp, each_backend, spawn_app_with};
 
 const JOB: &str = "query($id: ID!) { importJob(id: $id) { id status } }";
 
@@ -106,15 +106,7 @@ async fn old_jobs_are_deleted_with_what_they_kept(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn old_jobs_are_deleted_with_what_they_kept_sqlite() {
-    old_jobs_are_deleted_with_what_they_kept(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn old_jobs_are_deleted_with_what_they_kept_postgres() {
-    old_jobs_are_deleted_with_what_they_kept(Backend::Postgres).await;
-}
+each_backend!(old_jobs_are_deleted_with_what_they_kept => old_jobs_are_deleted_with_what_they_kept);
 
 /// A revert still to run reads its job's before-images: the job is kept until the revert
 /// has finished, however old. Jobs still queued or running are never deleted.
@@ -157,12 +149,4 @@ async fn a_job_with_a_revert_waiting_is_kept(backend: Backend) {
     let _ = db.close().await;
 }
 
-#[tokio::test]
-async fn a_job_with_a_revert_waiting_is_kept_sqlite() {
-    a_job_with_a_revert_waiting_is_kept(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_job_with_a_revert_waiting_is_kept_postgres() {
-    a_job_with_a_revert_waiting_is_kept(Backend::Postgres).await;
-}
+each_backend!(a_job_with_a_revert_waiting_is_kept => a_job_with_a_revert_waiting_is_kept);

@@ -4,7 +4,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, spawn_app_with};
+use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, each_backend, spawn_app_with};
 
 const REVERT: &str = "mutation($id: ID!) {
     revertImportJob(id: $id) { id kind status total description revertOf { id } }
@@ -473,12 +473,4 @@ async fn a_revert_after_a_cancelled_one_does_the_rest(backend: Backend) {
     assert_eq!(everyone(&app).await, before);
 }
 
-#[tokio::test]
-async fn a_revert_after_a_cancelled_one_does_the_rest_sqlite() {
-    a_revert_after_a_cancelled_one_does_the_rest(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_revert_after_a_cancelled_one_does_the_rest_postgres() {
-    a_revert_after_a_cancelled_one_does_the_rest(Backend::Postgres).await;
-}
+each_backend!(a_revert_after_a_cancelled_one_does_the_rest => a_revert_after_a_cancelled_one_does_the_rest);

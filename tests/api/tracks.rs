@@ -5,7 +5,9 @@ use chrono::{DateTime, Duration, Utc};
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
+use crate::helpers::{
+    Backend, GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test, each_backend,
+};
 use crate::users::import;
 
 const CREATE: &str = "mutation($i: LearningTrackInput!) { createLearningTrack(input: $i) { id name tags validityDays expiringSoonDays dueDays } }";
@@ -295,15 +297,7 @@ async fn statements_per_page(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn a_page_with_compliance_runs_a_constant_number_of_statements_sqlite() {
-    statements_per_page(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_page_with_compliance_runs_a_constant_number_of_statements_postgres() {
-    statements_per_page(Backend::Postgres).await;
-}
+each_backend!(a_page_with_compliance_runs_a_constant_number_of_statements => statements_per_page);
 
 db_test! {
     async fn assignments_follow_tags_changed_at_the_same_time(app) {
