@@ -614,16 +614,15 @@ pub fn attribute_column(name: &str, kind: AttributeType) -> String {
 
 /// Tags as one cell: comma-separated, or a JSON list when that would not read back the same
 /// (a tag with a comma, no tags at all).
-pub fn tags_cell<'a>(tags: impl IntoIterator<Item = &'a str> + Clone) -> String {
+pub fn tags_cell(tags: &[&str]) -> String {
     let plain = tags
-        .clone()
-        .into_iter()
+        .iter()
         .all(|tag| !tag.trim().is_empty() && !tag.contains(','));
-    let joined = tags.clone().into_iter().collect::<Vec<_>>().join(",");
+    let joined = tags.join(",");
     if plain && !joined.is_empty() && !joined.starts_with('[') {
         joined
     } else {
-        serde_json::to_string(&tags.into_iter().collect::<Vec<_>>()).unwrap_or_default()
+        serde_json::to_string(tags).unwrap_or_default()
     }
 }
 
@@ -1242,10 +1241,10 @@ mod tests {
             panic!("accepted");
         };
         assert_eq!(field_errors[0].code, "DUPLICATE_COLUMN");
-        assert_eq!(tags_cell(["a", "b"]), "a,b");
-        assert_eq!(tags_cell(["a, b"]), r#"["a, b"]"#);
-        assert_eq!(tags(&tags_cell(["[x]", "y"])), ["[x]", "y"]);
-        assert_eq!(tags_cell([]), "[]");
+        assert_eq!(tags_cell(&["a", "b"]), "a,b");
+        assert_eq!(tags_cell(&["a, b"]), r#"["a, b"]"#);
+        assert_eq!(tags(&tags_cell(&["[x]", "y"])), ["[x]", "y"]);
+        assert_eq!(tags_cell(&[]), "[]");
         for info in [
             serde_json::json!("text"),
             serde_json::json!(1.5),

@@ -245,7 +245,8 @@ fn cell(name: &str, value: &Json) -> Cell {
         (_, Json::Null) => Cell::Clear,
         ("customInfo", info) => Cell::Text(csv::custom_info_cell(info)),
         ("tags", Json::Array(tags)) if tags.iter().all(Json::is_string) => {
-            Cell::Text(csv::tags_cell(tags.iter().filter_map(Json::as_str)))
+            let tags: Vec<&str> = tags.iter().filter_map(Json::as_str).collect();
+            Cell::Text(csv::tags_cell(&tags))
         }
         (_, Json::String(text)) if text.trim().is_empty() && BLANK_CLEARS.contains(&name) => {
             Cell::Clear

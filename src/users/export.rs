@@ -197,7 +197,9 @@ async fn rows(
             date(u.position_assigned_date).unwrap_or_default(),
             tags.remove(&u.id)
                 .filter(|tags| !tags.is_empty())
-                .map(|tags| csv_format::tags_cell(tags.iter().map(String::as_str)))
+                .map(|tags| {
+                    csv_format::tags_cell(&tags.iter().map(String::as_str).collect::<Vec<_>>())
+                })
                 .unwrap_or_default(),
             u.custom_info
                 .as_ref()
