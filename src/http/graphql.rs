@@ -20,6 +20,7 @@ use super::negotiate::{Accepted, BodyKind, ResponseFormat, body_kind, negotiate}
 use crate::auth::{AuthError, Principal};
 use crate::error::ErrorCode;
 use crate::graphql::{ExecutionMarker, request_data};
+use crate::jobs::graphql::users_variable::{self, DecodedUsers};
 
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQuery) -> Response {
     let format = match negotiate(&headers, true) {
@@ -147,6 +148,8 @@ struct PostParams {
     operation_name: Option<String>,
     variables: Option<Variables>,
     extensions: Option<Map<String, Json>>,
+    /// The users of an `importUsers` request, read apart from `variables`.
+    users: Option<DecodedUsers>,
 }
 
 /// A POST body as read. `variables` stays raw JSON text until it is parsed once, straight
@@ -171,15 +174,25 @@ impl PostParams {
             serde_json::error::Category::Data => format!("invalid request body: {e}"),
             _ => format!("the body is not valid JSON: {e}"),
         })?;
+        let mut users = None;
         let variables = match body.variables.map(RawValue::get) {
             None => None,
-            Some(text) if text.starts_with('{') => Some(
-                serde_json::from_str::<Variables>(text)
-                    .map_err(|e| format!("invalid `variables`: {e}"))?,
-            ),
+            Some(text) if text.starts_with('{') => {
+                match import_users(body.query.as_ref(), body.operation_name.as_ref(), text) {
+                    Some((variables, decoded)) => {
+                        users = Some(decoded);
+                        Some(variables)
+                    }
+                    None => Some(
+                        serde_json::from_str::<Variables>(text)
+                            .map_err(|e| format!("invalid `variables`: {e}"))?,
+                    ),
+                }
+            }
             Some(_) => return Err(parameter_not_an_object("variables")),
         };
-        Self::checked(body.query, body.operation_name, variables, body.extensions)
+        let params = Self::checked(body.query, body.operation_name, variables, body.extensions)?;
+        Ok(Self { users, ..params })
     }
 
     /// Takes the parameters of a body already read as JSON (a GET's query string).
@@ -228,6 +241,7 @@ impl PostParams {
             operation_name,
             variables,
             extensions,
+            users: None,
         })
     }
 
@@ -237,6 +251,9 @@ impl PostParams {
         if let Some(variables) = self.variables {
             request.variables = variables;
         }
+        if let Some(users) = self.users {
+            request.data.insert(users);
+        }
         for (key, value) in self.extensions.unwrap_or_default() {
             let value = async_graphql::Value::from_json(value)
                 .map_err(|e| format!("invalid `extensions`: {e}"))?;
@@ -244,6 +261,25 @@ impl PostParams {
         }
         Ok(request)
     }
+}
+
+/// The variables of an `importUsers` request with its users read one by one, when the
+/// body is one (see [`users_variable`](crate::jobs::graphql::users_variable)).
+fn import_users(
+    query: Option<&Json>,
+    operation_name: Option<&Json>,
+    variables: &str,
+) -> Option<(Variables, DecodedUsers)> {
+    let Some(Json::String(query)) = query else {
+        return None;
+    };
+    let operation_name = match operation_name {
+        None | Some(Json::Null) => None,
+        Some(Json::String(name)) => Some(name.as_str()),
+        Some(_) => return None,
+    };
+    let name = users_variable::users_variable(query, operation_name)?;
+    users_variable::decode(variables, &name)
 }
 
 fn not_an_object() -> String {
@@ -285,6 +321,9 @@ impl GetParams {
     }
 }
 
+/// Bodies larger than this are read on a blocking thread.
+const BLOCKING_BODY: usize = 256 * 1024;
+
 enum BodyError {
     TooLarge,
     Invalid(String),
@@ -302,9 +341,17 @@ async fn read_json(body: Body, limit: usize) -> Result<GraphQLRequest, BodyError
     if bytes.is_empty() {
         return Err(BodyError::Invalid("the request body is empty".into()));
     }
-    PostParams::from_slice(&bytes)
-        .and_then(PostParams::into_request)
-        .map_err(BodyError::Invalid)
+    let bytes_len = bytes.len();
+    let read = move || PostParams::from_slice(&bytes).and_then(PostParams::into_request);
+    // Reading a large body (an `importUsers` of many users) takes a while: off the runtime.
+    let request = if bytes_len > BLOCKING_BODY {
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| BodyError::Invalid(format!("cannot read the request body: {e}")))?
+    } else {
+        read()
+    };
+    request.map_err(BodyError::Invalid)
 }
 
 async fn read_multipart(

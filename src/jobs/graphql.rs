@@ -1,6 +1,8 @@
 //! The GraphQL face of bulk jobs: `importUsers`, `importUsersCsv`, `importJob`,
 //! `importJobs`, `cancelImportJob`, and the `importJobProgress` subscription.
 
+pub mod users_variable;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 
-use super::{JobOptions, Queue, RowResult, Submitter, Summary, store};
+use super::{JobOptions, Queue, RowResult, SubmittedRow, Submitter, Summary, store};
 use crate::auth::{Principal, Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::FieldErrorView;
@@ -467,7 +469,17 @@ impl JobsMutation {
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let queue = ctx.data_unchecked::<Queue>();
         let options = job_options(options.unwrap_or_default());
-        let rows = users.into_iter().map(InputRow::from).collect();
+        // Users sent in a variable arrive already read (see `users_variable`), `users` empty.
+        let rows = match ctx
+            .data_opt::<users_variable::DecodedUsers>()
+            .and_then(users_variable::DecodedUsers::take)
+        {
+            Some(rows) => rows,
+            None => users
+                .into_iter()
+                .map(|user| SubmittedRow::new(&InputRow::from(user)))
+                .collect::<AppResult<_>>()?,
+        };
         let by = submitter(principal);
         Ok(ImportJob(
             super::submit(db, queue, by, options, rows).await?,

@@ -581,6 +581,24 @@ pub struct Submitter<'a> {
     pub subject: &'a str,
 }
 
+/// One `importUsers` row as its job stores it: the row as JSON, its user's
+/// `(source, externalId)` and whether it sets approvers.
+pub struct SubmittedRow {
+    input: String,
+    user: (String, String),
+    sends_links: bool,
+}
+
+impl SubmittedRow {
+    pub fn new(row: &ImportRow) -> AppResult<Self> {
+        Ok(Self {
+            input: serde_json::to_string(row).map_err(AppError::internal)?,
+            user: row.user_key(),
+            sends_links: row.links.sends_links(),
+        })
+    }
+}
+
 /// `importUsers`: stores the job and its rows in one transaction and queues it. The same
 /// `idempotencyKey` with the same request returns the first job; with another request it is
 /// a `CONFLICT`.
@@ -589,7 +607,7 @@ pub async fn submit(
     queue: &Queue,
     by: Submitter<'_>,
     options: JobOptions,
-    rows: Vec<ImportRow>,
+    rows: Vec<SubmittedRow>,
 ) -> AppResult<import_jobs::Model> {
     options.check()?;
     if rows.is_empty() {
@@ -609,20 +627,15 @@ pub async fn submit(
             ),
         )]));
     }
-    let inputs: Vec<String> = rows
-        .iter()
-        .map(|row| serde_json::to_string(row).map_err(AppError::internal))
-        .collect::<AppResult<_>>()?;
-    let users: Vec<Option<(String, String)>> = rows
-        .iter()
-        .map(|row| options.deactivate_missing.then(|| row.user_key()))
-        .collect();
     // Rows whose approvers the second pass sets; known now, so progress never goes back.
     let links_total = rows
         .iter()
-        .filter(|row| options.user.replace || row.links.sends_links())
+        .filter(|row| options.user.replace || row.sends_links)
         .count();
-    drop(rows);
+    let (inputs, users): (Vec<String>, Vec<Option<(String, String)>>) = rows
+        .into_iter()
+        .map(|row| (row.input, options.deactivate_missing.then_some(row.user)))
+        .unzip();
     let hash = payload_hash(&options, &inputs);
 
     if let Some(key) = &options.idempotency_key

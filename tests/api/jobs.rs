@@ -433,6 +433,89 @@ async fn bad_submissions_are_refused_whole() {
     assert_eq!(app.stored_user("1").await, None);
 }
 
+/// Users sent in a variable are read one at a time, apart from the rest of the request;
+/// what GraphQL refuses in one is still refused with GraphQL's own error, and the same
+/// users sent inline make the same job.
+#[tokio::test]
+async fn users_in_a_variable_are_checked_as_graphql_checks_them() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let admin = app.token(Role::Admin);
+    let refused = [
+        (json!({ "nickname": "x" }), "unknown field \"nickname\""),
+        (
+            json!({ "gender": "SOMETIMES" }),
+            "does not contain the value \"SOMETIMES\"",
+        ),
+        (json!({ "email": null }), "expected type \"String\""),
+        (
+            json!({ "attributes": [{ "name": "a", "colour": "red" }] }),
+            "unknown field \"colour\"",
+        ),
+    ];
+    for (change, message) in refused {
+        let mut bad = user(2);
+        for (key, value) in change.as_object().unwrap() {
+            bad[key] = value.clone();
+        }
+        let response = submit(&app, &admin, &[user(1), bad], json!({})).await;
+        let error = response.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(error.contains(message), "{message}: {:?}", response.body);
+        assert!(error.contains("users"), "names the argument: {error}");
+        assert_eq!(
+            response.body.get("data"),
+            None,
+            "a request error: {:?}",
+            response.body
+        );
+    }
+    let listed = app
+        .graphql(&admin, "{ importJobs { totalCount } }", json!({}))
+        .await;
+    assert_eq!(
+        listed.data()["importJobs"]["totalCount"],
+        0,
+        "nothing was stored"
+    );
+
+    let users: Vec<Value> = (0..3).map(user).collect();
+    let options = json!({ "idempotencyKey": "same-users" });
+    let sent = submit_ok(&app, &users, options.clone()).await;
+    let inline = format!(
+        "mutation {{ importUsers(users: {}, options: {{ idempotencyKey: \"same-users\" }}) {{ id }} }}",
+        graphql_literal(&json!(users))
+    );
+    let response = app.graphql(&admin, &inline, json!({})).await;
+    assert_eq!(
+        response.data()["importUsers"]["id"],
+        sent.as_str(),
+        "the same rows were stored either way"
+    );
+    let job = finished(&app, &sent).await;
+    assert_eq!(job["summary"]["created"], 3);
+    let stored = app.stored_user("u2").await.expect("stored");
+    assert_eq!(stored.first_name, "First2");
+}
+
+/// A JSON value written as a GraphQL input literal (object keys unquoted).
+fn graphql_literal(value: &Value) -> String {
+    match value {
+        Value::Object(fields) => {
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(key, value)| format!("{key}: {}", graphql_literal(value)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(graphql_literal).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Opens a subscription to a job's progress and collects every event until it completes.
 async fn progress_events(port: u16, token: &str, id: &str) -> Vec<Value> {
     let mut request = format!("ws://127.0.0.1:{port}/graphql/ws")
