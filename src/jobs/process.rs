@@ -15,6 +15,7 @@
 //! (and for an atomic job with a failed row), and the results are stored after it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -126,16 +127,21 @@ impl Runner<'_> {
         let reverts = job
             .revert_of
             .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert);
+        let inputs = Arc::new(Inputs::of(&job)?);
+        let mut ahead = None;
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
             job = match (Phase::from_stored(&job.phase), reverts) {
                 (Phase::Users, None) => {
-                    let batch = store::rows_from(self.db, job.id, job.cursor, limit).await?;
-                    if batch.is_empty() {
-                        self.advance(job, Phase::Links).await?
-                    } else {
-                        self.users_chunk(job, batch).await?
+                    let (db, id, from) = (self.db, job.id, job.cursor);
+                    let parsed = Ahead::take(&mut ahead, db, &inputs, id, from, limit).await?;
+                    match parsed.last() {
+                        None => self.advance(job, Phase::Links).await?,
+                        Some(last) => {
+                            ahead = Some(Ahead::start(db, &inputs, id, last.index + 1, limit));
+                            self.users_chunk(job, parsed).await?
+                        }
                     }
                 }
                 (Phase::Users, Some(original)) => {
@@ -184,11 +190,11 @@ impl Runner<'_> {
     async fn users_chunk(
         &self,
         job: jobs::Model,
-        batch: Vec<rows::Model>,
+        parsed: Vec<Prepared>,
     ) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let prepared = prepare(self.db, &tenant, &Inputs::of(&job)?, batch).await;
+        let prepared = hash_passwords(self.db, &tenant, parsed).await;
         let job = match self.write_users(&job, &tenant, &prepared, false).await {
             Err(Stop::Failed(error)) => {
                 tracing::warn!(job = job.id, %error, "chunk failed; running it again row by row");
@@ -569,32 +575,107 @@ fn count_rows(pass: &'static str, batch: &[RowResult]) {
     }
 }
 
-/// Parses a chunk's rows and hashes their plain passwords (slow by design) a few at a
-/// time, before any transaction opens.
+/// Parses a chunk's rows and hashes their plain passwords (slow by design), before any
+/// transaction opens.
 async fn prepare(
     db: &DatabaseConnection,
     tenant: &TenantId,
     inputs: &Inputs,
     batch: Vec<rows::Model>,
 ) -> Vec<Prepared> {
-    stream::iter(batch)
-        .map(|row| async move {
-            let (lookup_key, parsed) = inputs.parse(&row);
-            let parsed = match parsed {
-                Ok((mut changes, links)) => import::prepare_password(db, tenant, &mut changes)
-                    .await
-                    .map(|()| (changes, links)),
-                Err(error) => Err(error),
-            };
+    hash_passwords(db, tenant, parse(inputs, &batch)).await
+}
+
+/// A chunk's rows checked: everything about them that does not depend on the database.
+fn parse(inputs: &Inputs, batch: &[rows::Model]) -> Vec<Prepared> {
+    batch
+        .iter()
+        .map(|row| {
+            let (lookup_key, parsed) = inputs.parse(row);
             Prepared {
                 index: row.idx,
                 lookup_key,
                 parsed,
             }
         })
+        .collect()
+}
+
+/// Hashes the plain passwords of parsed rows a few at a time. It reads the users as they
+/// are (an unchanged password keeps its hash), so it runs in the chunk's turn.
+async fn hash_passwords(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    prepared: Vec<Prepared>,
+) -> Vec<Prepared> {
+    if !prepared.iter().any(Prepared::has_plain_password) {
+        return prepared;
+    }
+    stream::iter(prepared)
+        .map(|mut row| async move {
+            if let Ok((changes, _)) = &mut row.parsed
+                && let Err(error) = import::prepare_password(db, tenant, changes).await
+            {
+                row.parsed = Err(error);
+            }
+            row
+        })
         .buffered(4)
         .collect()
         .await
+}
+
+/// The next chunk of a job's first pass, read and parsed while the chunk before it is
+/// written: on SQLite the writes run on the database's own thread, and on PostgreSQL in
+/// its server, so parsing on this side overlaps them. Dropped, it stops.
+struct Ahead {
+    from: i32,
+    task: tokio::task::JoinHandle<Result<Vec<Prepared>, DbErr>>,
+}
+
+impl Ahead {
+    fn start(
+        db: &DatabaseConnection,
+        inputs: &Arc<Inputs>,
+        job_id: i64,
+        from: i32,
+        limit: u64,
+    ) -> Self {
+        let (db, inputs) = (db.clone(), inputs.clone());
+        let task = tokio::spawn(async move {
+            let batch = store::rows_from(&db, job_id, from, limit).await?;
+            tokio::task::spawn_blocking(move || parse(&inputs, &batch))
+                .await
+                .map_err(|e| DbErr::Custom(format!("parsing a chunk: {e}")))
+        });
+        Self { from, task }
+    }
+
+    /// The rows from `from`, parsed: this chunk's if it starts there, else read now.
+    async fn take(
+        ahead: &mut Option<Self>,
+        db: &DatabaseConnection,
+        inputs: &Arc<Inputs>,
+        job_id: i64,
+        from: i32,
+        limit: u64,
+    ) -> Result<Vec<Prepared>, DbErr> {
+        match ahead.take() {
+            Some(mut next) if next.from == from => (&mut next.task)
+                .await
+                .map_err(|e| DbErr::Custom(format!("reading a chunk: {e}")))?,
+            _ => {
+                let batch = store::rows_from(db, job_id, from, limit).await?;
+                Ok(parse(inputs, &batch))
+            }
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Prepared {
@@ -602,6 +683,12 @@ impl Prepared {
         self.parsed
             .as_ref()
             .is_ok_and(|(changes, _)| changes.sends_tags())
+    }
+
+    fn has_plain_password(&self) -> bool {
+        self.parsed
+            .as_ref()
+            .is_ok_and(|(changes, _)| changes.plain_password().is_some())
     }
 
     fn touches_links(&self, replace: bool) -> bool {
