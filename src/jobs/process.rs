@@ -128,19 +128,40 @@ impl Runner<'_> {
             .revert_of
             .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert);
         let inputs = Arc::new(Inputs::of(&job)?);
-        let mut ahead = None;
+        let (mut users_ahead, mut links_ahead) = (None, None);
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
             job = match (Phase::from_stored(&job.phase), reverts) {
                 (Phase::Users, None) => {
-                    let (db, id, from) = (self.db, job.id, job.cursor);
-                    let parsed = Ahead::take(&mut ahead, db, &inputs, id, from, limit).await?;
+                    let read =
+                        |from| read_users(self.db.clone(), inputs.clone(), job.id, from, limit);
+                    let parsed = match Ahead::take(&mut users_ahead, job.cursor).await? {
+                        Some(parsed) => parsed,
+                        None => read(job.cursor).await?,
+                    };
                     match parsed.last() {
                         None => self.advance(job, Phase::Links).await?,
                         Some(last) => {
-                            ahead = Some(Ahead::start(db, &inputs, id, last.index + 1, limit));
+                            let next = last.index + 1;
+                            users_ahead = Some(Ahead::start(next, read(next)));
                             self.users_chunk(job, parsed).await?
+                        }
+                    }
+                }
+                (Phase::Links, None) => {
+                    let read =
+                        |from| read_links(self.db.clone(), inputs.clone(), job.id, from, limit);
+                    let batch = match Ahead::take(&mut links_ahead, job.cursor).await? {
+                        Some(batch) => batch,
+                        None => read(job.cursor).await?,
+                    };
+                    match batch.results.last() {
+                        None => self.advance(job, Phase::Done).await?,
+                        Some(last) => {
+                            let next = last.idx + 1;
+                            links_ahead = Some(Ahead::start(next, read(next)));
+                            self.links_chunk(job, &inputs, batch).await?
                         }
                     }
                 }
@@ -152,13 +173,12 @@ impl Runner<'_> {
                         self.restore_users(job, batch).await?
                     }
                 }
-                (Phase::Links, reverts) => {
+                (Phase::Links, Some(original)) => {
                     let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
-                    match (batch.is_empty(), reverts) {
-                        (true, None) => self.advance(job, Phase::Done).await?,
-                        (true, Some(_)) => self.settle_removals(job).await?,
-                        (false, None) => self.links_chunk(job, batch).await?,
-                        (false, Some(original)) => self.restore_links(job, original, batch).await?,
+                    if batch.is_empty() {
+                        self.settle_removals(job).await?
+                    } else {
+                        self.restore_links(job, original, batch).await?
                     }
                 }
                 (Phase::Removals, reverts) => {
@@ -255,14 +275,15 @@ impl Runner<'_> {
     async fn links_chunk(
         &self,
         job: jobs::Model,
-        batch: Vec<results::Model>,
+        reader: &Inputs,
+        batch: LinkBatch,
     ) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let indexes: Vec<i32> = batch.iter().map(|r| r.idx).collect();
-        let inputs = store::rows_at(self.db, job.id, &indexes).await?;
-        let reader = Inputs::of(&job)?;
-        let changes = link_changes(&reader, &inputs);
+        let LinkBatch {
+            results: batch,
+            changes,
+        } = batch;
         let txn = db::begin_write(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
@@ -625,57 +646,85 @@ async fn hash_passwords(
         .await
 }
 
-/// The next chunk of a job's first pass, read and parsed while the chunk before it is
-/// written: on SQLite the writes run on the database's own thread, and on PostgreSQL in
-/// its server, so parsing on this side overlaps them. Dropped, it stops.
-struct Ahead {
+/// A job's next chunk, read and parsed while the chunk before it is written: on SQLite
+/// the writes run on the database's own thread, and on PostgreSQL in its server, so
+/// parsing on this side overlaps them. Only rows no chunk before it changes are read
+/// ahead (the job's input, and results of rows after the current chunk). Dropped, it
+/// stops.
+struct Ahead<T> {
     from: i32,
-    task: tokio::task::JoinHandle<Result<Vec<Prepared>, DbErr>>,
+    task: tokio::task::JoinHandle<Result<T, DbErr>>,
 }
 
-impl Ahead {
+impl<T: Send + 'static> Ahead<T> {
     fn start(
-        db: &DatabaseConnection,
-        inputs: &Arc<Inputs>,
-        job_id: i64,
         from: i32,
-        limit: u64,
+        read: impl std::future::Future<Output = Result<T, DbErr>> + Send + 'static,
     ) -> Self {
-        let (db, inputs) = (db.clone(), inputs.clone());
-        let task = tokio::spawn(async move {
-            let batch = store::rows_from(&db, job_id, from, limit).await?;
-            tokio::task::spawn_blocking(move || parse(&inputs, &batch))
-                .await
-                .map_err(|e| DbErr::Custom(format!("parsing a chunk: {e}")))
-        });
-        Self { from, task }
+        Self {
+            from,
+            task: tokio::spawn(read),
+        }
     }
 
-    /// The rows from `from`, parsed: this chunk's if it starts there, else read now.
-    async fn take(
-        ahead: &mut Option<Self>,
-        db: &DatabaseConnection,
-        inputs: &Arc<Inputs>,
-        job_id: i64,
-        from: i32,
-        limit: u64,
-    ) -> Result<Vec<Prepared>, DbErr> {
+    /// The chunk read ahead, if it is the one from `from`.
+    async fn take(ahead: &mut Option<Self>, from: i32) -> Result<Option<T>, DbErr> {
         match ahead.take() {
             Some(mut next) if next.from == from => (&mut next.task)
                 .await
-                .map_err(|e| DbErr::Custom(format!("reading a chunk: {e}")))?,
-            _ => {
-                let batch = store::rows_from(db, job_id, from, limit).await?;
-                Ok(parse(inputs, &batch))
-            }
+                .map_err(|e| DbErr::Custom(format!("reading a chunk ahead: {e}")))?
+                .map(Some),
+            _ => Ok(None),
         }
     }
 }
 
-impl Drop for Ahead {
+impl<T> Drop for Ahead<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The first pass's rows from `from`, parsed.
+async fn read_users(
+    db: DatabaseConnection,
+    inputs: Arc<Inputs>,
+    job_id: i64,
+    from: i32,
+    limit: u64,
+) -> Result<Vec<Prepared>, DbErr> {
+    let batch = store::rows_from(&db, job_id, from, limit).await?;
+    blocking(move || parse(&inputs, &batch)).await
+}
+
+/// A chunk of the approver pass: the results of the rows it sets, and their changes.
+struct LinkBatch {
+    results: Vec<results::Model>,
+    changes: HashMap<i32, Result<ApproverChange, AppError>>,
+}
+
+/// The approver pass's rows from `from`, parsed.
+async fn read_links(
+    db: DatabaseConnection,
+    inputs: Arc<Inputs>,
+    job_id: i64,
+    from: i32,
+    limit: u64,
+) -> Result<LinkBatch, DbErr> {
+    let results = store::pending_links(&db, job_id, from, limit).await?;
+    let indexes: Vec<i32> = results.iter().map(|r| r.idx).collect();
+    let rows = store::rows_at(&db, job_id, &indexes).await?;
+    let changes = blocking(move || link_changes(&inputs, &rows)).await?;
+    Ok(LinkBatch { results, changes })
+}
+
+/// Parsing a chunk, on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DbErr> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DbErr::Custom(format!("parsing a chunk: {e}")))
 }
 
 impl Prepared {
