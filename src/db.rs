@@ -149,6 +149,30 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// SQL with `?` placeholders, numbered `$1…` for PostgreSQL.
+pub fn statement(
+    backend: DatabaseBackend,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let mut numbered = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            } else {
+                numbered.push(c);
+            }
+        }
+        numbered
+    } else {
+        sql.to_owned()
+    };
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// Makes writers of one kind within one tenant take turns until the transaction ends
 /// (PostgreSQL advisory lock; SQLite's write transactions already take turns). Used where a
 /// rule spans several rows, such as "MANAGER links never form a cycle".

@@ -8,6 +8,7 @@ mod m20261124_000001_users_external_id;
 mod m20261125_000001_job_files;
 mod m20261125_000002_job_sync;
 mod m20261126_000001_job_images;
+mod m20261127_000001_approver_links_tenant_index;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_job_files::Migration),
             Box::new(m20261125_000002_job_sync::Migration),
             Box::new(m20261126_000001_job_images::Migration),
+            Box::new(m20261127_000001_approver_links_tenant_index::Migration),
         ]
     }
 }

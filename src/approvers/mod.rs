@@ -288,7 +288,7 @@ pub async fn check_set(
 
 /// What checking the approver sets of many users reads from the store, read at once for
 /// all of them with a few statements: the approvers their specs name, the users' stored
-/// sets, and the `MANAGER` chains above every named manager (one statement per level).
+/// sets, and the `MANAGER` chains above every named manager (one recursive statement).
 ///
 /// Sets are then checked in memory one after another, and each accepted set
 /// ([`Snapshot::accept`]) is seen by the checks after it, so every user gets exactly the
@@ -319,29 +319,21 @@ impl Snapshot {
         let keys: Vec<&UserKey> = keys.into_iter().collect();
         let approvers = users::find_many(conn, tenant, &keys, Some(LockType::Share)).await?;
         let stored = store::sets_of(conn, tenant, users).await?;
-        let mut managers: HashMap<i64, Option<i64>> = HashMap::new();
-        let mut level: Vec<i64> = specs
+        let named: Vec<i64> = specs
             .iter()
             .filter(|spec| spec.label == Label::Manager)
             .filter_map(|spec| approvers.get(&spec.approver))
             .map(|approver| approver.id)
+            .collect::<HashSet<i64>>()
+            .into_iter()
             .collect();
-        // A walk stops after MAX_CHAIN users, so no deeper level is ever needed.
-        for _ in 0..=MAX_CHAIN {
-            level.sort_unstable();
-            level.dedup();
-            level.retain(|id| !managers.contains_key(id));
-            if level.is_empty() {
-                break;
-            }
-            let found = store::managers_of(conn, tenant, &level).await?;
-            let next = level
-                .iter()
-                .filter_map(|id| found.get(id).copied())
-                .collect();
-            managers.extend(level.iter().map(|id| (*id, found.get(id).copied())));
-            level = next;
-        }
+        let above = store::managers_above(conn, tenant, &named).await?;
+        // Every user on the chains, with its manager or `None` at the top.
+        let managers = named
+            .iter()
+            .chain(above.values())
+            .map(|id| (*id, above.get(id).copied()))
+            .collect();
         Ok(Self {
             approvers,
             sets: stored.clone(),
@@ -517,7 +509,7 @@ impl Snapshot {
             match self.managers.get(&current) {
                 Some(Some(manager)) => current = *manager,
                 Some(None) => return Chain::Clear,
-                // Only a user deeper than any walk goes is left unread.
+                // Never read (the snapshot reads every chain whole): refused, not guessed.
                 None => return Chain::TooDeep,
             }
         }

@@ -8,7 +8,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, Value,
 };
 
 use super::{Label, Link};
@@ -16,21 +16,39 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::users::store::{self as user_store, IN_CHUNK};
 
-/// The `MANAGER` of each of the given users that has one.
-pub async fn managers_of(
+/// The `MANAGER` of each of the given users that has one, and of each of their managers,
+/// all the way up: one recursive statement per [`IN_CHUNK`] users, whatever the depth.
+/// Each link is read once (`UNION` drops a pair already found), so a cycle stored before
+/// the rules held ends the walk rather than looping.
+pub async fn managers_above(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     ids: &[i64],
 ) -> Result<HashMap<i64, i64>, DbErr> {
-    let mut managers = HashMap::with_capacity(ids.len());
+    let backend = conn.get_database_backend();
+    let mut managers = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        let links = approver_links::Entity::find()
-            .filter(approver_links::Column::Tenant.eq(tenant.as_str()))
-            .filter(approver_links::Column::Label.eq(Label::Manager.as_str()))
-            .filter(approver_links::Column::UserId.is_in(chunk.iter().copied()))
-            .all(conn)
-            .await?;
-        managers.extend(links.into_iter().map(|l| (l.user_id, l.approver_id)));
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "WITH RECURSIVE chain (user_id, approver_id) AS ( \
+               SELECT user_id, approver_id FROM approver_links \
+               WHERE tenant = ? AND label = ? AND user_id IN ({marks}) \
+             UNION \
+               SELECT l.user_id, l.approver_id FROM approver_links l \
+               JOIN chain c ON l.user_id = c.approver_id \
+               WHERE l.tenant = ? AND l.label = ? \
+             ) SELECT user_id, approver_id FROM chain"
+        );
+        let manager = Label::Manager.as_str();
+        let mut values: Vec<Value> = vec![tenant.as_str().into(), manager.into()];
+        values.extend(chunk.iter().map(|&id| Value::from(id)));
+        values.extend([tenant.as_str().into(), manager.into()]);
+        for row in conn
+            .query_all_raw(db::statement(backend, &sql, values))
+            .await?
+        {
+            managers.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        }
     }
     Ok(managers)
 }

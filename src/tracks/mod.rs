@@ -22,7 +22,7 @@ use entity::{learning_track_tags, learning_tracks, track_assignments, track_comp
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
 };
 
 use crate::auth::TenantId;
@@ -285,26 +285,6 @@ pub enum Scope<'a> {
     Track(i64),
 }
 
-/// SQL with `?` placeholders, numbered `$1…` for PostgreSQL.
-fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DatabaseBackend::Postgres {
-        let mut numbered = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                numbered.push_str(&format!("${n}"));
-            } else {
-                numbered.push(c);
-            }
-        }
-        numbered
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
 /// Adds the assignments a shared tag calls for (assigned `now_ms`) and removes those no
 /// tag supports any more: two statements per chunk, whatever the number of users.
 pub async fn sync(
@@ -335,7 +315,7 @@ pub async fn sync(
     for (insert_scope, delete_scope, ids) in chunks {
         let mut values: Vec<Value> = vec![now_ms.into(), tenant.as_str().into()];
         values.extend(ids.iter().cloned());
-        conn.execute_raw(statement(
+        conn.execute_raw(db::statement(
             backend,
             &format!(
                 "INSERT INTO track_assignments (user_id, track_id, tenant, assigned_at_ms) \
@@ -350,7 +330,7 @@ pub async fn sync(
         .await?;
         let mut values: Vec<Value> = vec![tenant.as_str().into()];
         values.extend(ids);
-        conn.execute_raw(statement(
+        conn.execute_raw(db::statement(
             backend,
             &format!(
                 "DELETE FROM track_assignments WHERE tenant = ? AND {delete_scope} \
@@ -602,7 +582,7 @@ pub async fn summary(
     let sql = format!("SELECT s.status_rank, COUNT(*) FROM ({ranked}) s GROUP BY s.status_rank");
     let mut counts = HashMap::new();
     for row in conn
-        .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+        .query_all_raw(db::statement(conn.get_database_backend(), &sql, values))
         .await?
     {
         let rank: Option<i64> = row.try_get_by_index(0)?;
@@ -637,7 +617,7 @@ pub fn status_condition(
     let sql = format!("\"users\".\"id\" IN (SELECT r.user_id FROM ({ranked}) r WHERE {test})");
     // sea-query numbers custom placeholders itself on PostgreSQL, as `$1…` of this
     // expression's own values.
-    let sql = statement(backend, &sql, Vec::new()).sql;
+    let sql = db::statement(backend, &sql, Vec::new()).sql;
     sea_orm::sea_query::Expr::cust_with_values(sql, values)
 }
 

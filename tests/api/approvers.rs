@@ -430,13 +430,23 @@ async fn lookup_updated_at(app: &TestApp, user: &str) -> Value {
 
 db_test! {
     async fn a_manager_chain_too_long_to_check_is_refused(app) {
-        for i in 0..=1001 {
-            let mut user = json!({ "externalId": format!("c{i}"), "email": format!("c{i}@example.com"), "firstName": "C", "lastName": "D" });
-            if i > 0 {
-                user["managerExternalId"] = json!(format!("c{}", i - 1));
-            }
-            import(&app, user, Value::Null).await.data();
-        }
+        // c0 manages c1, who manages c2, … c1000: the longest chain a job checks whole.
+        let chain: Vec<Value> = (0..=1000)
+            .map(|i| {
+                let mut user = json!({ "externalId": format!("c{i}"), "email": format!("c{i}@example.com"), "firstName": "C", "lastName": "D" });
+                if i > 0 {
+                    user["managerExternalId"] = json!(format!("c{}", i - 1));
+                }
+                user
+            })
+            .collect();
+        let id = app.submit_job(json!(chain), Value::Null).await;
+        let job = app.finished_job("query($id: ID!) { importJob(id: $id) { status summary { created } } }", &json!(id)).await;
+        assert_eq!(job["status"], "COMPLETED", "{job}");
+        assert_eq!(job["summary"]["created"], 1001, "{job}");
+        // A new user is in no chain yet: nothing to walk.
+        let last = json!({ "externalId": "c1001", "email": "c1001@example.com", "firstName": "C", "lastName": "D", "managerExternalId": "c1000" });
+        import(&app, last, Value::Null).await.data();
         let top = set(&app, "c0", json!([{ "approver": by("c1001") }])).await;
         assert_eq!(top.field_errors(), vec![("approvers[0].approver".to_owned(), "CHAIN_TOO_DEEP".to_owned())]);
         let bad_lookups = set(&app, "c0", json!([{ "approver": {} }, { "approver": { "id": "x" } }])).await;
