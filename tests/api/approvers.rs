@@ -333,6 +333,40 @@ async fn statements_per_page(backend: Backend) {
 
 each_backend!(a_page_of_users_with_links_runs_a_constant_number_of_statements => statements_per_page);
 
+async fn statements_per_chain(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    // No job workers: their polling would count among the statements.
+    let server = ServerProcess::start(&database.url, &[("ROSTER_WORKERS", "0")]);
+    let user = |id: String, manager: Option<String>| {
+        json!({
+            "externalId": id, "email": format!("{id}@example.com"), "firstName": "C",
+            "lastName": "D", "managerExternalId": manager
+        })
+    };
+    // c0 manages c1, who manages c2, … c30; x and y have no manager yet.
+    server
+        .import_users(
+            (0..=30)
+                .map(|i| user(format!("c{i}"), (i > 0).then(|| format!("c{}", i - 1))))
+                .chain(["x", "y"].map(|id| user(id.to_owned(), None))),
+        )
+        .await;
+    let set = "mutation($u: String!, $a: String!) { setApprovers(user: { externalId: $u }, approvers: [{ approver: { externalId: $a } }]) { id } }";
+    let mut counts = Vec::new();
+    for (who, manager) in [("x", "c1"), ("y", "c30")] {
+        let (statements, _) = server
+            .statements_for(set, json!({ "u": who, "a": manager }))
+            .await;
+        counts.push(statements);
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "statements to check a chain of 2 and of 31 managers"
+    );
+}
+
+each_backend!(a_chain_of_managers_is_checked_in_a_constant_number_of_statements => statements_per_chain);
+
 db_test! {
     async fn concurrent_changes_cannot_together_break_the_rules(app) {
         for round in 0..10 {
