@@ -6,7 +6,9 @@
 //! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases,
 //! `ROSTER_BENCH_FORM=csv` sends the same users as a CSV file to `importUsersCsv` instead
 //! (default `json`), `ROSTER_BENCH_REVERT=1` also reverts each job once it is done
-//! (`revertImportJob`, which removes every user it created) and times that, and
+//! (`revertImportJob`, which removes every user it created) and times that,
+//! `ROSTER_BENCH_LOG` the server's `RUST_LOG` (default `warn`; when set, its JSON log lines go to
+//! stderr: `sqlx::query=debug` times every statement), and
 //! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
@@ -266,7 +268,11 @@ fn start(url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
         .args(["serve", "--addr", "127.0.0.1:0", "--database-url", url])
         .env("ROSTER_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("ROSTER_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .env("ROSTER_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .spawn()
         .expect("roster starts");
@@ -278,7 +284,12 @@ fn start(url: &str) -> (Child, String) {
             break url.trim().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    let echo = std::env::var_os("ROSTER_BENCH_LOG").is_some();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok).filter(|_| echo) {
+            eprintln!("{line}");
+        }
+    });
     (child, base)
 }
 

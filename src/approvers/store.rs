@@ -322,7 +322,7 @@ pub async fn write_sets(
                 .await?;
         }
     }
-    db::insert_in_chunks(conn, added, 7).await?;
+    db::insert_in_chunks(conn, added).await?;
     Ok(written)
 }
 

@@ -26,8 +26,8 @@ pub const MAX_PER_USER: usize = 200;
 /// The advisory-lock namespace of attribute calls.
 const LOCK_KIND: &str = "attributes";
 
-/// Ids or keys per `IN (…)` list, and rows per multi-row insert: far below the bind-parameter
-/// limits of SQLite (32,766) and PostgreSQL (65,535).
+/// Ids or keys per `IN (…)` list: far below the bind-parameter limits of SQLite (32,766) and
+/// PostgreSQL (65,535).
 const CHUNK: usize = 500;
 
 /// One change as sent: whose attributes, which to set, which to remove.
@@ -262,12 +262,5 @@ async fn write(
                 .map(|attribute| store::attribute_row(tenant, *id, attribute))
         })
         .collect();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
-        user_attributes::Entity::insert_many(chunk)
-            .exec(conn)
-            .await?;
-    }
-    Ok(())
+    crate::db::insert_in_chunks(conn, rows).await
 }

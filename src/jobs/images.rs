@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{import_job_images as images, users};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -19,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::approvers::{self, Label, Link};
 use crate::auth::TenantId;
+use crate::db;
 use crate::users::domain::AttributeType;
 use crate::users::profile::{Attribute, Profile};
 use crate::users::store as user_store;
@@ -174,9 +174,6 @@ impl Taken {
     }
 }
 
-/// Rows per statement: 7 columns.
-const INSERT_CHUNK: usize = 1_000;
-
 /// Records the users a job wrote. A user the job wrote before keeps its first image and
 /// takes the new `left_at`.
 pub async fn record(
@@ -197,25 +194,22 @@ pub async fn record(
             }
         }
     }
-    for chunk in unique.chunks(INSERT_CHUNK) {
-        let rows = chunk.iter().map(|one| images::ActiveModel {
-            job_id: Set(job_id),
-            user_id: Set(one.user_id),
-            tenant: Set(tenant.as_str().to_owned()),
-            idx: Set(one.idx),
-            lookup_key: Set(one.lookup_key.clone()),
-            before: Set(one.before.as_ref().map(Image::to_json)),
-            left_at: Set(one.left_at),
-        });
-        images::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([images::Column::JobId, images::Column::UserId])
-                    .update_column(images::Column::LeftAt)
-                    .to_owned(),
-            )
-            .exec(conn)
-            .await?;
-    }
+    let rows = unique.into_iter().map(|one| images::ActiveModel {
+        job_id: Set(job_id),
+        user_id: Set(one.user_id),
+        tenant: Set(tenant.as_str().to_owned()),
+        idx: Set(one.idx),
+        lookup_key: Set(one.lookup_key),
+        before: Set(one.before.as_ref().map(Image::to_json)),
+        left_at: Set(one.left_at),
+    });
+    db::Insert::new()
+        .on_conflict_update(
+            &[images::Column::JobId, images::Column::UserId],
+            &[images::Column::LeftAt],
+        )
+        .exec(conn, rows)
+        .await?;
     Ok(())
 }
 

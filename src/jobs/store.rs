@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -13,9 +13,8 @@ use super::{JobStatus, RowResult};
 use crate::auth::TenantId;
 use crate::db;
 
-/// Rows per multi-row `INSERT`: `import_job_results` has 9 columns, so 1,000 rows bind
-/// 9,000 values, well within SQLite's 32,766 and PostgreSQL's 65,535.
-const INSERT_CHUNK: usize = 1_000;
+/// Row indexes per `idx IN (…)` list.
+const IN_CHUNK: usize = 1_000;
 
 pub async fn find(
     conn: &impl ConnectionTrait,
@@ -225,22 +224,19 @@ pub async fn insert_rows(
     job_id: i64,
     inputs: impl IntoIterator<Item = NewRow>,
 ) -> Result<(), DbErr> {
-    let rows = inputs
-        .into_iter()
-        .map(|row| {
-            let (source, external_id) = row.user.unzip();
-            rows::ActiveModel {
-                job_id: Set(job_id),
-                idx: Set(row.idx),
-                tenant: Set(tenant.as_str().to_owned()),
-                input: Set(row.input),
-                line: Set(row.line),
-                source: Set(source),
-                external_id: Set(external_id),
-            }
-        })
-        .collect();
-    db::insert_in_chunks(conn, rows, 7).await
+    let rows = inputs.into_iter().map(|row| {
+        let (source, external_id) = row.user.unzip();
+        rows::ActiveModel {
+            job_id: Set(job_id),
+            idx: Set(row.idx),
+            tenant: Set(tenant.as_str().to_owned()),
+            input: Set(row.input),
+            line: Set(row.line),
+            source: Set(source),
+            external_id: Set(external_id),
+        }
+    });
+    db::insert_in_chunks(conn, rows).await
 }
 
 /// The sources of the users a sync job's rows name.
@@ -325,15 +321,12 @@ pub async fn insert_deactivations(
 ) -> Result<(), DbErr> {
     use entity::import_job_deactivations as deactivations;
 
-    let rows = user_ids
-        .iter()
-        .map(|&user_id| deactivations::ActiveModel {
-            job_id: Set(job_id),
-            user_id: Set(user_id),
-            tenant: Set(tenant.as_str().to_owned()),
-        })
-        .collect();
-    db::insert_in_chunks(conn, rows, 3).await
+    let rows = user_ids.iter().map(|&user_id| deactivations::ActiveModel {
+        job_id: Set(job_id),
+        user_id: Set(user_id),
+        tenant: Set(tenant.as_str().to_owned()),
+    });
+    db::insert_in_chunks(conn, rows).await
 }
 
 /// A page of the users a sync job deactivated, by id after `after`.
@@ -399,7 +392,7 @@ pub async fn pending_at(
     indexes: &[i32],
 ) -> Result<Vec<i32>, DbErr> {
     let mut pending = Vec::new();
-    for chunk in indexes.chunks(INSERT_CHUNK) {
+    for chunk in indexes.chunks(IN_CHUNK) {
         let found: Vec<i32> = results::Entity::find()
             .select_only()
             .column(results::Column::Idx)
@@ -493,34 +486,31 @@ pub async fn upsert_results(
     job_id: i64,
     batch: &[RowResult],
 ) -> Result<(), DbErr> {
-    for chunk in batch.chunks(INSERT_CHUNK) {
-        let models = chunk.iter().map(|row| results::ActiveModel {
-            job_id: Set(job_id),
-            idx: Set(row.index),
-            tenant: Set(tenant.as_str().to_owned()),
-            lookup_key: Set(row.lookup_key.clone()),
-            action: Set(row.action.as_str().to_owned()),
-            success: Set(row.success),
-            user_id: Set(row.user_id),
-            errors: Set((!row.errors.is_empty())
-                .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
-            links_pending: Set(row.links_pending),
-        });
-        results::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([results::Column::JobId, results::Column::Idx])
-                    .update_columns([
-                        results::Column::Action,
-                        results::Column::Success,
-                        results::Column::UserId,
-                        results::Column::Errors,
-                        results::Column::LinksPending,
-                    ])
-                    .to_owned(),
-            )
-            .exec(conn)
-            .await?;
-    }
+    let models = batch.iter().map(|row| results::ActiveModel {
+        job_id: Set(job_id),
+        idx: Set(row.index),
+        tenant: Set(tenant.as_str().to_owned()),
+        lookup_key: Set(row.lookup_key.clone()),
+        action: Set(row.action.as_str().to_owned()),
+        success: Set(row.success),
+        user_id: Set(row.user_id),
+        errors: Set((!row.errors.is_empty())
+            .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
+        links_pending: Set(row.links_pending),
+    });
+    db::Insert::new()
+        .on_conflict_update(
+            &[results::Column::JobId, results::Column::Idx],
+            &[
+                results::Column::Action,
+                results::Column::Success,
+                results::Column::UserId,
+                results::Column::Errors,
+                results::Column::LinksPending,
+            ],
+        )
+        .exec(conn, models)
+        .await?;
     Ok(())
 }
 
@@ -665,7 +655,7 @@ pub async fn results_at(
     indexes: &[i32],
 ) -> Result<Vec<results::Model>, DbErr> {
     let mut found = Vec::with_capacity(indexes.len());
-    for chunk in indexes.chunks(INSERT_CHUNK) {
+    for chunk in indexes.chunks(IN_CHUNK) {
         found.extend(
             results::Entity::find()
                 .filter(results::Column::JobId.eq(job_id))

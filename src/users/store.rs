@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{user_attributes, user_tags, users};
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, OnConflict, Query, SimpleExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
 use super::lookup::UserKey;
@@ -409,47 +409,42 @@ pub fn profile_from(user: &users::Model, tags: Vec<String>, attributes: Vec<Attr
 }
 
 /// The user row of a profile; `id` and `created_at` are left to the caller.
-fn columns(tenant: &TenantId, profile: &Profile, now: DateTime<Utc>) -> users::ActiveModel {
-    let p = profile.clone();
+fn columns(tenant: &TenantId, p: &Profile, now: DateTime<Utc>) -> users::ActiveModel {
     users::ActiveModel {
         tenant: Set(tenant.as_str().to_owned()),
         email_key: Set(p.email_key()),
         search_key: Set(p.search_key()),
         login_key: Set(p.login_key()),
-        source: Set(p.source),
-        external_id: Set(p.external_id),
-        email: Set(p.email),
-        login: Set(p.login),
-        first_name: Set(p.first_name),
-        middle_name: Set(p.middle_name),
-        last_name: Set(p.last_name),
-        title: Set(p.title),
-        password_hash: Set(p.password_hash),
+        source: Set(p.source.clone()),
+        external_id: Set(p.external_id.clone()),
+        email: Set(p.email.clone()),
+        login: Set(p.login.clone()),
+        first_name: Set(p.first_name.clone()),
+        middle_name: Set(p.middle_name.clone()),
+        last_name: Set(p.last_name.clone()),
+        title: Set(p.title.clone()),
+        password_hash: Set(p.password_hash.clone()),
         birth_date: Set(p.birth_date),
         gender: Set(p.gender.map(|g| g.as_str().to_owned())),
         active: Set(p.active),
-        phone: Set(p.phone),
-        city: Set(p.city),
-        department: Set(p.department),
-        position: Set(p.position),
-        company: Set(p.company),
-        work_contact: Set(p.work_contact),
-        structure_uid: Set(p.structure_uid),
+        phone: Set(p.phone.clone()),
+        city: Set(p.city.clone()),
+        department: Set(p.department.clone()),
+        position: Set(p.position.clone()),
+        company: Set(p.company.clone()),
+        work_contact: Set(p.work_contact.clone()),
+        structure_uid: Set(p.structure_uid.clone()),
         language: Set(p.language.map(|l| l.as_str().to_owned())),
-        facebook_id: Set(p.facebook_id),
-        google_id: Set(p.google_id),
+        facebook_id: Set(p.facebook_id.clone()),
+        google_id: Set(p.google_id.clone()),
         employment_start_date: Set(p.employment_start_date),
         employment_end_date: Set(p.employment_end_date),
         position_assigned_date: Set(p.position_assigned_date),
-        custom_info: Set(p.custom_info.map(|info| info.0)),
+        custom_info: Set(p.custom_info.as_ref().map(|info| info.0.clone())),
         updated_at: Set(now),
         ..Default::default()
     }
 }
-
-/// Rows per multi-row statement on `users`: its 34 columns bind 17,000 values per 500 rows,
-/// within SQLite's 32,766 (and PostgreSQL's 65,535).
-const WRITE_CHUNK: usize = 500;
 
 pub async fn insert(
     conn: &impl ConnectionTrait,
@@ -483,39 +478,40 @@ pub async fn insert_many(
     profiles: &[&Profile],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, DbErr> {
-    let mut inserted = Vec::with_capacity(profiles.len());
-    for chunk in profiles.chunks(WRITE_CHUNK) {
-        let rows = chunk.iter().map(|profile| {
-            let mut row = columns(tenant, profile, now);
-            row.created_at = Set(now);
-            row
-        });
-        let mut insert = users::Entity::insert_many(rows).into_query();
-        // Only what tells the rows apart: reading whole users back costs more than
-        // writing them.
-        insert.returning(Query::returning().columns([
+    let rows = profiles.iter().map(|profile| {
+        let mut row = columns(tenant, profile, now);
+        row.created_at = Set(now);
+        row
+    });
+    // Only what tells the rows apart: reading whole users back costs more than writing
+    // them.
+    let returned = crate::db::Insert::new()
+        .returning(&[
             users::Column::Id,
             users::Column::Source,
             users::Column::ExternalId,
-        ]));
-        let mut ids = vec![None; chunk.len()];
-        // RETURNING order is not promised: match the rows back by their key.
-        let position: HashMap<(&str, &str), usize> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.source.as_str(), p.external_id.as_str()), i))
-            .collect();
-        for row in conn.query_all(&insert).await? {
-            let id: i64 = row.try_get_by_index(0)?;
-            let source: String = row.try_get_by_index(1)?;
-            let external_id: String = row.try_get_by_index(2)?;
-            if let Some(&i) = position.get(&(source.as_str(), external_id.as_str())) {
-                ids[i] = Some(id);
-            }
+        ])
+        .exec(conn, rows)
+        .await?;
+    // RETURNING order is not promised: match the rows back by their key.
+    let position: HashMap<(&str, &str), usize> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ((p.source.as_str(), p.external_id.as_str()), i))
+        .collect();
+    let mut ids = vec![None; profiles.len()];
+    for row in returned {
+        let id: i64 = row.try_get_by_index(0)?;
+        let source: String = row.try_get_by_index(1)?;
+        let external_id: String = row.try_get_by_index(2)?;
+        if let Some(&i) = position.get(&(source.as_str(), external_id.as_str())) {
+            ids[i] = Some(id);
         }
-        let ids: Option<Vec<i64>> = ids.into_iter().collect();
-        inserted.extend(ids.ok_or(DbErr::RecordNotInserted)?);
     }
+    let inserted: Vec<i64> = ids
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or(DbErr::RecordNotInserted)?;
     let all: Vec<(i64, &Profile)> = inserted
         .iter()
         .copied()
@@ -533,15 +529,13 @@ pub async fn reinsert_many(
     users: &[(i64, DateTime<Utc>, &Profile)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    for chunk in users.chunks(WRITE_CHUNK) {
-        let rows = chunk.iter().map(|(id, created_at, profile)| {
-            let mut row = columns(tenant, profile, now);
-            row.id = Set(*id);
-            row.created_at = Set(*created_at);
-            row
-        });
-        users::Entity::insert_many(rows).exec(conn).await?;
-    }
+    let rows = users.iter().map(|(id, created_at, profile)| {
+        let mut row = columns(tenant, profile, now);
+        row.id = Set(*id);
+        row.created_at = Set(*created_at);
+        row
+    });
+    crate::db::insert_in_chunks(conn, rows).await?;
     let all: Vec<(i64, &Profile)> = users.iter().map(|(id, _, p)| (*id, *p)).collect();
     write_related(conn, tenant, Related::New, &all, &all, now).await
 }
@@ -593,22 +587,16 @@ pub async fn update_many(
     let changing: Vec<users::Column> = users::Column::iter()
         .filter(|c| !keep.iter().any(|k| k.as_str() == c.as_str()))
         .collect();
-    for chunk in updates.chunks(WRITE_CHUNK) {
-        let rows = chunk.iter().map(|(user, _, after)| {
-            let mut row = columns(tenant, after, now);
-            row.id = Set(user.id);
-            row.created_at = Set(user.created_at);
-            row
-        });
-        users::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(users::Column::Id)
-                    .update_columns(changing.iter().copied())
-                    .to_owned(),
-            )
-            .exec(conn)
-            .await?;
-    }
+    let rows = updates.iter().map(|(user, _, after)| {
+        let mut row = columns(tenant, after, now);
+        row.id = Set(user.id);
+        row.created_at = Set(user.created_at);
+        row
+    });
+    crate::db::Insert::new()
+        .on_conflict_update(&[users::Column::Id], &changing)
+        .exec(conn, rows)
+        .await?;
     let tags: Vec<(i64, &Profile)> = updates
         .iter()
         .filter(|(_, before, after)| before.tags != after.tags)
@@ -674,7 +662,7 @@ async fn write_related(
                 })
             })
             .collect();
-        crate::db::insert_in_chunks(conn, rows, 3).await?;
+        crate::db::insert_in_chunks(conn, rows).await?;
     }
     for chunk in attributes.chunks(IN_CHUNK) {
         if related == Related::Replace {
@@ -692,7 +680,7 @@ async fn write_related(
                     .map(|attribute| attribute_row(tenant, *id, attribute))
             })
             .collect();
-        crate::db::insert_in_chunks(conn, rows, 6).await?;
+        crate::db::insert_in_chunks(conn, rows).await?;
     }
     if !tags.is_empty() {
         let ids: Vec<i64> = tags.iter().map(|(id, _)| *id).collect();
