@@ -229,12 +229,9 @@ pub async fn load_statistics(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
 
 /// Inserts rows with multi-row statements, as many rows per statement as the bind-parameter
 /// limits of both databases allow.
-pub async fn insert_in_chunks<A>(
-    conn: &impl ConnectionTrait,
-    rows: impl IntoIterator<Item = A>,
-) -> Result<(), DbErr>
+pub async fn insert_in_chunks<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
 where
-    A: ActiveModelTrait,
+    A: ActiveModelTrait + Send,
 {
     Insert::<A::Entity>::new().exec(conn, rows).await?;
     Ok(())
@@ -298,19 +295,27 @@ impl<E: EntityTrait> Insert<E> {
         self
     }
 
-    /// Inserts `rows`; the rows [`Self::returning`] asked for, if any.
+    /// Inserts `rows`; the rows [`Self::returning`] asked for, if any. Each statement is
+    /// written from the rows just before it runs, so only one is held at a time. (The rows
+    /// come as a `Vec`: an iterator of closures held across an await trips the compiler's
+    /// `Send` check of the job's future.)
     pub async fn exec<A>(
         &self,
         conn: &impl ConnectionTrait,
-        rows: impl IntoIterator<Item = A>,
+        rows: Vec<A>,
     ) -> Result<Vec<sea_orm::QueryResult>, DbErr>
     where
-        A: ActiveModelTrait<Entity = E>,
+        A: ActiveModelTrait<Entity = E> + Send,
     {
-        // Written whole before the first await: the rows' iterator need not be `Send`.
-        let statements = self.statements(conn.get_database_backend(), rows)?;
+        let mut rows = rows.into_iter().peekable();
+        let Some(columns) = rows.peek().map(Self::columns_of) else {
+            return Ok(Vec::new());
+        };
+        let backend = conn.get_database_backend();
+        let head = self.head(&columns)?;
         let mut returned = Vec::new();
-        for statement in statements {
+        while rows.peek().is_some() {
+            let statement = self.statement(backend, &head, &columns, &mut rows)?;
             if self.returning.is_empty() {
                 conn.execute_raw(statement).await?;
             } else {
@@ -320,69 +325,86 @@ impl<E: EntityTrait> Insert<E> {
         Ok(returned)
     }
 
-    fn statements<A>(
-        &self,
-        backend: DatabaseBackend,
-        rows: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<sea_orm::Statement>, DbErr>
-    where
-        A: ActiveModelTrait<Entity = E>,
-    {
+    /// The columns a row sets.
+    fn columns_of<A: ActiveModelTrait<Entity = E>>(row: &A) -> Vec<E::Column> {
+        E::Column::iter()
+            .filter(|column| !row.get(*column).is_not_set())
+            .collect()
+    }
+
+    /// `INSERT INTO "table" ("a", "b") VALUES `.
+    fn head(&self, columns: &[E::Column]) -> Result<String, DbErr> {
         let table = E::default().table_name();
-        let mut rows = rows.into_iter().peekable();
-        let Some(first) = rows.peek() else {
-            return Ok(Vec::new());
-        };
-        let columns: Vec<E::Column> = E::Column::iter()
-            .filter(|column| !first.get(*column).is_not_set())
-            .collect();
         if columns.is_empty() {
             return Err(DbErr::Custom(format!(
                 "an insert into {table} without columns"
             )));
         }
-        let head = format!(
+        let names: Vec<String> = columns.iter().map(|c| quoted(c.as_str())).collect();
+        Ok(format!(
             "INSERT INTO {} ({}) VALUES ",
             quoted(table),
-            columns
-                .iter()
-                .map(|column| quoted(column.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+            names.join(", ")
+        ))
+    }
+
+    /// One statement of as many of `rows` as [`MAX_BINDS`] allows.
+    fn statement<A: ActiveModelTrait<Entity = E>>(
+        &self,
+        backend: DatabaseBackend,
+        head: &str,
+        columns: &[E::Column],
+        rows: &mut impl Iterator<Item = A>,
+    ) -> Result<sea_orm::Statement, DbErr> {
         let per_statement = (MAX_BINDS / columns.len()).max(1);
+        let mut sql = head.to_owned();
+        let mut values = Vec::with_capacity(per_statement * columns.len());
+        for (n, mut row) in rows.take(per_statement).enumerate() {
+            sql.push_str(if n == 0 { "(" } else { ", (" });
+            for (i, column) in columns.iter().enumerate() {
+                let value = row.take(*column).into_value().ok_or_else(|| {
+                    DbErr::Custom(format!(
+                        "a row of an insert into {} does not set {}",
+                        E::default().table_name(),
+                        column.as_str()
+                    ))
+                })?;
+                values.push(value);
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match backend {
+                    DatabaseBackend::Postgres => {
+                        use std::fmt::Write;
+                        let _ = write!(sql, "${}", values.len());
+                    }
+                    _ => sql.push('?'),
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(&self.conflict);
+        sql.push_str(&self.returning);
+        Ok(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+    }
+
+    /// Every statement of `rows`, written at once.
+    #[cfg(test)]
+    fn statements<A: ActiveModelTrait<Entity = E>>(
+        &self,
+        backend: DatabaseBackend,
+        rows: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<sea_orm::Statement>, DbErr> {
+        let mut rows = rows.into_iter().peekable();
+        let Some(columns) = rows.peek().map(Self::columns_of) else {
+            return Ok(Vec::new());
+        };
+        let head = self.head(&columns)?;
         let mut statements = Vec::new();
         while rows.peek().is_some() {
-            let mut sql = head.clone();
-            let mut values = Vec::with_capacity(per_statement * columns.len());
-            for (n, mut row) in rows.by_ref().take(per_statement).enumerate() {
-                sql.push_str(if n == 0 { "(" } else { ", (" });
-                for (i, column) in columns.iter().enumerate() {
-                    let value = row.take(*column).into_value().ok_or_else(|| {
-                        DbErr::Custom(format!(
-                            "a row of an insert into {table} does not set {}",
-                            column.as_str()
-                        ))
-                    })?;
-                    values.push(value);
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    match backend {
-                        DatabaseBackend::Postgres => {
-                            use std::fmt::Write;
-                            let _ = write!(sql, "${}", values.len());
-                        }
-                        _ => sql.push('?'),
-                    }
-                }
-                sql.push(')');
-            }
-            sql.push_str(&self.conflict);
-            sql.push_str(&self.returning);
-            statements.push(sea_orm::Statement::from_sql_and_values(
-                backend, sql, values,
-            ));
+            statements.push(self.statement(backend, &head, &columns, &mut rows)?);
         }
         Ok(statements)
     }

@@ -194,15 +194,18 @@ pub async fn record(
             }
         }
     }
-    let rows = unique.into_iter().map(|one| images::ActiveModel {
-        job_id: Set(job_id),
-        user_id: Set(one.user_id),
-        tenant: Set(tenant.as_str().to_owned()),
-        idx: Set(one.idx),
-        lookup_key: Set(one.lookup_key),
-        before: Set(one.before.as_ref().map(Image::to_json)),
-        left_at: Set(one.left_at),
-    });
+    let rows: Vec<images::ActiveModel> = unique
+        .into_iter()
+        .map(|one| images::ActiveModel {
+            job_id: Set(job_id),
+            user_id: Set(one.user_id),
+            tenant: Set(tenant.as_str().to_owned()),
+            idx: Set(one.idx),
+            lookup_key: Set(one.lookup_key),
+            before: Set(one.before.as_ref().map(Image::to_json)),
+            left_at: Set(one.left_at),
+        })
+        .collect();
     db::Insert::new()
         .on_conflict_update(
             &[images::Column::JobId, images::Column::UserId],

@@ -311,6 +311,18 @@ impl RowResult {
         }
     }
 
+    /// This result, stored as `before` was, only clears `links_pending`.
+    fn only_settles(&self, before: &RowResult) -> bool {
+        before.links_pending
+            && !self.links_pending
+            && self.index == before.index
+            && self.lookup_key == before.lookup_key
+            && self.action == before.action
+            && self.success == before.success
+            && self.user_id == before.user_id
+            && self.errors == before.errors
+    }
+
     fn from_stored(model: &entity::import_job_results::Model) -> Self {
         Self {
             index: model.idx,

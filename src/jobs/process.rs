@@ -301,24 +301,29 @@ impl Runner<'_> {
         .await?;
         reader.name_link_errors(&mut after);
         let cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
-        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
+        let rows = (Some(before.as_slice()), after, summary);
+        self.end_later_chunk(txn, job, cursor, rows, "links", started)
             .await
     }
 
     /// Ends a chunk of a pass after the first (approvers, a revert's removals): its rows'
-    /// new results stored, the job's cursor at `cursor`, the rows counted done with their
-    /// summary, all committed with `txn`.
+    /// new results stored (from their stored results `before`, when given, only what
+    /// changed), the job's cursor at `cursor`, the rows counted done with their summary,
+    /// all committed with `txn`.
     pub(super) async fn end_later_chunk(
         &self,
         txn: DatabaseTransaction,
         mut job: jobs::Model,
         cursor: i32,
-        (rows, summary): (Vec<RowResult>, Summary),
+        (before, rows, summary): (Option<&[RowResult]>, Vec<RowResult>, Summary),
         pass: &'static str,
         started: Instant,
     ) -> Result<jobs::Model, Stop> {
         let tenant = tenant_of(&job)?;
-        store::upsert_results(&txn, &tenant, job.id, &rows).await?;
+        match before {
+            Some(before) => store::settle_results(&txn, &tenant, job.id, before, &rows).await?,
+            None => store::upsert_results(&txn, &tenant, job.id, &rows).await?,
+        }
         job.cursor = cursor;
         job.links_processed += rows.len() as i32;
         summary.add_to(&mut job);

@@ -599,7 +599,7 @@ impl Runner<'_> {
             after.push(result);
         }
         let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
+        self.end_later_chunk(txn, job, cursor, (None, after, summary), "links", started)
             .await
     }
 
@@ -670,7 +670,7 @@ impl Runner<'_> {
             after.push(result);
         }
         job.phase = Phase::Removals.as_str().to_owned();
-        self.end_later_chunk(txn, job, 0, (after, summary), "removals", started)
+        self.end_later_chunk(txn, job, 0, (None, after, summary), "removals", started)
             .await
     }
 
@@ -793,7 +793,14 @@ impl Runner<'_> {
         user_store::delete_many(&txn, &tenant, &ids).await?;
         images::record(&txn, &tenant, job.id, taken).await?;
         let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        self.end_later_chunk(txn, job, cursor, (after, summary), "removals", started)
-            .await
+        self.end_later_chunk(
+            txn,
+            job,
+            cursor,
+            (None, after, summary),
+            "removals",
+            started,
+        )
+        .await
     }
 }

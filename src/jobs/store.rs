@@ -224,18 +224,21 @@ pub async fn insert_rows(
     job_id: i64,
     inputs: impl IntoIterator<Item = NewRow>,
 ) -> Result<(), DbErr> {
-    let rows = inputs.into_iter().map(|row| {
-        let (source, external_id) = row.user.unzip();
-        rows::ActiveModel {
-            job_id: Set(job_id),
-            idx: Set(row.idx),
-            tenant: Set(tenant.as_str().to_owned()),
-            input: Set(row.input),
-            line: Set(row.line),
-            source: Set(source),
-            external_id: Set(external_id),
-        }
-    });
+    let rows = inputs
+        .into_iter()
+        .map(|row| {
+            let (source, external_id) = row.user.unzip();
+            rows::ActiveModel {
+                job_id: Set(job_id),
+                idx: Set(row.idx),
+                tenant: Set(tenant.as_str().to_owned()),
+                input: Set(row.input),
+                line: Set(row.line),
+                source: Set(source),
+                external_id: Set(external_id),
+            }
+        })
+        .collect();
     db::insert_in_chunks(conn, rows).await
 }
 
@@ -321,11 +324,14 @@ pub async fn insert_deactivations(
 ) -> Result<(), DbErr> {
     use entity::import_job_deactivations as deactivations;
 
-    let rows = user_ids.iter().map(|&user_id| deactivations::ActiveModel {
-        job_id: Set(job_id),
-        user_id: Set(user_id),
-        tenant: Set(tenant.as_str().to_owned()),
-    });
+    let rows = user_ids
+        .iter()
+        .map(|&user_id| deactivations::ActiveModel {
+            job_id: Set(job_id),
+            user_id: Set(user_id),
+            tenant: Set(tenant.as_str().to_owned()),
+        })
+        .collect();
     db::insert_in_chunks(conn, rows).await
 }
 
@@ -486,18 +492,21 @@ pub async fn upsert_results(
     job_id: i64,
     batch: &[RowResult],
 ) -> Result<(), DbErr> {
-    let models = batch.iter().map(|row| results::ActiveModel {
-        job_id: Set(job_id),
-        idx: Set(row.index),
-        tenant: Set(tenant.as_str().to_owned()),
-        lookup_key: Set(row.lookup_key.clone()),
-        action: Set(row.action.as_str().to_owned()),
-        success: Set(row.success),
-        user_id: Set(row.user_id),
-        errors: Set((!row.errors.is_empty())
-            .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
-        links_pending: Set(row.links_pending),
-    });
+    let models: Vec<results::ActiveModel> = batch
+        .iter()
+        .map(|row| results::ActiveModel {
+            job_id: Set(job_id),
+            idx: Set(row.index),
+            tenant: Set(tenant.as_str().to_owned()),
+            lookup_key: Set(row.lookup_key.clone()),
+            action: Set(row.action.as_str().to_owned()),
+            success: Set(row.success),
+            user_id: Set(row.user_id),
+            errors: Set((!row.errors.is_empty())
+                .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
+            links_pending: Set(row.links_pending),
+        })
+        .collect();
     db::Insert::new()
         .on_conflict_update(
             &[results::Column::JobId, results::Column::Idx],
@@ -512,6 +521,37 @@ pub async fn upsert_results(
         .exec(conn, models)
         .await?;
     Ok(())
+}
+
+/// Stores the results of a later pass over rows whose results `before` are stored, pair
+/// by pair with `after`: a row whose pass only settled it (its approvers are set and
+/// nothing else changed, as for most rows) is marked so with one update per
+/// [`IN_CHUNK`] rows, and the others are upserted whole.
+pub async fn settle_results(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    job_id: i64,
+    before: &[RowResult],
+    after: &[RowResult],
+) -> Result<(), DbErr> {
+    let (settled, changed): (Vec<_>, Vec<_>) = before
+        .iter()
+        .zip(after)
+        .partition(|(before, after)| after.only_settles(before));
+    let settled: Vec<i32> = settled.iter().map(|(_, after)| after.index).collect();
+    for chunk in settled.chunks(IN_CHUNK) {
+        results::Entity::update_many()
+            .col_expr(results::Column::LinksPending, Expr::value(false))
+            .filter(results::Column::JobId.eq(job_id))
+            .filter(results::Column::Idx.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    let changed: Vec<RowResult> = changed
+        .into_iter()
+        .map(|(_, after)| after.clone())
+        .collect();
+    upsert_results(conn, tenant, job_id, &changed).await
 }
 
 /// A page of a job's results after index `after`, in input order.

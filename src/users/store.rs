@@ -478,11 +478,14 @@ pub async fn insert_many(
     profiles: &[&Profile],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, DbErr> {
-    let rows = profiles.iter().map(|profile| {
-        let mut row = columns(tenant, profile, now);
-        row.created_at = Set(now);
-        row
-    });
+    let rows: Vec<users::ActiveModel> = profiles
+        .iter()
+        .map(|profile| {
+            let mut row = columns(tenant, profile, now);
+            row.created_at = Set(now);
+            row
+        })
+        .collect();
     // Only what tells the rows apart: reading whole users back costs more than writing
     // them.
     let returned = crate::db::Insert::new()
@@ -529,12 +532,15 @@ pub async fn reinsert_many(
     users: &[(i64, DateTime<Utc>, &Profile)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let rows = users.iter().map(|(id, created_at, profile)| {
-        let mut row = columns(tenant, profile, now);
-        row.id = Set(*id);
-        row.created_at = Set(*created_at);
-        row
-    });
+    let rows: Vec<users::ActiveModel> = users
+        .iter()
+        .map(|(id, created_at, profile)| {
+            let mut row = columns(tenant, profile, now);
+            row.id = Set(*id);
+            row.created_at = Set(*created_at);
+            row
+        })
+        .collect();
     crate::db::insert_in_chunks(conn, rows).await?;
     let all: Vec<(i64, &Profile)> = users.iter().map(|(id, _, p)| (*id, *p)).collect();
     write_related(conn, tenant, Related::New, &all, &all, now).await
@@ -587,12 +593,15 @@ pub async fn update_many(
     let changing: Vec<users::Column> = users::Column::iter()
         .filter(|c| !keep.iter().any(|k| k.as_str() == c.as_str()))
         .collect();
-    let rows = updates.iter().map(|(user, _, after)| {
-        let mut row = columns(tenant, after, now);
-        row.id = Set(user.id);
-        row.created_at = Set(user.created_at);
-        row
-    });
+    let rows: Vec<users::ActiveModel> = updates
+        .iter()
+        .map(|(user, _, after)| {
+            let mut row = columns(tenant, after, now);
+            row.id = Set(user.id);
+            row.created_at = Set(user.created_at);
+            row
+        })
+        .collect();
     crate::db::Insert::new()
         .on_conflict_update(&[users::Column::Id], &changing)
         .exec(conn, rows)
