@@ -1,14 +1,15 @@
 //! Bulk import benchmark: generates N users (tags, two attributes, a manager each), submits
 //! them with `importUsers` to the real `roster` binary over HTTP, waits for the job, and
-//! prints rows per second and the server's peak RSS, on SQLite and on PostgreSQL.
+//! prints rows per second, the server's peak RSS and its CPU time, on SQLite and on
+//! PostgreSQL.
 //!
 //! `cargo bench --bench import`; `ROSTER_BENCH_SIZES=10000,100000` (the default) picks N,
 //! `ROSTER_BENCH_BACKENDS=sqlite,postgres` (the default) the databases,
 //! `ROSTER_BENCH_FORM=csv` sends the same users as a CSV file to `importUsersCsv` instead
 //! (default `json`), `ROSTER_BENCH_REVERT=1` also reverts each job once it is done
 //! (`revertImportJob`, which removes every user it created) and times that,
-//! `ROSTER_BENCH_LOG` the server's `RUST_LOG` (default `warn`; when set, its JSON log lines go to
-//! stderr: `sqlx::query=debug` times every statement), and
+//! `ROSTER_BENCH_LOG` the server's `RUST_LOG` (default `warn`; when set, its JSON log
+//! lines go to stderr: `sqlx::query=debug` times every statement), and
 //! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
@@ -38,19 +39,20 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     println!("form: {}", if csv { "CSV file" } else { "JSON request" });
     println!(
-        "backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb{}",
+        "backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb server_cpu_s{}",
         if revert { "  revert_s" } else { "" }
     );
     for backend in backends.split(',').map(str::trim) {
         for &n in &sizes {
             let figures = runtime.block_on(run(backend, n, csv, revert));
             println!(
-                "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:<12.0}{}",
+                "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:<11.0} {:<12.2}{}",
                 figures.submit.as_secs_f64(),
                 figures.users_pass.as_secs_f64(),
                 figures.total.as_secs_f64(),
                 n as f64 / figures.total.as_secs_f64(),
                 figures.peak_rss_kb as f64 / 1024.0,
+                figures.server_cpu_s,
                 figures
                     .revert
                     .map_or(String::new(), |r| format!("{:.2}", r.as_secs_f64())),
@@ -65,6 +67,9 @@ struct Figures {
     users_pass: Duration,
     total: Duration,
     peak_rss_kb: u64,
+    /// CPU time the server process used (user and system), from its start: steadier than
+    /// wall time on a shared machine, though it leaves out PostgreSQL's own processes.
+    server_cpu_s: f64,
     /// Until the job's revert was done.
     revert: Option<Duration>,
 }
@@ -200,6 +205,7 @@ async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
         None
     };
     let peak_rss_kb = peak_rss_kb(child.id());
+    let server_cpu_s = cpu_seconds(child.id());
     let _ = child.kill();
     let _ = child.wait();
     if let Some((admin, name)) = pg_name {
@@ -214,6 +220,7 @@ async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
         users_pass: users_pass.unwrap_or(total),
         total,
         peak_rss_kb,
+        server_cpu_s,
         revert,
     }
 }
@@ -291,6 +298,20 @@ fn start(url: &str) -> (Child, String) {
         }
     });
     (child, base)
+}
+
+/// The user and system CPU time of a process so far, in seconds (`/proc/PID/stat`, in
+/// clock ticks of 1/100 s, the value of `CLK_TCK` on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+            Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// The process's peak resident set (`VmHWM`), in KiB.
