@@ -534,6 +534,9 @@ pub async fn settle_results(
     before: &[RowResult],
     after: &[RowResult],
 ) -> Result<(), DbErr> {
+    if before.len() != after.len() {
+        return upsert_results(conn, tenant, job_id, after).await;
+    }
     let (settled, changed): (Vec<_>, Vec<_>) = before
         .iter()
         .zip(after)

@@ -211,6 +211,14 @@ db_test! {
         assert_eq!(all.len(), 2000);
         assert_eq!(all[0]["user"]["externalId"], "u0");
         assert_eq!(all[0]["action"], "CREATED");
+
+        // Every row is stored as done with its approvers too, those whose links failed
+        // and those the approver pass only settled: a retry of a job given up part way
+        // runs again exactly the rows not done.
+        let pending = app
+            .count_rows(&format!("import_job_results WHERE job_id = {id} AND links_pending = true"))
+            .await;
+        assert_eq!(pending, 0);
     }
 }
 
