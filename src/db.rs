@@ -1,6 +1,7 @@
 //! Database connection and migrations, for SQLite and PostgreSQL alike.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -213,16 +214,44 @@ pub async fn analyze(conn: &impl ConnectionTrait, tables: &[&str]) -> Result<(),
         }
     };
     conn.execute_unprepared(&sql).await?;
+    if conn.get_database_backend() == DatabaseBackend::Sqlite {
+        STATISTICS_STORED.fetch_add(1, Ordering::Release);
+    }
     Ok(())
 }
 
+/// How many times [`analyze`] has stored new statistics on SQLite in this process (one
+/// process owns its SQLite file).
+static STATISTICS_STORED: AtomicI32 = AtomicI32::new(0);
+
 /// Makes this connection plan with the statistics [`analyze`] last stored. A SQLite
 /// connection reads them once, when it first reads the schema, and keeps them for its
-/// lifetime (`ANALYZE sqlite_master` reads them again, at the cost of a few reads);
-/// PostgreSQL's statistics are shared by every connection already.
+/// lifetime; `ANALYZE sqlite_master` reads them again, but it also voids every statement
+/// the connection has prepared, so that each is parsed and planned again on its next run
+/// (for a bulk import's multi-row statements, about a tenth of its time). So each
+/// connection notes in its own `temp.user_version` which statistics it read, and reads
+/// them again only when [`analyze`] has stored newer ones since. PostgreSQL's statistics
+/// are shared by every connection already.
 pub async fn load_statistics(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    if conn.get_database_backend() == DatabaseBackend::Sqlite {
-        conn.execute_unprepared("ANALYZE sqlite_master").await?;
+    if conn.get_database_backend() != DatabaseBackend::Sqlite {
+        return Ok(());
+    }
+    // Read before reloading: statistics stored meanwhile are read the next time.
+    let stored = STATISTICS_STORED.load(Ordering::Acquire);
+    let read: i32 = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "PRAGMA temp.user_version",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or(0);
+    if read != stored {
+        conn.execute_unprepared(&format!(
+            "ANALYZE sqlite_master; PRAGMA temp.user_version = {stored}"
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -249,6 +278,12 @@ const MAX_BINDS: usize = 30_000;
 /// server's own work; here each value is moved once. Every row must set the columns the
 /// first row sets: a row that does not is refused (sea-orm would store NULL). The syntax
 /// (`ON CONFLICT … DO UPDATE`, `RETURNING`) is the same on SQLite and PostgreSQL.
+///
+/// On SQLite the rows are a `VALUES` list of bound parameters. On PostgreSQL they are one
+/// JSON document, bound as a single parameter and read back into the table's row type by
+/// `json_populate_recordset`: PostgreSQL plans a `VALUES` list of thousands of parameters
+/// value by value on every run, which made a bulk import's inserts take about three
+/// times as long as the writing of the rows themselves.
 pub struct Insert<E: EntityTrait> {
     conflict: String,
     returning: String,
@@ -312,7 +347,7 @@ impl<E: EntityTrait> Insert<E> {
             return Ok(Vec::new());
         };
         let backend = conn.get_database_backend();
-        let head = self.head(&columns)?;
+        let head = self.head(backend, &columns)?;
         let mut returned = Vec::new();
         while rows.peek().is_some() {
             let statement = self.statement(backend, &head, &columns, &mut rows)?;
@@ -332,20 +367,29 @@ impl<E: EntityTrait> Insert<E> {
             .collect()
     }
 
-    /// `INSERT INTO "table" ("a", "b") VALUES `.
-    fn head(&self, columns: &[E::Column]) -> Result<String, DbErr> {
+    /// `INSERT INTO "table" ("a", "b") VALUES ` on SQLite; on PostgreSQL,
+    /// `INSERT INTO "table" ("a", "b") SELECT "a", "b" FROM json_populate_recordset(…)`
+    /// whole, as its rows are the one parameter.
+    fn head(&self, backend: DatabaseBackend, columns: &[E::Column]) -> Result<String, DbErr> {
         let table = E::default().table_name();
         if columns.is_empty() {
             return Err(DbErr::Custom(format!(
                 "an insert into {table} without columns"
             )));
         }
-        let names: Vec<String> = columns.iter().map(|c| quoted(c.as_str())).collect();
-        Ok(format!(
-            "INSERT INTO {} ({}) VALUES ",
-            quoted(table),
-            names.join(", ")
-        ))
+        let names = columns
+            .iter()
+            .map(|c| quoted(c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = quoted(table);
+        Ok(match backend {
+            DatabaseBackend::Postgres => format!(
+                "INSERT INTO {table} ({names}) SELECT {names} \
+                 FROM json_populate_recordset(NULL::{table}, $1::json)"
+            ),
+            _ => format!("INSERT INTO {table} ({names}) VALUES "),
+        })
     }
 
     /// One statement of as many of `rows` as [`MAX_BINDS`] allows.
@@ -357,37 +401,55 @@ impl<E: EntityTrait> Insert<E> {
         rows: &mut impl Iterator<Item = A>,
     ) -> Result<sea_orm::Statement, DbErr> {
         let per_statement = (MAX_BINDS / columns.len()).max(1);
-        let mut sql = head.to_owned();
-        let mut values = Vec::with_capacity(per_statement * columns.len());
-        for (n, mut row) in rows.take(per_statement).enumerate() {
-            sql.push_str(if n == 0 { "(" } else { ", (" });
-            for (i, column) in columns.iter().enumerate() {
-                let value = row.take(*column).into_value().ok_or_else(|| {
-                    DbErr::Custom(format!(
-                        "a row of an insert into {} does not set {}",
-                        E::default().table_name(),
-                        column.as_str()
-                    ))
-                })?;
-                values.push(value);
-                if i > 0 {
-                    sql.push_str(", ");
+        let rows = rows.take(per_statement);
+        let (mut sql, values) = if backend == DatabaseBackend::Postgres {
+            let mut document = Vec::new();
+            for (n, mut row) in rows.enumerate() {
+                document.push(if n == 0 { b'[' } else { b',' });
+                for (i, column) in columns.iter().enumerate() {
+                    document.push(if i == 0 { b'{' } else { b',' });
+                    write_json(&mut document, column.as_str())?;
+                    document.push(b':');
+                    write_json_value(&mut document, Self::take(&mut row, *column)?)?;
                 }
-                match backend {
-                    DatabaseBackend::Postgres => {
-                        use std::fmt::Write;
-                        let _ = write!(sql, "${}", values.len());
-                    }
-                    _ => sql.push('?'),
-                }
+                document.push(b'}');
             }
-            sql.push(')');
-        }
+            document.push(b']');
+            let document = String::from_utf8(document)
+                .map_err(|e| DbErr::Custom(format!("an insert's rows as JSON: {e}")))?;
+            (head.to_owned(), vec![document.into()])
+        } else {
+            let mut sql = head.to_owned();
+            let mut values = Vec::with_capacity(per_statement * columns.len());
+            for (n, mut row) in rows.enumerate() {
+                sql.push_str(if n == 0 { "(" } else { ", (" });
+                for (i, column) in columns.iter().enumerate() {
+                    values.push(Self::take(&mut row, *column)?);
+                    sql.push_str(if i == 0 { "?" } else { ", ?" });
+                }
+                sql.push(')');
+            }
+            (sql, values)
+        };
         sql.push_str(&self.conflict);
         sql.push_str(&self.returning);
         Ok(sea_orm::Statement::from_sql_and_values(
             backend, sql, values,
         ))
+    }
+
+    /// A row's value of `column`, which it must set.
+    fn take<A: ActiveModelTrait<Entity = E>>(
+        row: &mut A,
+        column: E::Column,
+    ) -> Result<sea_orm::Value, DbErr> {
+        row.take(column).into_value().ok_or_else(|| {
+            DbErr::Custom(format!(
+                "a row of an insert into {} does not set {}",
+                E::default().table_name(),
+                column.as_str()
+            ))
+        })
     }
 
     /// Every statement of `rows`, written at once.
@@ -401,13 +463,73 @@ impl<E: EntityTrait> Insert<E> {
         let Some(columns) = rows.peek().map(Self::columns_of) else {
             return Ok(Vec::new());
         };
-        let head = self.head(&columns)?;
+        let head = self.head(backend, &columns)?;
         let mut statements = Vec::new();
         while rows.peek().is_some() {
             statements.push(self.statement(backend, &head, &columns, &mut rows)?);
         }
         Ok(statements)
     }
+}
+
+/// Writes a value as JSON that `json_populate_recordset` reads back as the same value of
+/// its column: text and numbers as themselves, dates as ISO 8601, instants in UTC to the
+/// microsecond PostgreSQL keeps (cut, as a bound value is), JSON as itself.
+fn write_json_value(out: &mut Vec<u8>, value: sea_orm::Value) -> Result<(), DbErr> {
+    use chrono::Datelike;
+    use sea_orm::Value;
+    use std::io::Write;
+    let written = match value {
+        Value::Bool(Some(b)) => write!(out, "{b}"),
+        Value::TinyInt(Some(n)) => write!(out, "{n}"),
+        Value::SmallInt(Some(n)) => write!(out, "{n}"),
+        Value::Int(Some(n)) => write!(out, "{n}"),
+        Value::BigInt(Some(n)) => write!(out, "{n}"),
+        Value::TinyUnsigned(Some(n)) => write!(out, "{n}"),
+        Value::SmallUnsigned(Some(n)) => write!(out, "{n}"),
+        Value::Unsigned(Some(n)) => write!(out, "{n}"),
+        Value::BigUnsigned(Some(n)) => write!(out, "{n}"),
+        Value::String(Some(text)) => return write_json(out, &text),
+        Value::Char(Some(c)) => return write_json(out, c.encode_utf8(&mut [0; 4])),
+        Value::Json(Some(json)) => return write_json(out, &*json),
+        // PostgreSQL has no year 0: the year before 1 is 1 BC.
+        Value::ChronoDate(Some(date)) if date.year() <= 0 => write!(
+            out,
+            "\"{:04}-{:02}-{:02} BC\"",
+            1 - date.year(),
+            date.month(),
+            date.day()
+        ),
+        Value::ChronoDate(Some(date)) => write!(out, "\"{}\"", date.format("%Y-%m-%d")),
+        Value::ChronoDateTimeUtc(Some(at)) => {
+            write!(out, "\"{}\"", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        }
+        Value::Bool(None)
+        | Value::TinyInt(None)
+        | Value::SmallInt(None)
+        | Value::Int(None)
+        | Value::BigInt(None)
+        | Value::TinyUnsigned(None)
+        | Value::SmallUnsigned(None)
+        | Value::Unsigned(None)
+        | Value::BigUnsigned(None)
+        | Value::String(None)
+        | Value::Char(None)
+        | Value::Json(None)
+        | Value::ChronoDate(None)
+        | Value::ChronoDateTimeUtc(None) => write!(out, "null"),
+        other => {
+            return Err(DbErr::Custom(format!(
+                "a bulk insert cannot write {other:?} on PostgreSQL"
+            )));
+        }
+    };
+    written.map_err(|e| DbErr::Custom(format!("writing an insert's rows: {e}")))
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) -> Result<(), DbErr> {
+    serde_json::to_writer(out, value)
+        .map_err(|e| DbErr::Custom(format!("writing an insert's rows: {e}")))
 }
 
 /// An identifier as both databases quote it.
@@ -431,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn an_insert_is_split_at_the_bind_limit_and_numbers_its_parameters() {
+    fn an_insert_is_split_at_the_bind_limit() {
         let rows = (0..10_001).map(tag);
         let statements = Insert::<user_tags::Entity>::new()
             .on_conflict_update(
@@ -439,21 +561,21 @@ mod tests {
                 &[user_tags::Column::Tenant],
             )
             .returning(&[user_tags::Column::UserId])
-            .statements(DatabaseBackend::Postgres, rows)
+            .statements(DatabaseBackend::Sqlite, rows)
             .expect("statements");
         // Three columns: 10,000 rows per statement.
         assert_eq!(statements.len(), 2);
         let first = &statements[0];
         assert!(first.sql.starts_with(
-            r#"INSERT INTO "user_tags" ("user_id", "tag", "tenant") VALUES ($1, $2, $3), ($4, $5, $6)"#
+            r#"INSERT INTO "user_tags" ("user_id", "tag", "tenant") VALUES (?, ?, ?), (?, ?, ?)"#
         ));
         assert!(first.sql.ends_with(
-            r#"($29998, $29999, $30000) ON CONFLICT ("user_id", "tag") DO UPDATE SET "tenant" = excluded."tenant" RETURNING "user_id""#
+            r#"(?, ?, ?) ON CONFLICT ("user_id", "tag") DO UPDATE SET "tenant" = excluded."tenant" RETURNING "user_id""#
         ));
         assert_eq!(first.values.as_ref().map(|v| v.0.len()), Some(30_000));
         let last = &statements[1];
         assert!(
-            last.sql.contains("VALUES ($1, $2, $3) ON CONFLICT"),
+            last.sql.contains("VALUES (?, ?, ?) ON CONFLICT"),
             "{}",
             last.sql
         );
@@ -465,6 +587,128 @@ mod tests {
                 "acme".to_owned().into()
             ])
         );
+    }
+
+    #[test]
+    fn postgresql_rows_are_one_json_document_per_statement() {
+        let statements = Insert::<user_tags::Entity>::new()
+            .on_conflict_update(
+                &[user_tags::Column::UserId, user_tags::Column::Tag],
+                &[user_tags::Column::Tenant],
+            )
+            .returning(&[user_tags::Column::UserId])
+            .statements(DatabaseBackend::Postgres, (0..10_001).map(tag))
+            .expect("statements");
+        // Split where SQLite's would be, so both run the same number of statements.
+        assert_eq!(statements.len(), 2);
+        assert_eq!(
+            statements[1].sql,
+            r#"INSERT INTO "user_tags" ("user_id", "tag", "tenant") SELECT "user_id", "tag", "tenant" FROM json_populate_recordset(NULL::"user_tags", $1::json) ON CONFLICT ("user_id", "tag") DO UPDATE SET "tenant" = excluded."tenant" RETURNING "user_id""#
+        );
+        assert_eq!(
+            statements[1].values.as_ref().map(|v| v.0.clone()),
+            Some(vec![
+                r#"[{"user_id":10000,"tag":"t10000","tenant":"acme"}]"#.into()
+            ])
+        );
+        let first = statements[0].values.as_ref().expect("the rows");
+        let rows: Vec<serde_json::Value> = match &first.0[..] {
+            [sea_orm::Value::String(Some(document))] => {
+                serde_json::from_str(document).expect("JSON")
+            }
+            other => panic!("one document, not {other:?}"),
+        };
+        assert_eq!(rows.len(), 10_000);
+        assert_eq!(rows[9_999]["tag"], "t9999");
+    }
+
+    #[test]
+    fn values_are_written_as_json_postgresql_reads_back_unchanged() {
+        use chrono::{NaiveDate, TimeZone, Utc};
+        use sea_orm::Value;
+        let json = |value: Value| {
+            let mut out = Vec::new();
+            write_json_value(&mut out, value).expect("written");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        assert_eq!(
+            json(Value::String(Some("a \"b\" \\ é\n".into()))),
+            r#""a \"b\" \\ é\n""#
+        );
+        assert_eq!(json(Value::String(None)), "null");
+        assert_eq!(
+            json(Value::BigInt(Some(9_007_199_254_740_993))),
+            "9007199254740993"
+        );
+        assert_eq!(json(Value::Bool(Some(false))), "false");
+        assert_eq!(
+            json(Value::Json(Some(Box::new(
+                serde_json::json!({"k": [1, "2"]})
+            )))),
+            r#"{"k":[1,"2"]}"#
+        );
+        assert_eq!(json(Value::Json(None)), "null");
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a date");
+        assert_eq!(
+            json(Value::ChronoDate(Some(date(1988, 2, 29)))),
+            r#""1988-02-29""#
+        );
+        assert_eq!(
+            json(Value::ChronoDate(Some(date(0, 3, 1)))),
+            r#""0001-03-01 BC""#
+        );
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 22, 26, 35).unwrap()
+            + chrono::Duration::nanoseconds(539_251_999);
+        assert_eq!(
+            json(Value::ChronoDateTimeUtc(Some(at))),
+            r#""2026-11-24T22:26:35.539251Z""#
+        );
+        let mut out = Vec::new();
+        let error = write_json_value(&mut out, Value::Double(Some(1.5))).expect_err("refused");
+        assert!(error.to_string().contains("cannot write"), "{error}");
+    }
+
+    /// What `temp.user_version` says this connection's statistics are.
+    async fn statistics_read(conn: &DatabaseTransaction) -> i32 {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA temp.user_version",
+            ))
+            .await
+            .expect("the pragma")
+            .expect("a row");
+        row.try_get_by_index(0).expect("a number")
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_connection_reads_statistics_again_once_newer_ones_are_stored() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(options).await.expect("SQLite");
+        db.execute_unprepared("CREATE TABLE t (a INTEGER); CREATE INDEX t_a ON t (a)")
+            .await
+            .expect("a table");
+        // Read the counter only around this test's own `analyze` (other tests of this
+        // process may store statistics too, which only ever makes it larger).
+        let txn = db.begin().await.expect("a transaction");
+        load_statistics(&txn).await.expect("loaded");
+        let before = statistics_read(&txn).await;
+        assert!(before <= STATISTICS_STORED.load(Ordering::Acquire));
+        txn.commit().await.expect("committed");
+        analyze(&db, &["t"]).await.expect("analyzed");
+        let stored = STATISTICS_STORED.load(Ordering::Acquire);
+        assert!(stored > before, "analyze counts what it stored");
+        let txn = db.begin().await.expect("a transaction");
+        load_statistics(&txn).await.expect("loaded");
+        let read = statistics_read(&txn).await;
+        assert!(read >= stored, "read {read}, stored {stored}");
+        txn.commit().await.expect("committed");
+        // Kept across transactions: the next chunk on this connection reads nothing again.
+        let txn = db.begin().await.expect("a transaction");
+        assert_eq!(statistics_read(&txn).await, read);
     }
 
     #[test]
