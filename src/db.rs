@@ -42,7 +42,17 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
                     .foreign_keys(true)
             });
     } else {
-        options.max_connections(config.db_max_connections);
+        options
+            .max_connections(config.db_max_connections)
+            // Each statement is planned for the values it runs with and the tables as they
+            // are, never from a plan cached on the connection: a bulk import grows its
+            // tables many times over while it runs, and a plan cached while
+            // `approver_links` was small read the whole table for each level of a
+            // manager chain once it held a million rows (seconds a statement, where a
+            // plan made for it takes milliseconds). Planning costs about a millisecond.
+            .map_sqlx_postgres_opts(|opts| {
+                opts.options([("plan_cache_mode", "force_custom_plan")])
+            });
         if let Some(port) = postgres_tcp_port(&config.database_url) {
             options.map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {

@@ -3,7 +3,7 @@
 use roster::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{Backend, db_test, spawn_app};
+use crate::helpers::{Backend, TestDatabase, db_test, spawn_app};
 
 db_test! {
     async fn healthz_and_readyz_answer(app) {
@@ -53,4 +53,28 @@ async fn metrics_count_requests_and_observe_latency() {
         text.contains("roster_http_request_duration_seconds_bucket{"),
         "latency is a histogram: {text}"
     );
+}
+
+/// A bulk import grows its tables many times over while it runs: statements on PostgreSQL
+/// are planned for the tables as they are, not from a plan cached while they were small.
+#[tokio::test]
+async fn postgresql_connections_plan_each_statement_for_the_tables_as_they_are() {
+    use sea_orm::ConnectionTrait;
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let db = roster::db::connect(&roster::config::DatabaseConfig {
+        database_url: database.url.clone(),
+        db_max_connections: 2,
+    })
+    .await
+    .expect("connected");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SHOW plan_cache_mode",
+        ))
+        .await
+        .expect("shown")
+        .expect("a row");
+    let mode: String = row.try_get_by_index(0).expect("text");
+    assert_eq!(mode, "force_custom_plan");
 }
