@@ -46,10 +46,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
             .max_connections(config.db_max_connections)
             // Each statement is planned for the values it runs with and the tables as they
             // are, never from a plan cached on the connection: a bulk import grows its
-            // tables many times over while it runs, and a plan cached while
-            // `approver_links` was small read the whole table for each level of a
-            // manager chain once it held a million rows (seconds a statement, where a
-            // plan made for it takes milliseconds). Planning costs about a millisecond.
+            // tables many times over while it runs, and the plan of the manager-chain
+            // statement cached while `approver_links` was small took seconds a run once
+            // it held a million rows, where one made for the table took about 50 ms
+            // (BENCHMARKS.md). Planning costs about a millisecond.
             .map_sqlx_postgres_opts(|opts| {
                 opts.options([("plan_cache_mode", "force_custom_plan")])
             });
