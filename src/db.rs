@@ -514,20 +514,8 @@ fn write_json_value(out: &mut Vec<u8>, value: sea_orm::Value) -> Result<(), DbEr
         Value::ChronoDateTimeUtc(Some(at)) => {
             write!(out, "\"{}\"", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
         }
-        Value::Bool(None)
-        | Value::TinyInt(None)
-        | Value::SmallInt(None)
-        | Value::Int(None)
-        | Value::BigInt(None)
-        | Value::TinyUnsigned(None)
-        | Value::SmallUnsigned(None)
-        | Value::Unsigned(None)
-        | Value::BigUnsigned(None)
-        | Value::String(None)
-        | Value::Char(None)
-        | Value::Json(None)
-        | Value::ChronoDate(None)
-        | Value::ChronoDateTimeUtc(None) => write!(out, "null"),
+        // A null of any kind: `json_populate_recordset` reads JSON null as NULL.
+        value if value == value.as_null() => write!(out, "null"),
         other => {
             return Err(DbErr::Custom(format!(
                 "a bulk insert cannot write {other:?} on PostgreSQL"
