@@ -42,17 +42,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
                     .foreign_keys(true)
             });
     } else {
-        options
-            .max_connections(config.db_max_connections)
-            // Each statement is planned for the values it runs with and the tables as they
-            // are, never from a plan cached on the connection: a bulk import grows its
-            // tables many times over while it runs, and the plan of the manager-chain
-            // statement cached while `approver_links` was small took seconds a run once
-            // it held a million rows, where one made for the table took about 50 ms
-            // (BENCHMARKS.md). Planning costs about a millisecond.
-            .map_sqlx_postgres_opts(|opts| {
-                opts.options([("plan_cache_mode", "force_custom_plan")])
-            });
+        options.max_connections(config.db_max_connections);
         if let Some(port) = postgres_tcp_port(&config.database_url) {
             options.map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
@@ -182,6 +172,30 @@ pub fn statement(
         sql.to_owned()
     };
     sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Runs `work`, inside the transaction `conn`, with each statement planned for the values
+/// it runs with and the tables as they are (PostgreSQL's `plan_cache_mode =
+/// force_custom_plan`), then puts the setting back. A connection otherwise keeps the plan
+/// it made for a statement after a few runs: a bulk import grows its tables many times
+/// over, and the plan of the manager-chain statement cached while `approver_links` was
+/// small took seconds a run once it held a million rows, where one made for the table took
+/// about 50 ms (BENCHMARKS.md). Only for such statements: planning costs about a
+/// millisecond, and set for a whole connection it also made PostgreSQL plan every
+/// foreign-key check of every row again, two fifths of its time in a bulk import.
+pub async fn planned_per_run<T>(
+    conn: &impl ConnectionTrait,
+    work: impl Future<Output = Result<T, DbErr>>,
+) -> Result<T, DbErr> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return work.await;
+    }
+    conn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?;
+    let done = work.await?;
+    conn.execute_unprepared("SET LOCAL plan_cache_mode = DEFAULT")
+        .await?;
+    Ok(done)
 }
 
 /// Makes writers of one kind within one tenant take turns until the transaction ends

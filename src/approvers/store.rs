@@ -19,8 +19,18 @@ use crate::users::store::{self as user_store, IN_CHUNK};
 /// The `MANAGER` of each of the given users that has one, and of each of their managers,
 /// all the way up: one recursive statement per [`IN_CHUNK`] users, whatever the depth.
 /// Each link is read once (`UNION` drops a pair already found), so a cycle stored before
-/// the rules held ends the walk rather than looping.
+/// the rules held ends the walk rather than looping. Each run is planned for
+/// `approver_links` as it is ([`db::planned_per_run`]): a bulk import grows it while it
+/// runs. `conn` is a transaction.
 pub async fn managers_above(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<HashMap<i64, i64>, DbErr> {
+    db::planned_per_run(conn, chains(conn, tenant, ids)).await
+}
+
+async fn chains(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     ids: &[i64],

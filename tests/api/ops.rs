@@ -55,11 +55,13 @@ async fn metrics_count_requests_and_observe_latency() {
     );
 }
 
-/// A bulk import grows its tables many times over while it runs: statements on PostgreSQL
-/// are planned for the tables as they are, not from a plan cached while they were small.
+/// A bulk import grows its tables many times over while it runs: the manager-chain
+/// statement is planned for the tables as they are, not from a plan cached while they were
+/// small; every other statement, and every foreign-key check, keeps the plan its
+/// connection cached.
 #[tokio::test]
-async fn postgresql_connections_plan_each_statement_for_the_tables_as_they_are() {
-    use sea_orm::ConnectionTrait;
+async fn postgresql_plans_each_run_only_where_asked() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     let database = TestDatabase::create(Backend::Postgres).await;
     let db = roster::db::connect(&roster::config::DatabaseConfig {
         database_url: database.url.clone(),
@@ -67,14 +69,22 @@ async fn postgresql_connections_plan_each_statement_for_the_tables_as_they_are()
     })
     .await
     .expect("connected");
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DatabaseBackend::Postgres,
-            "SHOW plan_cache_mode",
-        ))
+    async fn mode(conn: &impl ConnectionTrait) -> Result<String, sea_orm::DbErr> {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SHOW plan_cache_mode",
+            ))
+            .await?
+            .expect("a row");
+        row.try_get_by_index(0)
+    }
+    assert_eq!(mode(&db).await.expect("shown"), "auto");
+    let txn = db.begin().await.expect("begun");
+    let inside = roster::db::planned_per_run(&txn, mode(&txn))
         .await
-        .expect("shown")
-        .expect("a row");
-    let mode: String = row.try_get_by_index(0).expect("text");
-    assert_eq!(mode, "force_custom_plan");
+        .expect("shown");
+    assert_eq!(inside, "force_custom_plan");
+    assert_eq!(mode(&txn).await.expect("shown"), "auto");
+    txn.commit().await.expect("committed");
 }
