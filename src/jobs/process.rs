@@ -508,7 +508,9 @@ impl Runner<'_> {
 /// scales its row estimates with a table's size, and SQLite's choice between two indexes
 /// rests on how selective each is, not on how many rows there are. Later refreshes would
 /// cost the most (the tables are biggest) and change no plan. Each pass starts over, for
-/// the tables it grows: the approver pass fills `approver_links`, empty until then.
+/// the tables it grows: the approver pass fills `approver_links`, empty until then. The
+/// job's input rows, stored whole at submission, are refreshed once, with the users pass's
+/// first refresh.
 struct Statistics {
     chunk: i64,
     phase: Phase,
@@ -541,7 +543,6 @@ impl Statistics {
                     entity::user_tags::Entity.table_name(),
                     entity::user_attributes::Entity.table_name(),
                     entity::track_assignments::Entity.table_name(),
-                    rows::Entity.table_name(),
                     results::Entity.table_name(),
                     entity::import_job_images::Entity.table_name(),
                 ][..],
@@ -559,10 +560,15 @@ impl Statistics {
         if done < self.next || self.next > self.chunk * Self::LAST {
             return Ok(());
         }
+        let mut tables = tables.to_vec();
+        if phase == Phase::Users && self.next == self.chunk {
+            // Stored whole at submission: the pass reads it and never grows it.
+            tables.push(rows::Entity.table_name());
+        }
         while self.next <= done {
             self.next *= 2;
         }
-        db::analyze(db, tables).await
+        db::analyze(db, &tables).await
     }
 }
 
