@@ -378,7 +378,7 @@ impl Runner<'_> {
         }
         let targets: Vec<Option<Profile>> = steps.iter().map(Step::target).collect();
         let profiles: Vec<&Profile> = targets.iter().flatten().collect();
-        let holders = user_store::holders_of_many(&txn, tenant, &profiles).await?;
+        let holders = user_store::holders_of_many(&txn, tenant, &profiles, None).await?;
 
         let mut rows = Vec::with_capacity(batch.len());
         let mut taken = Vec::new();

@@ -373,7 +373,7 @@ pub async fn decide_prefix(
             _ => None,
         })
         .collect();
-    let holders = store::holders_of_many(conn, tenant, &writes).await?;
+    let holders = store::holders_of_many(conn, tenant, &writes, Some((&key_refs, &found))).await?;
     Ok(judged
         .into_iter()
         .zip(rows)
@@ -779,5 +779,87 @@ pub fn write_error(error: DbErr, changes: &UserChanges) -> AppError {
             format!("{field} is already used by another user"),
         )]),
         None => error.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseConfig;
+
+    fn changes(row: serde_json::Value) -> UserChanges {
+        let row: ImportRow = serde_json::from_value(row).expect("an import row");
+        row.parse("users[0]").expect("valid").0
+    }
+
+    fn clashes_of(decision: &AppResult<Decision>) -> Vec<(String, String)> {
+        match decision {
+            Err(AppError::Conflict { field_errors, .. }) => field_errors
+                .iter()
+                .map(|e| (e.field.clone().unwrap_or_default(), e.code.clone()))
+                .collect(),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    /// A chunk of a bulk job reads the rows' keys once, and finds every unique value
+    /// another user holds: by email, by login, and by a key it had already read.
+    #[tokio::test]
+    async fn a_chunk_sees_every_unique_value_another_user_holds() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let config = DatabaseConfig {
+            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+            db_max_connections: 1,
+        };
+        let db = crate::db::connect(&config).await.expect("SQLite");
+        crate::db::migrate(&db).await.expect("migrated");
+        let tenant = TenantId::parse("t1").expect("a tenant");
+        let options = UserImportOptions::default();
+        for row in [
+            serde_json::json!({ "externalId": "u1", "email": "u1@example.com", "login": "lone", "firstName": "A", "lastName": "B" }),
+            serde_json::json!({ "externalId": "u2", "email": "u2@example.com", "firstName": "C", "lastName": "D" }),
+        ] {
+            let row: ImportRow = serde_json::from_value(row).expect("an import row");
+            import_user(&db, &tenant, row, &options)
+                .await
+                .expect("stored");
+        }
+        let today = Utc::now().date_naive();
+        let txn = crate::db::begin_write(&db).await.expect("a transaction");
+
+        let email = changes(
+            serde_json::json!({ "externalId": "u3", "email": "U1@example.com", "firstName": "E", "lastName": "F" }),
+        );
+        let login = changes(
+            serde_json::json!({ "externalId": "u4", "email": "u4@example.com", "login": "LONE", "firstName": "G", "lastName": "H" }),
+        );
+        let decisions = decide_prefix(&txn, &tenant, &[&email, &login], &options, today)
+            .await
+            .expect("decided");
+        assert_eq!(
+            clashes_of(&decisions[0]),
+            [("users[0].email".to_owned(), "TAKEN".to_owned())]
+        );
+        assert_eq!(
+            clashes_of(&decisions[1]),
+            [("users[0].login".to_owned(), "TAKEN".to_owned())]
+        );
+
+        // Matched to u1 by its email, the row would give u1 the key u2 holds.
+        let rekey = changes(
+            serde_json::json!({ "externalId": "u2", "email": "u1@example.com", "firstName": "A", "lastName": "B" }),
+        );
+        let by_email = UserImportOptions {
+            match_by: MatchBy::Email,
+            ..options
+        };
+        let decisions = decide_prefix(&txn, &tenant, &[&rekey], &by_email, today)
+            .await
+            .expect("decided");
+        assert_eq!(
+            clashes_of(&decisions[0]),
+            [("users[0].externalId".to_owned(), "TAKEN".to_owned())]
+        );
+        txn.rollback().await.expect("rolled back");
     }
 }

@@ -283,14 +283,38 @@ pub async fn holders_of(
 }
 
 /// Users of the tenant that hold the email, the login or the key of any of `profiles`.
+/// `read` is what [`find_many`] read in the same transaction: the keys it was asked and
+/// the users it found by them. An email or key asked there is not read again (an import
+/// chunk asks each row's key before deciding, and each user it writes keeps its key).
 pub async fn holders_of_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     profiles: &[&Profile],
+    read: Option<(&[&UserKey], &HashMap<UserKey, users::Model>)>,
 ) -> Result<Vec<users::Model>, DbErr> {
+    let mut asked_emails = HashSet::new();
+    let mut asked_external = HashSet::new();
+    for key in read.map_or(&[][..], |(keys, _)| keys) {
+        match key {
+            UserKey::Email(email) => {
+                asked_emails.insert(email.to_lowercase());
+            }
+            UserKey::External {
+                source,
+                external_id,
+            } => {
+                asked_external.insert((source.as_str(), external_id.as_str()));
+            }
+            UserKey::Id(_) => {}
+        }
+    }
     let mut conditions = in_chunks(
         users::Column::EmailKey,
-        profiles.iter().map(|p| p.email_key()).collect(),
+        profiles
+            .iter()
+            .map(|p| p.email_key())
+            .filter(|email| !asked_emails.contains(email))
+            .collect(),
     );
     conditions.extend(in_chunks(
         users::Column::LoginKey,
@@ -299,9 +323,16 @@ pub async fn holders_of_many(
     let keys: Vec<(&str, &str)> = profiles
         .iter()
         .map(|p| (p.source.as_str(), p.external_id.as_str()))
+        .filter(|key| !asked_external.contains(key))
         .collect();
     conditions.extend(external_in_chunks(&keys));
-    matching(conn, tenant, conditions, None).await
+    let mut holders = matching(conn, tenant, conditions, None).await?;
+    if let Some((_, found)) = read {
+        let mut ids: HashSet<i64> = holders.iter().map(|u| u.id).collect();
+        holders.extend(found.values().filter(|u| ids.insert(u.id)).cloned());
+        holders.sort_unstable_by_key(|u| u.id);
+    }
+    Ok(holders)
 }
 
 /// Tags of each of `ids`, sorted; users without tags are absent from the map.
@@ -310,6 +341,9 @@ pub async fn tags_of(
     tenant: &TenantId,
     ids: &[i64],
 ) -> Result<HashMap<i64, Vec<String>>, DbErr> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = user_tags::Entity::find()
         .filter(user_tags::Column::Tenant.eq(tenant.as_str()))
         .filter(user_tags::Column::UserId.is_in(ids.iter().copied()))
@@ -331,6 +365,9 @@ pub async fn attributes_of(
     tenant: &TenantId,
     ids: &[i64],
 ) -> Result<HashMap<i64, Vec<Attribute>>, DbErr> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = user_attributes::Entity::find()
         .filter(user_attributes::Column::Tenant.eq(tenant.as_str()))
         .filter(user_attributes::Column::UserId.is_in(ids.iter().copied()))

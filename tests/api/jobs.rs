@@ -861,6 +861,56 @@ db_test! {
     }
 }
 
+db_test! {
+    async fn unique_values_held_by_other_users_fail_their_rows(app) {
+        let mut lone = user(1);
+        lone["login"] = json!("lone");
+        let id = submit_ok(&app, &[lone, user(2)], json!({})).await;
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED");
+        let before = app.snapshot().await;
+
+        let with = |i: usize, extra: Value| {
+            let mut row = user(i);
+            row.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            row
+        };
+        let outcome = |results: &[Value]| -> Vec<(bool, Vec<String>)> {
+            results
+                .iter()
+                .map(|r| {
+                    let codes = r["errors"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| format!("{}={}", e["field"].as_str().unwrap_or(""), e["code"].as_str().unwrap()))
+                        .collect();
+                    (r["success"] == true, codes)
+                })
+                .collect()
+        };
+        let failed = |field: &str, code: &str| (false, vec![format!("{field}={code}")]);
+        let batch = vec![
+            with(3, json!({ "email": "U1@example.com" })),
+            with(4, json!({ "login": "LONE" })),
+        ];
+        let id = submit_ok(&app, &batch, json!({})).await;
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED_WITH_ERRORS");
+        assert_eq!(
+            outcome(&rows(&app, &id, false).await),
+            vec![failed("users[0].email", "TAKEN"), failed("users[1].login", "TAKEN")]
+        );
+        // Matched to u1 by its email, the row would give u1 the key u2 holds.
+        let rekey = [with(2, json!({ "email": "u1@example.com" }))];
+        let id = submit_ok(&app, &rekey, json!({ "matchBy": "EMAIL" })).await;
+        assert_eq!(finished(&app, &id).await["status"], "COMPLETED_WITH_ERRORS");
+        assert_eq!(
+            outcome(&rows(&app, &id, false).await),
+            vec![failed("users[0].externalId", "TAKEN")]
+        );
+        assert_eq!(app.snapshot().await, before);
+    }
+}
+
 /// Statements a whole job of `n` users runs, from its submission to its end: each with tags,
 /// attributes and a manager, so that both passes write.
 async fn statements_for_job(server: &ServerProcess, offset: usize, n: usize) -> f64 {
