@@ -88,3 +88,27 @@ async fn postgresql_plans_each_run_only_where_asked() {
     assert_eq!(mode(&txn).await.expect("shown"), "auto");
     txn.commit().await.expect("committed");
 }
+
+/// SQLite copies its write-ahead log into the database file every `SQLITE_WAL_PAGES`
+/// pages, not every thousand: a bulk import rewrites the same index pages chunk after chunk.
+#[tokio::test]
+async fn sqlite_connections_copy_the_log_back_in_large_steps() {
+    use sea_orm::ConnectionTrait;
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let db = roster::db::connect(&roster::config::DatabaseConfig {
+        database_url: database.url.clone(),
+        db_max_connections: 2,
+    })
+    .await
+    .expect("connected");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "PRAGMA wal_autocheckpoint",
+        ))
+        .await
+        .expect("read")
+        .expect("a row");
+    let pages: i64 = row.try_get_by_index(0).expect("a number");
+    assert_eq!(pages, i64::from(roster::db::SQLITE_WAL_PAGES));
+}
