@@ -112,6 +112,36 @@ fn actions(rows: &[Value]) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// User `i` with `extra` fields set over [`user`]'s.
+fn user_with(i: usize, extra: Value) -> Value {
+    let mut row = user(i);
+    row.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    row
+}
+
+/// Each row's success and its errors as `field=CODE`.
+fn outcomes(rows: &[Value]) -> Vec<(bool, Vec<String>)> {
+    rows.iter()
+        .map(|r| {
+            let codes = r["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}={}",
+                        e["field"].as_str().unwrap_or(""),
+                        e["code"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            (r["success"] == true, codes)
+        })
+        .collect()
+}
+
 /// `(user, label, approver, canApprove)` of every stored approver link, by external id.
 async fn links(app: &TestApp) -> Vec<(String, String, String, bool)> {
     use entity::{approver_links, users};
@@ -785,11 +815,7 @@ db_test! {
         let id = submit_ok(&app, &before, json!({})).await;
         assert_eq!(finished(&app, &id).await["status"], "COMPLETED");
 
-        let with = |i: usize, extra: Value| {
-            let mut row = user(i);
-            row.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            row
-        };
+        let with = user_with;
         let batch = vec![
             with(1, json!({})),
             with(2, json!({ "managerExternalId": "u1" })),
@@ -814,19 +840,7 @@ db_test! {
         let id = submit_ok(&app, &batch, json!({})).await;
         let job = finished(&app, &id).await;
         assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
-        let results = rows(&app, &id, false).await;
-        let outcome: Vec<(bool, Vec<String>)> = results
-            .iter()
-            .map(|r| {
-                let codes = r["errors"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| format!("{}={}", e["field"].as_str().unwrap_or(""), e["code"].as_str().unwrap()))
-                    .collect();
-                (r["success"] == true, codes)
-            })
-            .collect();
+        let outcome = outcomes(&rows(&app, &id, false).await);
         let ok = (true, vec![]);
         let failed = |field: &str, code: &str| (false, vec![format!("{field}={code}")]);
         assert_eq!(
@@ -869,25 +883,7 @@ db_test! {
         assert_eq!(finished(&app, &id).await["status"], "COMPLETED");
         let before = app.snapshot().await;
 
-        let with = |i: usize, extra: Value| {
-            let mut row = user(i);
-            row.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            row
-        };
-        let outcome = |results: &[Value]| -> Vec<(bool, Vec<String>)> {
-            results
-                .iter()
-                .map(|r| {
-                    let codes = r["errors"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|e| format!("{}={}", e["field"].as_str().unwrap_or(""), e["code"].as_str().unwrap()))
-                        .collect();
-                    (r["success"] == true, codes)
-                })
-                .collect()
-        };
+        let with = user_with;
         let failed = |field: &str, code: &str| (false, vec![format!("{field}={code}")]);
         let batch = vec![
             with(3, json!({ "email": "U1@example.com" })),
@@ -896,7 +892,7 @@ db_test! {
         let id = submit_ok(&app, &batch, json!({})).await;
         assert_eq!(finished(&app, &id).await["status"], "COMPLETED_WITH_ERRORS");
         assert_eq!(
-            outcome(&rows(&app, &id, false).await),
+            outcomes(&rows(&app, &id, false).await),
             vec![failed("users[0].email", "TAKEN"), failed("users[1].login", "TAKEN")]
         );
         // Matched to u1 by its email, the row would give u1 the key u2 holds.
@@ -904,7 +900,7 @@ db_test! {
         let id = submit_ok(&app, &rekey, json!({ "matchBy": "EMAIL" })).await;
         assert_eq!(finished(&app, &id).await["status"], "COMPLETED_WITH_ERRORS");
         assert_eq!(
-            outcome(&rows(&app, &id, false).await),
+            outcomes(&rows(&app, &id, false).await),
             vec![failed("users[0].externalId", "TAKEN")]
         );
         assert_eq!(app.snapshot().await, before);

@@ -55,6 +55,16 @@ async fn metrics_count_requests_and_observe_latency() {
     );
 }
 
+/// A pool on `database`, connected as the server connects.
+async fn connected(database: &TestDatabase) -> sea_orm::DatabaseConnection {
+    roster::db::connect(&roster::config::DatabaseConfig {
+        database_url: database.url.clone(),
+        db_max_connections: 2,
+    })
+    .await
+    .expect("connected")
+}
+
 /// A bulk import grows its tables many times over while it runs: the manager-chain
 /// statement is planned for the tables as they are, not from a plan cached while they were
 /// small; every other statement, and every foreign-key check, keeps the plan its
@@ -63,12 +73,7 @@ async fn metrics_count_requests_and_observe_latency() {
 async fn postgresql_plans_each_run_only_where_asked() {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     let database = TestDatabase::create(Backend::Postgres).await;
-    let db = roster::db::connect(&roster::config::DatabaseConfig {
-        database_url: database.url.clone(),
-        db_max_connections: 2,
-    })
-    .await
-    .expect("connected");
+    let db = connected(&database).await;
     async fn mode(conn: &impl ConnectionTrait) -> Result<String, sea_orm::DbErr> {
         let row = conn
             .query_one_raw(sea_orm::Statement::from_string(
@@ -95,12 +100,7 @@ async fn postgresql_plans_each_run_only_where_asked() {
 async fn sqlite_connections_copy_the_log_back_in_large_steps() {
     use sea_orm::ConnectionTrait;
     let database = TestDatabase::create(Backend::Sqlite).await;
-    let db = roster::db::connect(&roster::config::DatabaseConfig {
-        database_url: database.url.clone(),
-        db_max_connections: 2,
-    })
-    .await
-    .expect("connected");
+    let db = connected(&database).await;
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DatabaseBackend::Sqlite,
