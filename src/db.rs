@@ -270,7 +270,18 @@ pub async fn load_statistics(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
     }
     // Read before reloading: statistics stored meanwhile are read the next time.
     let stored = STATISTICS_STORED.load(Ordering::Acquire);
-    let read: i32 = conn
+    if statistics_read(conn).await? != stored {
+        conn.execute_unprepared(&format!(
+            "ANALYZE sqlite_master; PRAGMA temp.user_version = {stored}"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Which statistics this SQLite connection last read, as [`load_statistics`] noted them.
+async fn statistics_read(conn: &impl ConnectionTrait) -> Result<i32, DbErr> {
+    Ok(conn
         .query_one_raw(sea_orm::Statement::from_string(
             DatabaseBackend::Sqlite,
             "PRAGMA temp.user_version",
@@ -278,14 +289,7 @@ pub async fn load_statistics(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         .await?
         .map(|row| row.try_get_by_index(0))
         .transpose()?
-        .unwrap_or(0);
-    if read != stored {
-        conn.execute_unprepared(&format!(
-            "ANALYZE sqlite_master; PRAGMA temp.user_version = {stored}"
-        ))
-        .await?;
-    }
-    Ok(())
+        .unwrap_or(0))
 }
 
 /// Inserts rows with multi-row statements, as many rows per statement as the bind-parameter
@@ -688,19 +692,6 @@ mod tests {
         assert!(error.to_string().contains("cannot write"), "{error}");
     }
 
-    /// What `temp.user_version` says this connection's statistics are.
-    async fn statistics_read(conn: &DatabaseTransaction) -> i32 {
-        let row = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                DatabaseBackend::Sqlite,
-                "PRAGMA temp.user_version",
-            ))
-            .await
-            .expect("the pragma")
-            .expect("a row");
-        row.try_get_by_index(0).expect("a number")
-    }
-
     #[tokio::test]
     async fn a_sqlite_connection_reads_statistics_again_once_newer_ones_are_stored() {
         let dir = tempfile::tempdir().expect("a directory");
@@ -715,7 +706,7 @@ mod tests {
         // process may store statistics too, which only ever makes it larger).
         let txn = db.begin().await.expect("a transaction");
         load_statistics(&txn).await.expect("loaded");
-        let before = statistics_read(&txn).await;
+        let before = statistics_read(&txn).await.expect("the pragma");
         assert!(before <= STATISTICS_STORED.load(Ordering::Acquire));
         txn.commit().await.expect("committed");
         analyze(&db, &["t"]).await.expect("analyzed");
@@ -723,12 +714,12 @@ mod tests {
         assert!(stored > before, "analyze counts what it stored");
         let txn = db.begin().await.expect("a transaction");
         load_statistics(&txn).await.expect("loaded");
-        let read = statistics_read(&txn).await;
+        let read = statistics_read(&txn).await.expect("the pragma");
         assert!(read >= stored, "read {read}, stored {stored}");
         txn.commit().await.expect("committed");
         // Kept across transactions: the next chunk on this connection reads nothing again.
         let txn = db.begin().await.expect("a transaction");
-        assert_eq!(statistics_read(&txn).await, read);
+        assert_eq!(statistics_read(&txn).await.expect("the pragma"), read);
     }
 
     #[test]

@@ -166,19 +166,11 @@ pub async fn find_many(
     keys: &[&UserKey],
     lock: Option<LockType>,
 ) -> Result<HashMap<UserKey, users::Model>, DbErr> {
-    let mut ids = Vec::new();
-    let mut emails = Vec::new();
-    let mut external: Vec<(&str, &str)> = Vec::new();
-    for key in keys {
-        match key {
-            UserKey::Id(id) => ids.push(*id),
-            UserKey::Email(email) => emails.push(email.to_lowercase()),
-            UserKey::External {
-                source,
-                external_id,
-            } => external.push((source, external_id)),
-        }
-    }
+    let Asked {
+        ids,
+        emails,
+        external,
+    } = Asked::of(keys);
     let asked_ids: HashSet<i64> = ids.iter().copied().collect();
     let asked_emails: HashSet<String> = emails.iter().cloned().collect();
     let asked_external: HashSet<(&str, &str)> = external.iter().copied().collect();
@@ -205,6 +197,34 @@ pub async fn find_many(
         );
     }
     Ok(found)
+}
+
+/// The keys of a lookup by kind, emails lower-cased as they are stored.
+struct Asked<'a> {
+    ids: Vec<i64>,
+    emails: Vec<String>,
+    external: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Asked<'a> {
+    fn of(keys: &[&'a UserKey]) -> Self {
+        let mut asked = Self {
+            ids: Vec::new(),
+            emails: Vec::new(),
+            external: Vec::new(),
+        };
+        for key in keys {
+            match key {
+                UserKey::Id(id) => asked.ids.push(*id),
+                UserKey::Email(email) => asked.emails.push(email.to_lowercase()),
+                UserKey::External {
+                    source,
+                    external_id,
+                } => asked.external.push((source, external_id)),
+            }
+        }
+        asked
+    }
 }
 
 /// `column IN (…)` over `values`, a condition per [`IN_CHUNK`] values.
@@ -292,22 +312,9 @@ pub async fn holders_of_many(
     profiles: &[&Profile],
     read: Option<(&[&UserKey], &HashMap<UserKey, users::Model>)>,
 ) -> Result<Vec<users::Model>, DbErr> {
-    let mut asked_emails = HashSet::new();
-    let mut asked_external = HashSet::new();
-    for key in read.map_or(&[][..], |(keys, _)| keys) {
-        match key {
-            UserKey::Email(email) => {
-                asked_emails.insert(email.to_lowercase());
-            }
-            UserKey::External {
-                source,
-                external_id,
-            } => {
-                asked_external.insert((source.as_str(), external_id.as_str()));
-            }
-            UserKey::Id(_) => {}
-        }
-    }
+    let asked = Asked::of(read.map_or(&[][..], |(keys, _)| keys));
+    let asked_emails: HashSet<String> = asked.emails.into_iter().collect();
+    let asked_external: HashSet<(&str, &str)> = asked.external.into_iter().collect();
     let mut conditions = in_chunks(
         users::Column::EmailKey,
         profiles
