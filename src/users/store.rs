@@ -136,7 +136,8 @@ pub async fn by_ids(
     Ok(found)
 }
 
-/// Which of `ids` are users of the tenant, reading nothing else.
+/// Which of `ids` (distinct) are users of the tenant. Usually all of them are: each chunk
+/// of ids is counted first, and read back id by id only when some are missing.
 pub async fn existing(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -144,11 +145,18 @@ pub async fn existing(
 ) -> Result<HashSet<i64>, DbErr> {
     let mut found = HashSet::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
-        let rows: Vec<i64> = users::Entity::find()
+        let of_chunk = || {
+            users::Entity::find()
+                .filter(users::Column::Tenant.eq(tenant.as_str()))
+                .filter(users::Column::Id.is_in(chunk.iter().copied()))
+        };
+        if of_chunk().count(conn).await? == chunk.len() as u64 {
+            found.extend(chunk);
+            continue;
+        }
+        let rows: Vec<i64> = of_chunk()
             .select_only()
             .column(users::Column::Id)
-            .filter(users::Column::Tenant.eq(tenant.as_str()))
-            .filter(users::Column::Id.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(conn)
             .await?;
@@ -915,4 +923,58 @@ pub async fn count(
         ))
         .count(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseConfig;
+    use crate::users::import::{ImportRow, UserImportOptions, import_user};
+
+    /// `existing` answers each id: all of them when all are there, and without those of
+    /// another tenant, removed, or never stored.
+    #[tokio::test]
+    async fn existing_names_only_the_tenants_stored_users() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let config = DatabaseConfig {
+            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+            db_max_connections: 1,
+        };
+        let db = crate::db::connect(&config).await.expect("SQLite");
+        crate::db::migrate(&db).await.expect("migrated");
+        let (t1, t2) = (TenantId::parse("t1"), TenantId::parse("t2"));
+        let (t1, t2) = (t1.expect("a tenant"), t2.expect("a tenant"));
+        let mut ids = Vec::new();
+        for (tenant, key) in [(&t1, "a"), (&t1, "b"), (&t1, "c"), (&t2, "d")] {
+            let row: ImportRow = serde_json::from_value(serde_json::json!({
+                "externalId": key, "email": format!("{key}@example.com"),
+                "firstName": "F", "lastName": "L",
+            }))
+            .expect("an import row");
+            let outcome = import_user(&db, tenant, row, &UserImportOptions::default())
+                .await
+                .expect("stored");
+            ids.push(outcome.user.expect("a user").id);
+        }
+        let [a, b, c, d] = ids[..] else {
+            unreachable!()
+        };
+        let set = |ids: &[i64]| ids.iter().copied().collect::<HashSet<i64>>();
+
+        assert_eq!(
+            existing(&db, &t1, &[a, b, c]).await.expect("read"),
+            set(&[a, b, c])
+        );
+        let never = d + 1_000;
+        let asked = existing(&db, &t1, &[a, b, c, d, never])
+            .await
+            .expect("read");
+        assert_eq!(asked, set(&[a, b, c]));
+        delete_many(&db, &t1, &[b]).await.expect("removed");
+        assert_eq!(
+            existing(&db, &t1, &[a, b, c]).await.expect("read"),
+            set(&[a, c])
+        );
+        assert_eq!(existing(&db, &t2, &[a, d]).await.expect("read"), set(&[d]));
+    }
 }
