@@ -48,6 +48,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
                     .pragma("wal_autocheckpoint", SQLITE_WAL_PAGES.to_string())
+                    // Statement journals (each multi-row insert of a chunk keeps one to
+                    // undo itself) and sorts stay in memory instead of temporary files.
+                    .pragma("temp_store", "memory")
             });
     } else {
         options.max_connections(config.db_max_connections);

@@ -94,21 +94,34 @@ async fn postgresql_plans_each_run_only_where_asked() {
     txn.commit().await.expect("committed");
 }
 
-/// SQLite copies its write-ahead log into the database file every `SQLITE_WAL_PAGES`
-/// pages, not every thousand: a bulk import rewrites the same index pages chunk after chunk.
-#[tokio::test]
-async fn sqlite_connections_copy_the_log_back_in_large_steps() {
+/// A numeric setting of a server's SQLite connection.
+async fn sqlite_pragma(name: &str) -> i64 {
     use sea_orm::ConnectionTrait;
     let database = TestDatabase::create(Backend::Sqlite).await;
     let db = connected(&database).await;
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DatabaseBackend::Sqlite,
-            "PRAGMA wal_autocheckpoint",
+            format!("PRAGMA {name}"),
         ))
         .await
         .expect("read")
         .expect("a row");
-    let pages: i64 = row.try_get_by_index(0).expect("a number");
+    row.try_get_by_index(0).expect("a number")
+}
+
+/// SQLite copies its write-ahead log into the database file every `SQLITE_WAL_PAGES`
+/// pages, not every thousand: a bulk import rewrites the same index pages chunk after chunk.
+#[tokio::test]
+async fn sqlite_connections_copy_the_log_back_in_large_steps() {
+    let pages = sqlite_pragma("wal_autocheckpoint").await;
     assert_eq!(pages, i64::from(roster::db::SQLITE_WAL_PAGES));
+}
+
+/// SQLite keeps a statement's journal (the pages a multi-row insert may have to undo) and
+/// its temporary sorts in memory, not in files it writes and reads back.
+#[tokio::test]
+async fn sqlite_connections_keep_temporary_data_in_memory() {
+    // 2 is MEMORY; 0, the build's default, writes them to files.
+    assert_eq!(sqlite_pragma("temp_store").await, 2);
 }
