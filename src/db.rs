@@ -564,6 +564,20 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A migrated SQLite database of its own in a temporary directory, for unit tests of the
+/// code that reads and writes it; the directory goes with the returned guard.
+#[cfg(test)]
+pub(crate) async fn scratch_sqlite() -> (tempfile::TempDir, DatabaseConnection) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = DatabaseConfig {
+        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+        db_max_connections: 1,
+    };
+    let db = connect(&config).await.expect("SQLite");
+    migrate(&db).await.expect("migrated");
+    (dir, db)
+}
+
 #[cfg(test)]
 mod tests {
     use entity::user_tags;

@@ -785,7 +785,6 @@ pub fn write_error(error: DbErr, changes: &UserChanges) -> AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
 
     fn changes(row: serde_json::Value) -> UserChanges {
         let row: ImportRow = serde_json::from_value(row).expect("an import row");
@@ -806,13 +805,7 @@ mod tests {
     /// another user holds: by email, by login, and by a key it had already read.
     #[tokio::test]
     async fn a_chunk_sees_every_unique_value_another_user_holds() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let config = DatabaseConfig {
-            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-            db_max_connections: 1,
-        };
-        let db = crate::db::connect(&config).await.expect("SQLite");
-        crate::db::migrate(&db).await.expect("migrated");
+        let (_dir, db) = crate::db::scratch_sqlite().await;
         let tenant = TenantId::parse("t1").expect("a tenant");
         let options = UserImportOptions::default();
         for row in [

@@ -928,20 +928,13 @@ pub async fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
     use crate::users::import::{ImportRow, UserImportOptions, import_user};
 
     /// `existing` answers each id: all of them when all are there, and without those of
     /// another tenant, removed, or never stored.
     #[tokio::test]
     async fn existing_names_only_the_tenants_stored_users() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let config = DatabaseConfig {
-            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-            db_max_connections: 1,
-        };
-        let db = crate::db::connect(&config).await.expect("SQLite");
-        crate::db::migrate(&db).await.expect("migrated");
+        let (_dir, db) = crate::db::scratch_sqlite().await;
         let (t1, t2) = (TenantId::parse("t1"), TenantId::parse("t2"));
         let (t1, t2) = (t1.expect("a tenant"), t2.expect("a tenant"));
         let mut ids = Vec::new();
