@@ -194,7 +194,7 @@ impl Runner<'_> {
     }
 
     async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         job.phase = phase.as_str().to_owned();
         job.cursor = 0;
@@ -233,7 +233,7 @@ impl Runner<'_> {
         prepared: &[Prepared],
         careful: bool,
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         if options.replace || prepared.iter().any(Prepared::sends_tags) {
@@ -284,7 +284,7 @@ impl Runner<'_> {
             results: batch,
             changes,
         } = batch;
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
@@ -338,7 +338,7 @@ impl Runner<'_> {
     /// them, in one transaction with the final status.
     async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         let message = match sync::plan(&txn, &tenant, &job).await? {
             sync::Plan::Nothing => None,
@@ -392,7 +392,7 @@ impl Runner<'_> {
     /// results stored (and, for an atomic job without failures, the writes committed).
     async fn run_whole(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         // The order every writer takes these locks in: approvers, tags, then rows.
@@ -473,7 +473,7 @@ impl Runner<'_> {
             if job.run_integrity_check && atomic_failed {
                 warnings = integrity_warnings(self.db, &tenant).await?;
             }
-            let txn = db::begin_write(self.db).await?;
+            let txn = db::begin_write_in_turn(self.db).await?;
             job = self.fence(&txn, job.id).await?;
             txn
         } else {

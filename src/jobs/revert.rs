@@ -338,7 +338,7 @@ impl Runner<'_> {
         batch: &[images_table::Model],
         careful: bool,
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
         let now = Utc::now();
@@ -528,7 +528,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let stored = images::of_users(&txn, original, &ids).await?;
@@ -610,7 +610,7 @@ impl Runner<'_> {
     pub(super) async fn settle_removals(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let pending = store::pending_users(&txn, job.id).await?;
@@ -708,7 +708,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write(self.db).await?;
+        let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
         // Removing a user removes links and track assignments with it.
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;

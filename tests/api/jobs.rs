@@ -1005,6 +1005,41 @@ async fn a_cancelled_queued_job_never_starts(backend: Backend) {
 
 each_backend!(a_cancelled_queued_job_never_starts => a_cancelled_queued_job_never_starts);
 
+/// SQLite's write lock has no queue: a writer that finds it taken sleeps and tries again.
+/// A bulk job lets such a writer have it between two of its chunks, so that a user written
+/// (or a job cancelled) while a job runs waits for a chunk, not for the whole job.
+#[tokio::test]
+async fn a_write_during_a_sqlite_job_waits_for_a_chunk_not_the_job() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let admin = app.token(Role::Admin);
+    let users: Vec<Value> = (0..20_000).map(user).collect();
+    let id = submit_ok(&app, &users, json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = app.graphql(&admin, JOB, json!({ "id": id })).await.data()["importJob"].clone();
+        if job["processed"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never started: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let one = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+    // Five writes in turn, each waiting for a chunk or two of the job's forty; had they
+    // to wait for the job, it would be over before the last (one may find the lock free
+    // by chance).
+    for i in 0..5 {
+        let written = app
+            .graphql(&admin, one, json!({ "u": user(50_000 + i) }))
+            .await;
+        assert_eq!(written.data()["importUser"]["action"], "CREATED");
+        let job = app.graphql(&admin, JOB, json!({ "id": id })).await.data()["importJob"].clone();
+        assert_eq!(job["status"], "RUNNING", "write {i}: {job}");
+    }
+}
+
 db_test! {
     async fn a_running_job_stops_after_its_chunk_and_keeps_what_it_wrote(app) {
         let users: Vec<Value> = (0..20_000).map(user).collect();
