@@ -136,8 +136,9 @@ pub async fn by_ids(
     Ok(found)
 }
 
-/// Which of `ids` (distinct) are users of the tenant. Usually all of them are: each chunk
-/// of ids is counted first, and read back id by id only when some are missing.
+/// Which of `ids` are users of the tenant. Usually all of them are: each chunk of ids is
+/// counted first, and read back id by id only when the count falls short (some are
+/// missing, or an id is given twice).
 pub async fn existing(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,

@@ -72,6 +72,23 @@ async fn finished(app: &TestApp, id: &str) -> Value {
     app.finished_job(JOB, &json!(id)).await
 }
 
+/// The job once it has written its first chunk (it fails the test after two minutes).
+async fn under_way(app: &TestApp, id: &str) -> Value {
+    let token = app.token(Role::Viewer);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
+        if job["processed"].as_i64().unwrap_or(0) > 0 {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never started: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every row result of a job, following the pages.
 async fn rows(app: &TestApp, id: &str, only_failed: bool) -> Vec<Value> {
     let token = app.token(Role::Viewer);
@@ -1014,18 +1031,7 @@ async fn a_write_during_a_sqlite_job_waits_for_a_chunk_not_the_job() {
     let admin = app.token(Role::Admin);
     let users: Vec<Value> = (0..20_000).map(user).collect();
     let id = submit_ok(&app, &users, json!({})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = app.graphql(&admin, JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if job["processed"].as_i64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job never started: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    under_way(&app, &id).await;
     let one = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
     // Five writes in turn, each waiting for a chunk or two of the job's forty; had they
     // to wait for the job, it would be over before the last (one may find the lock free
@@ -1044,16 +1050,7 @@ db_test! {
     async fn a_running_job_stops_after_its_chunk_and_keeps_what_it_wrote(app) {
         let users: Vec<Value> = (0..20_000).map(user).collect();
         let id = submit_ok(&app, &users, json!({})).await;
-        let token = app.token(Role::Viewer);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let job = app.graphql(&token, JOB, json!({ "id": id })).await.data()["importJob"].clone();
-            if job["processed"].as_i64().unwrap_or(0) > 0 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the job never started: {job}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        under_way(&app, &id).await;
         let cancelled = app.graphql(&app.token(Role::Admin), CANCEL, json!({ "id": id })).await;
         let job = cancelled.data()["cancelImportJob"].clone();
         assert_eq!(job["status"], "CANCELLED", "{job}");
