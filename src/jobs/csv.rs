@@ -146,6 +146,11 @@ impl Field {
         })
     }
 
+    /// A password or a password hash: written, never returned.
+    fn is_secret(self) -> bool {
+        matches!(self, Self::Password | Self::PasswordHash)
+    }
+
     fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -317,6 +322,21 @@ impl Columns {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Blanks the cells of a row that hold a secret (a password or a password hash, which
+    /// are never returned); answers the names of the columns blanked.
+    pub fn withhold_secrets(&self, cells: &mut [String]) -> Vec<String> {
+        let mut withheld = Vec::new();
+        for ((column, name), cell) in self.columns.iter().zip(&self.layout.names).zip(cells) {
+            if matches!(column, Column::Field(field) if field.is_secret())
+                && !cell.trim().is_empty()
+            {
+                cell.clear();
+                withheld.push(name.clone());
+            }
+        }
+        withheld
     }
 
     /// `(source, externalId)` a row names, as its import will key the user.
@@ -589,6 +609,12 @@ fn shown(names: &[String]) -> String {
     } else {
         shown.join(", ")
     }
+}
+
+/// Whether an input field (by this contract's name) holds a secret: a password or a
+/// password hash, never returned.
+pub fn is_secret(name: &str) -> bool {
+    Field::named(name).is_some_and(Field::is_secret)
 }
 
 /// The contract's input columns, in the order a written file has them, each with whether a

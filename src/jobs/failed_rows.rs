@@ -6,6 +6,9 @@
 //! in the order of `UserImportInput`, then `clear` when a row clears a field. Uploaded again,
 //! each row reads back as the JSON row it came from. Either way an `errors` column ends the
 //! row (`column: message; …`).
+//!
+//! A password or a password hash a failed row sent is never written back: its cell is left
+//! blank and the row's `errors` say so, to be filled in again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -57,7 +60,7 @@ pub async fn failed_rows(
         return Ok(None);
     }
     let form = match job.csv_columns.as_deref() {
-        Some(layout) => Form::File(serde_json::from_str(layout).map_err(AppError::internal)?),
+        Some(layout) => Form::File(csv::Columns::stored(layout)?),
         None => Form::Json(JsonColumns::of_failed(&db, &tenant, id).await?),
     };
     let mut writer = Writer::new(&form.layout(), "errors")?;
@@ -74,7 +77,8 @@ pub async fn failed_rows(
                 return Ok(None);
             };
             for (result, input) in failed.iter().filter(|(r, _)| form.includes(r.idx)) {
-                writer.row(&form.cells(input)?, &errors_cell(result))?;
+                let (cells, withheld) = form.cells(input)?;
+                writer.row(&cells, &errors_cell(result, &withheld))?;
             }
             let next = (failed.len() as u64 == PAGE).then_some(last);
             Ok::<_, AppError>(Some((writer.take()?, (next, writer))))
@@ -106,7 +110,7 @@ async fn failed_page(
 /// How a job's rows are written.
 enum Form {
     /// As the file they came from.
-    File(Layout),
+    File(csv::Columns),
     /// `UserImportInput` objects, in these columns.
     Json(JsonColumns),
 }
@@ -124,14 +128,20 @@ impl Form {
 
     fn layout(&self) -> Layout {
         match self {
-            Self::File(layout) => layout.clone(),
+            Self::File(columns) => columns.layout().clone(),
             Self::Json(columns) => columns.layout(),
         }
     }
 
-    fn cells(&self, input: &rows::Model) -> Result<Vec<String>, AppError> {
+    /// A row's cells, its secrets left blank, and the columns of the secrets left out.
+    fn cells(&self, input: &rows::Model) -> Result<(Vec<String>, Vec<String>), AppError> {
         match self {
-            Self::File(_) => serde_json::from_str(&input.input).map_err(AppError::internal),
+            Self::File(columns) => {
+                let mut cells: Vec<String> =
+                    serde_json::from_str(&input.input).map_err(AppError::internal)?;
+                let withheld = columns.withhold_secrets(&mut cells);
+                Ok((cells, withheld))
+            }
             Self::Json(columns) => Ok(columns.cells(&json_row(input)?)),
         }
     }
@@ -211,11 +221,17 @@ impl JsonColumns {
         }
     }
 
-    fn cells(&self, row: &Map<String, Json>) -> Vec<String> {
+    /// A row's cells, its secrets left blank, and the columns of the secrets left out.
+    fn cells(&self, row: &Map<String, Json>) -> (Vec<String>, Vec<String>) {
         let cell = |name: &str| row.get(name).map(|value| cell(name, value));
+        let mut withheld = Vec::new();
         let mut cells: Vec<String> = self
             .columns()
             .map(|name| match cell(name) {
+                Some(Cell::Text(text)) if csv::is_secret(name) && !text.trim().is_empty() => {
+                    withheld.push(name.to_owned());
+                    String::new()
+                }
                 Some(Cell::Text(text)) => text,
                 None | Some(Cell::Clear) => String::new(),
             })
@@ -227,7 +243,7 @@ impl JsonColumns {
                 .collect();
             cells.push(cleared.join(", "));
         }
-        cells
+        (cells, withheld)
     }
 }
 
@@ -269,8 +285,9 @@ fn in_field_order<T: Serialize + DeserializeOwned>(value: &Json) -> String {
 }
 
 /// A failed row's errors in one cell: `column: message`, `; ` between (an `importUsers`
-/// row's `users[12].email` is its column's `email`).
-fn errors_cell(result: &results::Model) -> String {
+/// row's `users[12].email` is its column's `email`), then a note for each column
+/// `withheld`.
+fn errors_cell(result: &results::Model, withheld: &[String]) -> String {
     let prefix = format!("users[{}].", result.idx);
     let errors: Vec<FieldError> = result
         .errors
@@ -286,6 +303,9 @@ fn errors_cell(result: &results::Model) -> String {
             }
             None => error.message.clone(),
         })
+        .chain(withheld.iter().map(|column| {
+            format!("{column}: not returned, as a password never is; fill it in again")
+        }))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -299,6 +319,17 @@ mod tests {
 
     /// Writes JSON rows as a failed-rows file would, then reads the file's rows back.
     fn written_and_read(rows: &[Json]) -> (Layout, Vec<Vec<String>>, Vec<ImportRow>) {
+        let (layout, written, read) = written_withheld_and_read(rows);
+        assert!(written.iter().all(|(_, withheld)| withheld.is_empty()));
+        let cells = written.into_iter().map(|(cells, _)| cells).collect();
+        (layout, cells, read)
+    }
+
+    /// A row's cells, and the columns its secrets were left out of.
+    type Written = (Vec<String>, Vec<String>);
+
+    /// As [`written_and_read`], with the columns each row's secrets were left out of.
+    fn written_withheld_and_read(rows: &[Json]) -> (Layout, Vec<Written>, Vec<ImportRow>) {
         let rows: Vec<Map<String, Json>> = rows
             .iter()
             .map(|row| row.as_object().unwrap().clone())
@@ -308,17 +339,17 @@ mod tests {
         let layout = columns.layout();
         let (reader, warnings) = csv::Columns::new(layout.clone()).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.cells(row)).collect();
-        let read = cells
+        let written: Vec<Written> = rows.iter().map(|row| columns.cells(row)).collect();
+        let read = written
             .iter()
-            .map(|cells| {
+            .map(|(cells, _)| {
                 let (row, notes) = reader.read(cells);
                 let checked = reader.named(&notes, "csv", Ok(()));
                 assert!(checked.is_ok(), "{cells:?}: {checked:?}");
                 row
             })
             .collect();
-        (layout, cells, read)
+        (layout, written, read)
     }
 
     fn as_sent(row: &Json) -> Json {
@@ -331,7 +362,7 @@ mod tests {
         let rows = [
             json!({ "externalId": "e1", "email": "e1@x.io", "firstName": "A", "lastName": "B",
                     "source": "hr", "gender": "FEMALE", "active": false, "language": "UK",
-                    "birthDate": "1990-02-31", "password": "secret-password",
+                    "birthDate": "1990-02-31",
                     "tags": ["staff", "team, north"],
                     "attributes": [
                         { "name": "level", "value": "x3", "type": "NUMBER" },
@@ -347,8 +378,7 @@ mod tests {
                     "middleName": null, "tags": [], "attributes": null, "customInfo": "plain",
                     "managerExternalId": "m2", "approvers": null, "phone": null }),
             json!({ "externalId": "e3", "email": "bad", "firstName": "E", "lastName": "F",
-                    "tags": ["[x]"], "customInfo": 42, "attributes": [],
-                    "passwordHash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA" }),
+                    "tags": ["[x]"], "customInfo": 42, "attributes": [] }),
             json!({ "externalId": "e4", "email": "e4@x.io", "firstName": "G", "lastName": "H",
                     "customInfo": true, "employmentStartDate": "2020-01-01", "title": "Dr" }),
         ];
@@ -362,8 +392,6 @@ mod tests {
                 "firstName",
                 "lastName",
                 "title",
-                "password",
-                "passwordHash",
                 "birthDate",
                 "gender",
                 "active",
@@ -377,11 +405,71 @@ mod tests {
                 "clear",
             ]
         );
-        assert_eq!(cells[0][13], r#"["staff","team, north"]"#);
-        assert_eq!(cells[1][18], "middleName, phone, attributes, approvers");
+        assert_eq!(cells[0][11], r#"["staff","team, north"]"#);
+        assert_eq!(cells[1][16], "middleName, phone, attributes, approvers");
         for (sent, read) in rows.iter().zip(&read) {
             assert_eq!(as_sent(sent), serde_json::to_value(read).unwrap());
         }
+    }
+
+    #[test]
+    fn passwords_and_their_hashes_are_left_blank_and_named() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        let rows = [
+            json!({ "externalId": "e1", "email": "e1@x.io", "firstName": "A", "lastName": "B",
+                    "password": "secret-password", "city": "Lviv" }),
+            json!({ "externalId": "e2", "email": "e2@x.io", "firstName": "C", "lastName": "D",
+                    "passwordHash": hash }),
+            json!({ "externalId": "e3", "email": "e3@x.io", "firstName": "E", "lastName": "F",
+                    "password": null }),
+        ];
+        let (layout, written, read) = written_withheld_and_read(&rows);
+        assert_eq!(
+            layout.names,
+            [
+                "externalId",
+                "email",
+                "firstName",
+                "lastName",
+                "password",
+                "passwordHash",
+                "city",
+                "clear"
+            ]
+        );
+        assert_eq!(
+            written[0].0,
+            ["e1", "e1@x.io", "A", "B", "", "", "Lviv", ""]
+        );
+        assert_eq!(written[0].1, ["password"]);
+        assert_eq!(written[1].0, ["e2", "e2@x.io", "C", "D", "", "", "", ""]);
+        assert_eq!(written[1].1, ["passwordHash"]);
+        // A password cleared is no secret: the row still clears it.
+        assert_eq!(written[2].0[7], "password");
+        assert!(written[2].1.is_empty());
+        assert_eq!(read[0].user.password, crate::users::profile::Patch::Keep);
+        assert_eq!(
+            read[1].user.password_hash,
+            crate::users::profile::Patch::Keep
+        );
+        assert_eq!(read[2].user.password, crate::users::profile::Patch::Clear);
+        let result = results::Model {
+            job_id: 1,
+            idx: 0,
+            tenant: "t".to_owned(),
+            lookup_key: "default:e1".to_owned(),
+            action: "FAILED".to_owned(),
+            success: false,
+            user_id: None,
+            errors: Some(
+                r#"[{"field":"users[0].email","code":"INVALID","message":"bad"}]"#.to_owned(),
+            ),
+            links_pending: false,
+        };
+        assert_eq!(
+            errors_cell(&result, &written[0].1),
+            "email: bad; password: not returned, as a password never is; fill it in again"
+        );
     }
 
     #[test]

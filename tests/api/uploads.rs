@@ -509,3 +509,74 @@ async fn an_upload_has_its_own_time_limit() {
         "only the upload's job"
     );
 }
+
+db_test! {
+    async fn a_failed_row_s_password_never_comes_back(app) {
+        let secret = "Secret-Pass-123";
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        // A file's failed row: its password cell left blank, its errors say so.
+        let header: Vec<String> = ["uid", "secondname", "firstname", "email", "password"]
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        let rows = vec![
+            vec!["p1".into(), "Doe".into(), "Jo".into(), "p1@example.com".into(), secret.into()],
+            vec!["p2".into(), "Roe".into(), "Al".into(), "not-an-email".into(), secret.into()],
+        ];
+        let response = upload(&app, seed_file(&header, rows), json!({})).await;
+        let id = response.data()["importUsersCsv"]["id"].as_str().unwrap().to_owned();
+        let job = finished(&app, &id).await;
+        assert_eq!(job["summary"]["failed"], 1, "{job}");
+        let download = app
+            .get_with(&format!("/jobs/{id}/failed-rows.csv"), &app.token(Role::Viewer))
+            .await;
+        assert_eq!(download.status(), 200);
+        let bytes = download.bytes().await.unwrap();
+        let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+        assert!(!text.contains(secret), "{text}");
+        let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].iter().take(5).collect::<Vec<_>>(),
+            ["p2", "Roe", "Al", "not-an-email", ""]
+        );
+        let errors = &records[0][5];
+        assert!(errors.starts_with("email: "), "{errors}");
+        assert!(
+            errors.ends_with("; password: not returned, as a password never is; fill it in again"),
+            "{errors}"
+        );
+
+        // An `importUsers` job's failed rows: the same for a password and a hash.
+        let users = json!([
+            { "externalId": "j1", "email": "bad-one", "firstName": "A", "lastName": "B",
+              "password": secret },
+            { "externalId": "j2", "email": "bad-two", "firstName": "C", "lastName": "D",
+              "passwordHash": hash },
+        ]);
+        let id = app.submit_job(users, json!({})).await;
+        let job = finished(&app, &id).await;
+        assert_eq!(job["summary"]["failed"], 2, "{job}");
+        let text = app
+            .get_with(&format!("/jobs/{id}/failed-rows.csv"), &app.token(Role::Viewer))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains(secret) && !text.contains(hash), "{text}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            ["externalId", "email", "firstName", "lastName", "password", "passwordHash", "errors"]
+        );
+        let cells: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(cells[0][4..6], ["", ""]);
+        assert!(cells[0][6].ends_with("; password: not returned, as a password never is; fill it in again"), "{:?}", cells[0]);
+        assert_eq!(cells[1][4..6], ["", ""]);
+        assert!(cells[1][6].ends_with("; passwordHash: not returned, as a password never is; fill it in again"), "{:?}", cells[1]);
+    }
+}
