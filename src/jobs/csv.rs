@@ -324,6 +324,13 @@ impl Columns {
         &self.layout
     }
 
+    /// Whether the file has a column of a secret (a password or a password hash).
+    pub fn has_secrets(&self) -> bool {
+        self.columns
+            .iter()
+            .any(|column| matches!(column, Column::Field(field) if field.is_secret()))
+    }
+
     /// Blanks the cells of a row that hold a secret (a password or a password hash, which
     /// are never returned); answers the names of the columns blanked.
     pub fn withhold_secrets(&self, cells: &mut [String]) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! or the cells of a CSV row read through its file's columns.
 
 use entity::{import_job_rows as rows, import_jobs as jobs};
+use serde_json::{Map, Value as Json};
 
 use super::{RowResult, csv};
 use crate::approvers::ApproverChange;
@@ -70,6 +71,29 @@ impl Inputs {
                 let change = input.links.change(input.user.source.as_deref(), CSV_PREFIX);
                 columns.named(&notes, CSV_PREFIX, change)
             }
+        }
+    }
+
+    /// The row as stored, without the password or password hash it sends, when it sends
+    /// one: what the row keeps once its user is written, so that a plain password is kept
+    /// no longer than it is needed (a failed row keeps it, to be retried).
+    pub fn without_secrets(&self, row: &rows::Model) -> Option<String> {
+        match self {
+            Self::Json => {
+                if !row.input.contains("\"password") {
+                    return None;
+                }
+                let mut fields: Map<String, Json> = serde_json::from_str(&row.input).ok()?;
+                let sent = fields.len();
+                fields.retain(|name, value| value.is_null() || !csv::is_secret(name));
+                (fields.len() != sent).then(|| Json::Object(fields).to_string())
+            }
+            Self::Csv(columns) if columns.has_secrets() => {
+                let mut cells: Vec<String> = serde_json::from_str(&row.input).ok()?;
+                let withheld = columns.withhold_secrets(&mut cells);
+                (!withheld.is_empty()).then(|| Json::from(cells).to_string())
+            }
+            Self::Csv(_) => None,
         }
     }
 

@@ -78,6 +78,9 @@ struct Prepared {
     index: i32,
     lookup_key: String,
     parsed: Result<(UserChanges, ApproverChange), AppError>,
+    /// The stored row without the password it sends, if it sends one
+    /// ([`Inputs::without_secrets`]): stored instead once the row succeeds.
+    without_secrets: Option<String>,
 }
 
 impl Runner<'_> {
@@ -260,6 +263,13 @@ impl Runner<'_> {
             summary.count(result);
         }
         store::upsert_results(&txn, tenant, job.id, &batch).await?;
+        let done: Vec<(i32, &str)> = prepared
+            .iter()
+            .zip(&batch)
+            .filter(|(_, result)| result.success)
+            .filter_map(|(row, _)| Some((row.index, row.without_secrets.as_deref()?)))
+            .collect();
+        store::forget_secrets(&txn, job.id, &done).await?;
         let last = batch.last().map_or(job.cursor, |row| row.index);
         job.cursor = last + 1;
         job.processed += batch.len() as i32;
@@ -401,6 +411,8 @@ impl Runner<'_> {
         let now = Utc::now();
         let reader = Inputs::of(&job)?;
         let mut results: Vec<RowResult> = Vec::with_capacity(job.total.max(0) as usize);
+        // Rows that send a password, by their place in `results`, stored without it.
+        let mut secrets: Vec<(usize, String)> = Vec::new();
         let mut from = 0;
         loop {
             self.check()?;
@@ -410,6 +422,9 @@ impl Runner<'_> {
             for row in prepare(self.db, &tenant, &reader, batch).await {
                 let result =
                     decide_in_savepoint(&txn, &tenant, job.id, &row, &options, now).await?;
+                if let Some(stored) = row.without_secrets {
+                    secrets.push((results.len(), stored));
+                }
                 results.push(result);
             }
         }
@@ -485,6 +500,14 @@ impl Runner<'_> {
             summary.count(row);
         }
         store::upsert_results(&txn, &tenant, job.id, &results).await?;
+        if !write_nothing {
+            let done: Vec<(i32, &str)> = secrets
+                .iter()
+                .filter(|(at, _)| results[*at].success)
+                .map(|(at, stored)| (results[*at].index, stored.as_str()))
+                .collect();
+            store::forget_secrets(&txn, job.id, &done).await?;
+        }
         if !atomic_failed {
             sync::record(&txn, &tenant, &mut job, &deactivated).await?;
         }
@@ -628,6 +651,7 @@ fn parse(inputs: &Inputs, batch: &[rows::Model]) -> Vec<Prepared> {
                 index: row.idx,
                 lookup_key,
                 parsed,
+                without_secrets: inputs.without_secrets(row),
             }
         })
         .collect()

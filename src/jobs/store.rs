@@ -391,6 +391,25 @@ pub async fn rows_at(
         .await
 }
 
+/// Stores rows of a job again as `(idx, input)` gives them: rows whose password did its
+/// work, without it ([`super::input::Inputs::without_secrets`]). One statement per row: only
+/// rows that send a password come here, and hashing it costs far more.
+pub async fn forget_secrets(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    rows: &[(i32, &str)],
+) -> Result<(), DbErr> {
+    for &(idx, input) in rows {
+        rows::Entity::update_many()
+            .col_expr(rows::Column::Input, Expr::value(input))
+            .filter(rows::Column::JobId.eq(job_id))
+            .filter(rows::Column::Idx.eq(idx))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Which of these row indexes of a job have a result whose second step is still to come.
 pub async fn pending_at(
     conn: &impl ConnectionTrait,

@@ -580,3 +580,81 @@ db_test! {
         assert!(cells[1][6].ends_with("; passwordHash: not returned, as a password never is; fill it in again"), "{:?}", cells[1]);
     }
 }
+
+/// The stored input of each row of a job, by index.
+async fn stored_inputs(app: &TestApp, id: &str) -> Vec<String> {
+    use entity::import_job_rows as rows;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let db = app.connect().await;
+    let job: i64 = id.parse().unwrap();
+    let stored = rows::Entity::find()
+        .filter(rows::Column::JobId.eq(job))
+        .order_by_asc(rows::Column::Idx)
+        .all(&db)
+        .await
+        .unwrap();
+    let _ = db.close().await;
+    stored.into_iter().map(|row| row.input).collect()
+}
+
+db_test! {
+    async fn a_row_keeps_its_password_only_until_its_user_is_written(app) {
+        let secret = "Secret-Pass-123";
+        let hash = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        let users = json!([
+            { "externalId": "k1", "email": "k1@example.com", "firstName": "A", "lastName": "B",
+              "password": secret },
+            { "externalId": "k2", "email": "bad", "firstName": "C", "lastName": "D",
+              "password": secret },
+            { "externalId": "k3", "email": "k3@example.com", "firstName": "E", "lastName": "F",
+              "passwordHash": hash },
+            { "externalId": "k4", "email": "k4@example.com", "firstName": "G", "lastName": "H" },
+        ]);
+        // A dry run writes nothing, so its rows keep what they sent.
+        let dry = app.submit_job(users.clone(), json!({ "dryRun": true })).await;
+        finished(&app, &dry).await;
+        let inputs = stored_inputs(&app, &dry).await;
+        assert!(inputs[0].contains(secret) && inputs[2].contains(hash), "{inputs:?}");
+
+        let id = app.submit_job(users.clone(), json!({})).await;
+        let job = finished(&app, &id).await;
+        assert_eq!(job["summary"]["created"], 3, "{job}");
+        let inputs = stored_inputs(&app, &id).await;
+        assert!(!inputs[0].contains(secret) && !inputs[0].contains("password"), "{}", inputs[0]);
+        assert!(inputs[1].contains(secret), "a failed row keeps it, to be retried: {}", inputs[1]);
+        assert!(!inputs[2].contains(hash), "{}", inputs[2]);
+        let unchanged: Value = serde_json::from_str(&inputs[3]).unwrap();
+        assert_eq!(unchanged, users[3]);
+        // The rest of a row stays as it was sent, and the password did its work.
+        let first: Value = serde_json::from_str(&inputs[0]).unwrap();
+        let mut sent = users[0].clone();
+        sent.as_object_mut().unwrap().remove("password");
+        assert_eq!(first, sent);
+        assert!(app.stored_user("k1").await.unwrap().password_hash.is_some());
+        assert!(app.stored_user("k3").await.unwrap().password_hash.is_some());
+
+        // An atomic job forgets them when it commits.
+        let more = json!([{ "externalId": "k5", "email": "k5@example.com", "firstName": "I",
+                            "lastName": "J", "password": secret }]);
+        let atomic = app.submit_job(more, json!({ "atomic": true })).await;
+        assert_eq!(finished(&app, &atomic).await["status"], "COMPLETED");
+        assert!(!stored_inputs(&app, &atomic).await[0].contains(secret));
+
+        // A file's row: its password cell is blanked.
+        let header: Vec<String> = ["uid", "secondname", "firstname", "email", "password"]
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        let rows = vec![
+            vec!["f1".into(), "Doe".into(), "Jo".into(), "f1@example.com".into(), secret.into()],
+            vec!["f2".into(), "Roe".into(), "Al".into(), "not-an-email".into(), secret.into()],
+        ];
+        let response = upload(&app, seed_file(&header, rows), json!({})).await;
+        let id = response.data()["importUsersCsv"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(finished(&app, &id).await["summary"]["created"], 1);
+        let inputs = stored_inputs(&app, &id).await;
+        assert_eq!(inputs[0], r#"["f1","Doe","Jo","f1@example.com",""]"#);
+        assert!(inputs[1].contains(secret), "{}", inputs[1]);
+        assert!(app.stored_user("f1").await.unwrap().password_hash.is_some());
+    }
+}
