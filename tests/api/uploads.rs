@@ -510,22 +510,44 @@ async fn an_upload_has_its_own_time_limit() {
     );
 }
 
+/// Uploads a file of two rows that send `secret` as their password, `{prefix}1` good and
+/// `{prefix}2` with a bad email; answers the job once it is finished.
+async fn password_file_job(app: &TestApp, prefix: &str, secret: &str) -> (String, Value) {
+    let header: Vec<String> = ["uid", "secondname", "firstname", "email", "password"]
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect();
+    let rows = vec![
+        vec![
+            format!("{prefix}1"),
+            "Doe".into(),
+            "Jo".into(),
+            format!("{prefix}1@example.com"),
+            secret.into(),
+        ],
+        vec![
+            format!("{prefix}2"),
+            "Roe".into(),
+            "Al".into(),
+            "not-an-email".into(),
+            secret.into(),
+        ],
+    ];
+    let response = upload(app, seed_file(&header, rows), json!({})).await;
+    let id = response.data()["importUsersCsv"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = finished(app, &id).await;
+    (id, job)
+}
+
 db_test! {
     async fn a_failed_row_s_password_never_comes_back(app) {
         let secret = "Secret-Pass-123";
         let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
         // A file's failed row: its password cell left blank, its errors say so.
-        let header: Vec<String> = ["uid", "secondname", "firstname", "email", "password"]
-            .iter()
-            .map(|h| (*h).to_owned())
-            .collect();
-        let rows = vec![
-            vec!["p1".into(), "Doe".into(), "Jo".into(), "p1@example.com".into(), secret.into()],
-            vec!["p2".into(), "Roe".into(), "Al".into(), "not-an-email".into(), secret.into()],
-        ];
-        let response = upload(&app, seed_file(&header, rows), json!({})).await;
-        let id = response.data()["importUsersCsv"]["id"].as_str().unwrap().to_owned();
-        let job = finished(&app, &id).await;
+        let (id, job) = password_file_job(&app, "p", secret).await;
         assert_eq!(job["summary"]["failed"], 1, "{job}");
         let download = app
             .get_with(&format!("/jobs/{id}/failed-rows.csv"), &app.token(Role::Viewer))
@@ -641,17 +663,8 @@ db_test! {
         assert!(!stored_inputs(&app, &atomic).await[0].contains(secret));
 
         // A file's row: its password cell is blanked.
-        let header: Vec<String> = ["uid", "secondname", "firstname", "email", "password"]
-            .iter()
-            .map(|h| (*h).to_owned())
-            .collect();
-        let rows = vec![
-            vec!["f1".into(), "Doe".into(), "Jo".into(), "f1@example.com".into(), secret.into()],
-            vec!["f2".into(), "Roe".into(), "Al".into(), "not-an-email".into(), secret.into()],
-        ];
-        let response = upload(&app, seed_file(&header, rows), json!({})).await;
-        let id = response.data()["importUsersCsv"]["id"].as_str().unwrap().to_owned();
-        assert_eq!(finished(&app, &id).await["summary"]["created"], 1);
+        let (id, job) = password_file_job(&app, "f", secret).await;
+        assert_eq!(job["summary"]["created"], 1, "{job}");
         let inputs = stored_inputs(&app, &id).await;
         assert_eq!(inputs[0], r#"["f1","Doe","Jo","f1@example.com",""]"#);
         assert!(inputs[1].contains(secret), "{}", inputs[1]);
