@@ -501,6 +501,11 @@ pub async fn retry(
     };
     let inputs = input::Inputs::of(&original)?;
     let txn = db::begin_write(db).await?;
+    // Held while its rows are copied, so that the job is not deleted (past its retention)
+    // halfway through; one deleted meanwhile is gone.
+    store::find_for_update(&txn, by.tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let mut job = new_job_like(&original, &by);
     job.retry_of = Set(Some(original.id));
     let mut job = store::insert_job(&txn, job).await?;

@@ -57,8 +57,11 @@ pub async fn submit(
         .ok_or_else(|| not_found(id))?;
     let total = check(db, by.tenant, &original).await?;
     let txn = db::begin_write(db).await?;
-    // Two reverts of one job take turns here; the second sees the first.
-    store::find_for_update(&txn, by.tenant, id).await?;
+    // Two reverts of one job take turns here; the second sees the first. A job deleted
+    // meanwhile (past its retention) has no images left to put back.
+    store::find_for_update(&txn, by.tenant, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     not_reverted(&txn, by.tenant, id).await?;
     let options = JobOptions {
         description: Some(format!("revert of job {id}")),

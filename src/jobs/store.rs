@@ -72,12 +72,23 @@ pub async fn expired(
 /// Deletes the job `id` if it is still [`expired`], with its rows, results, before-images
 /// and the record of whom it deactivated; answers whether it did (another process may
 /// have been first, or a revert of it submitted since).
+///
+/// On PostgreSQL the job's row is locked first, as the submission of a revert or a retry
+/// of it locks it: the delete then starts after any such submission has committed, and
+/// sees its revert (a statement sees what was committed when it started, so a delete that
+/// waited on the row itself would not see the revert it waited for).
 pub async fn delete_finished(
     conn: &impl ConnectionTrait,
     id: i64,
     before: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     use entity::import_job_deactivations as deactivations;
+    if one_locked(conn, jobs::Entity::find_by_id(id))
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
     // Rows, results and images go with the job (their foreign keys cascade).
     let deleted = jobs::Entity::delete_many()
         .filter(jobs::Column::Id.eq(id))

@@ -150,3 +150,127 @@ async fn a_job_with_a_revert_waiting_is_kept(backend: Backend) {
 }
 
 each_backend!(a_job_with_a_revert_waiting_is_kept => a_job_with_a_revert_waiting_is_kept);
+
+/// Until some statement on the test's PostgreSQL database waits for a row lock.
+async fn a_statement_waits_on_a_lock(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting = "pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock'";
+    while app.count_rows(waiting).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing waited on the job's row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A job's row locked in a transaction of its own, as a submission or a sweep holds it.
+async fn locked(db: &sea_orm::DatabaseConnection, id: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!(
+        "SELECT id FROM import_jobs WHERE id = {id} FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    txn
+}
+
+/// The sweep waits for a revert's submission under way and then keeps the job: the revert
+/// will read its before-images.
+#[tokio::test]
+async fn a_revert_submitted_while_the_sweep_waits_keeps_its_job() {
+    use sea_orm::ConnectionTrait;
+
+    let app = spawn_app_with(Backend::Postgres, |config| config.jobs.workers = 0).await;
+    let original = app
+        .submit_job(json!([user("s1", "s1@example.com")]), json!({}))
+        .await;
+    let revert = app
+        .submit_job(json!([user("s2", "s2@example.com")]), json!({}))
+        .await;
+    let long_ago = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
+    app.execute(&format!(
+        "UPDATE import_jobs SET status = 'COMPLETED', finished_at = '{long_ago}' \
+         WHERE id = {original}"
+    ))
+    .await;
+    // The revert's submission: the job's row locked, its revert written but not committed.
+    let submitter = app.connect().await;
+    let submission = locked(&submitter, &original).await;
+    submission
+        .execute_unprepared(&format!(
+            "UPDATE import_jobs SET kind = 'REVERT', revert_of = {original} WHERE id = {revert}"
+        ))
+        .await
+        .unwrap();
+
+    let db = app.connect().await;
+    let thirty_days = Duration::from_secs(30 * 24 * 3600);
+    let (deleted, ()) = tokio::join!(roster::jobs::worker::sweep(&db, thirty_days), async {
+        a_statement_waits_on_a_lock(&app).await;
+        submission.commit().await.unwrap();
+    });
+
+    assert_eq!(deleted.unwrap(), 0);
+    assert_eq!(job_of(&app, &original).await["status"], "COMPLETED");
+    assert_eq!(rows_of(&app, "import_job_rows", &original).await, 1);
+    let _ = db.close().await;
+    let _ = submitter.close().await;
+}
+
+/// A revert or a retry whose job the sweep deletes while the submission waits for it is
+/// `NOT_FOUND`, and nothing is queued.
+#[tokio::test]
+async fn a_job_deleted_while_its_revert_or_retry_waits_is_not_found() {
+    use sea_orm::ConnectionTrait;
+
+    let app = crate::helpers::spawn_app(Backend::Postgres).await;
+    let admin = app.token(Role::Admin);
+    for (mutation, column) in [
+        ("revertImportJob", "revert_of"),
+        ("retryImportJob", "retry_of"),
+    ] {
+        // A user written (for the revert) and a row failed (for the retry).
+        let id = app
+            .submit_job(
+                json!([
+                    user(&format!("{column}1"), &format!("{column}@example.com")),
+                    user(&format!("{column}2"), "not an email")
+                ]),
+                json!({}),
+            )
+            .await;
+        let job = app.finished_job(JOB, &json!(id)).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        let sweeper = app.connect().await;
+        let sweep = locked(&sweeper, &id).await;
+
+        let query = format!("mutation($id: ID!) {{ {mutation}(id: $id) {{ id }} }}");
+        let (response, ()) =
+            tokio::join!(app.graphql(&admin, &query, json!({ "id": id })), async {
+                a_statement_waits_on_a_lock(&app).await;
+                sweep
+                    .execute_unprepared(&format!("DELETE FROM import_jobs WHERE id = {id}"))
+                    .await
+                    .unwrap();
+                sweep.commit().await.unwrap();
+            });
+
+        assert_eq!(
+            response.error_code(),
+            Some("NOT_FOUND"),
+            "{mutation}: {:?}",
+            response.body
+        );
+        assert_eq!(
+            app.count_rows(&format!("import_jobs WHERE {column} = {id}"))
+                .await,
+            0,
+            "{mutation}"
+        );
+        let _ = sweeper.close().await;
+    }
+}
