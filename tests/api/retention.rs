@@ -108,23 +108,30 @@ async fn old_jobs_are_deleted_with_what_they_kept(backend: Backend) {
 
 each_backend!(old_jobs_are_deleted_with_what_they_kept => old_jobs_are_deleted_with_what_they_kept);
 
-/// A revert still to run reads its job's before-images: the job is kept until the revert
-/// has finished, however old. Jobs still queued or running are never deleted.
-async fn a_job_with_a_revert_waiting_is_kept(backend: Backend) {
-    // No workers: the jobs stay as the test sets them, and the test sweeps itself.
+/// A server without workers (the jobs stay as the test sets them, and the test sweeps
+/// itself), a job that finished 40 days ago, and a job still queued.
+async fn an_old_job_and_a_queued_one(backend: Backend) -> (TestApp, String, String) {
     let app = spawn_app_with(backend, |config| config.jobs.workers = 0).await;
-    let original = app
+    let old = app
         .submit_job(json!([user("k1", "k1@example.com")]), json!({}))
         .await;
-    let revert = app
+    let queued = app
         .submit_job(json!([user("k2", "k2@example.com")]), json!({}))
         .await;
     let long_ago = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
     app.execute(&format!(
         "UPDATE import_jobs SET status = 'COMPLETED', finished_at = '{long_ago}' \
-         WHERE id = {original}"
+         WHERE id = {old}"
     ))
     .await;
+    (app, old, queued)
+}
+
+/// A revert still to run reads its job's before-images: the job is kept until the revert
+/// has finished, however old. Jobs still queued or running are never deleted.
+async fn a_job_with_a_revert_waiting_is_kept(backend: Backend) {
+    let (app, original, revert) = an_old_job_and_a_queued_one(backend).await;
+    let long_ago = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
     app.execute(&format!(
         "UPDATE import_jobs SET kind = 'REVERT', revert_of = {original} WHERE id = {revert}"
     ))
@@ -184,19 +191,7 @@ async fn locked(db: &sea_orm::DatabaseConnection, id: &str) -> sea_orm::Database
 async fn a_revert_submitted_while_the_sweep_waits_keeps_its_job() {
     use sea_orm::ConnectionTrait;
 
-    let app = spawn_app_with(Backend::Postgres, |config| config.jobs.workers = 0).await;
-    let original = app
-        .submit_job(json!([user("s1", "s1@example.com")]), json!({}))
-        .await;
-    let revert = app
-        .submit_job(json!([user("s2", "s2@example.com")]), json!({}))
-        .await;
-    let long_ago = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
-    app.execute(&format!(
-        "UPDATE import_jobs SET status = 'COMPLETED', finished_at = '{long_ago}' \
-         WHERE id = {original}"
-    ))
-    .await;
+    let (app, original, revert) = an_old_job_and_a_queued_one(Backend::Postgres).await;
     // The revert's submission: the job's row locked, its revert written but not committed.
     let submitter = app.connect().await;
     let submission = locked(&submitter, &original).await;
