@@ -8,6 +8,8 @@
 //! `ROSTER_BENCH_FORM=csv` sends the same users as a CSV file to `importUsersCsv` instead
 //! (default `json`), `ROSTER_BENCH_REVERT=1` also reverts each job once it is done
 //! (`revertImportJob`, which removes every user it created) and times that,
+//! `ROSTER_BENCH_OPTIONS` the job's `ImportOptions` as JSON (default `{}`; for instance
+//! `{"dryRun":true}` or `{"atomic":true}`, which run the job in one transaction),
 //! `ROSTER_BENCH_LOG` the server's `RUST_LOG` (default `warn`; when set, its JSON log
 //! lines go to stderr: `sqlx::query=debug` times every statement), and
 //! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
@@ -36,15 +38,20 @@ fn main() {
         Ok(other) => panic!("ROSTER_BENCH_FORM: json or csv, not {other}"),
     };
     let revert = std::env::var("ROSTER_BENCH_REVERT").is_ok_and(|v| v == "1");
+    let options: Value = std::env::var("ROSTER_BENCH_OPTIONS").map_or_else(
+        |_| json!({}),
+        |v| serde_json::from_str(&v).expect("ROSTER_BENCH_OPTIONS: a JSON object"),
+    );
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     println!("form: {}", if csv { "CSV file" } else { "JSON request" });
+    println!("options: {options}");
     println!(
         "backend   rows      submit_s  users_s   total_s   rows/s    peak_rss_mb server_cpu_s{}",
         if revert { "  revert_s" } else { "" }
     );
     for backend in backends.split(',').map(str::trim) {
         for &n in &sizes {
-            let figures = runtime.block_on(run(backend, n, csv, revert));
+            let figures = runtime.block_on(run(backend, n, csv, &options, revert));
             println!(
                 "{backend:<9} {n:<9} {:<9.2} {:<9.2} {:<9.2} {:<9.0} {:<11.0} {:<12.2}{}",
                 figures.submit.as_secs_f64(),
@@ -120,7 +127,7 @@ fn users_csv(n: usize) -> Vec<u8> {
     csv.into_bytes()
 }
 
-async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
+async fn run(backend: &str, n: usize, csv: bool, options: &Value, revert: bool) -> Figures {
     let dir = tempfile::tempdir().expect("a temp dir");
     let (url, pg_name) = match backend {
         "sqlite" => (
@@ -146,8 +153,10 @@ async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
     let client = reqwest::Client::new();
     let request = if csv {
         let operations = json!({
-            "query": "mutation($f: Upload!) { importUsersCsv(file: $f) { id } }",
-            "variables": { "f": null },
+            "query": "mutation($f: Upload!, $o: ImportOptions) {
+                importUsersCsv(file: $f, options: $o) { id }
+            }",
+            "variables": { "f": null, "o": options },
         });
         let file = reqwest::multipart::Part::bytes(users_csv(n))
             .file_name("users.csv")
@@ -160,8 +169,10 @@ async fn run(backend: &str, n: usize, csv: bool, revert: bool) -> Figures {
         client.post(format!("{base}/graphql")).multipart(form)
     } else {
         let body = json!({
-            "query": "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }",
-            "variables": { "u": users(n) },
+            "query": "mutation($u: [UserImportInput!]!, $o: ImportOptions) {
+                importUsers(users: $u, options: $o) { id }
+            }",
+            "variables": { "u": users(n), "o": options },
         });
         client.post(format!("{base}/graphql")).json(&body)
     };

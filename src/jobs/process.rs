@@ -11,8 +11,9 @@
 //! ([`super::revert`]).
 //!
 //! A `dryRun` or `atomic` job runs whole in one transaction, so that every row sees the
-//! rows before it exactly as a real run would; the transaction is rolled back for a dry run
-//! (and for an atomic job with a failed row), and the results are stored after it.
+//! rows before it exactly as a real run would: its chunks are decided and written as a real
+//! run's are, each in a savepoint. The transaction is rolled back for a dry run (and for an
+//! atomic job with a failed row), and the results are stored after it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -413,15 +414,20 @@ impl Runner<'_> {
         let mut results: Vec<RowResult> = Vec::with_capacity(job.total.max(0) as usize);
         // Rows that send a password, by their place in `results`, stored without it.
         let mut secrets: Vec<(usize, String)> = Vec::new();
+        let mut statistics = Statistics::new(self.chunk);
         let mut from = 0;
         loop {
             self.check()?;
+            statistics
+                .refresh_for(&txn, Phase::Users, results.len())
+                .await?;
             let batch = store::rows_from(self.db, job.id, from, self.chunk as u64).await?;
             let Some(last) = batch.last() else { break };
             from = last.idx + 1;
-            for row in prepare(self.db, &tenant, &reader, batch).await {
-                let result =
-                    decide_in_savepoint(&txn, &tenant, job.id, &row, &options, now).await?;
+            let prepared = prepare(self.db, &tenant, &reader, batch).await;
+            let decided =
+                decide_chunk_in_savepoint(&txn, &tenant, job.id, &prepared, &options, now).await?;
+            for (row, result) in prepared.into_iter().zip(decided) {
                 if let Some(stored) = row.without_secrets {
                     secrets.push((results.len(), stored));
                 }
@@ -431,8 +437,11 @@ impl Runner<'_> {
         let pending: Vec<usize> = (0..results.len())
             .filter(|&i| results[i].links_pending)
             .collect();
-        for chunk in pending.chunks(self.chunk) {
+        for (done, chunk) in pending.chunks(self.chunk).enumerate() {
             self.check()?;
+            statistics
+                .refresh_for(&txn, Phase::Links, done * self.chunk)
+                .await?;
             let indexes: Vec<i32> = chunk.iter().map(|&i| results[i].index).collect();
             let inputs = store::rows_at(self.db, job.id, &indexes).await?;
             let changes = link_changes(&reader, &inputs);
@@ -553,33 +562,42 @@ impl Statistics {
     }
 
     async fn refresh(&mut self, db: &DatabaseConnection, job: &jobs::Model) -> Result<(), DbErr> {
-        let phase = Phase::from_stored(&job.phase);
+        let done = match Phase::from_stored(&job.phase) {
+            Phase::Users => job.processed,
+            _ => job.links_processed,
+        };
+        self.refresh_for(db, Phase::from_stored(&job.phase), done as usize)
+            .await
+    }
+
+    /// As [`Statistics::refresh`], for a pass at `phase` that has gone through `done` rows;
+    /// a whole-job run refreshes them inside its transaction, whose rows they then count.
+    async fn refresh_for(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        phase: Phase,
+        done: usize,
+    ) -> Result<(), DbErr> {
         if phase != self.phase {
             self.phase = phase;
             self.next = self.chunk;
         }
-        let (done, tables) = match phase {
-            Phase::Users => (
-                job.processed,
-                &[
-                    entity::users::Entity.table_name(),
-                    entity::user_tags::Entity.table_name(),
-                    entity::user_attributes::Entity.table_name(),
-                    entity::track_assignments::Entity.table_name(),
-                    results::Entity.table_name(),
-                    entity::import_job_images::Entity.table_name(),
-                ][..],
-            ),
-            Phase::Links => (
-                job.links_processed,
-                &[
-                    entity::approver_links::Entity.table_name(),
-                    entity::import_job_images::Entity.table_name(),
-                ][..],
-            ),
+        let tables = match phase {
+            Phase::Users => &[
+                entity::users::Entity.table_name(),
+                entity::user_tags::Entity.table_name(),
+                entity::user_attributes::Entity.table_name(),
+                entity::track_assignments::Entity.table_name(),
+                results::Entity.table_name(),
+                entity::import_job_images::Entity.table_name(),
+            ][..],
+            Phase::Links => &[
+                entity::approver_links::Entity.table_name(),
+                entity::import_job_images::Entity.table_name(),
+            ][..],
             Phase::Removals | Phase::Done => return Ok(()),
         };
-        let done = i64::from(done);
+        let done = done as i64;
         if done < self.next || self.next > self.chunk * Self::LAST {
             return Ok(());
         }
@@ -591,7 +609,7 @@ impl Statistics {
         while self.next <= done {
             self.next *= 2;
         }
-        db::analyze(db, &tables).await
+        db::analyze(conn, &tables).await
     }
 }
 
@@ -847,6 +865,39 @@ async fn decide_and_write(
         images::record(conn, tenant, job_id, taken).await?;
     }
     Ok(results)
+}
+
+/// One chunk of a whole-job run, decided and written as a chunk of a normal run is
+/// ([`decide_and_write`]), in a savepoint of `txn`. A database error rolls the savepoint
+/// back, and the chunk runs again with a savepoint per row, so that the row alone fails.
+/// The results are in the order of `prepared`.
+async fn decide_chunk_in_savepoint(
+    txn: &DatabaseTransaction,
+    tenant: &TenantId,
+    job_id: i64,
+    prepared: &[Prepared],
+    options: &UserImportOptions,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<RowResult>, DbErr> {
+    let savepoint = txn.begin().await?;
+    let mut batch = match decide_and_write(&savepoint, tenant, job_id, prepared, options, now).await
+    {
+        Ok(batch) => {
+            savepoint.commit().await?;
+            batch
+        }
+        Err(error) => {
+            savepoint.rollback().await?;
+            tracing::warn!(job = job_id, %error, "chunk failed; running it again row by row");
+            let mut batch = Vec::with_capacity(prepared.len());
+            for row in prepared {
+                batch.push(decide_in_savepoint(txn, tenant, job_id, row, options, now).await?);
+            }
+            batch
+        }
+    };
+    batch.sort_by_key(|row| row.index);
+    Ok(batch)
 }
 
 /// What a written decision keeps for a revert: the user before (none for a new one), with

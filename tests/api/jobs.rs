@@ -926,7 +926,12 @@ db_test! {
 
 /// Statements a whole job of `n` users runs, from its submission to its end: each with tags,
 /// attributes and a manager, so that both passes write.
-async fn statements_for_job(server: &ServerProcess, offset: usize, n: usize) -> f64 {
+async fn statements_for_job(
+    server: &ServerProcess,
+    offset: usize,
+    n: usize,
+    options: &Value,
+) -> f64 {
     const STATEMENTS: &str = "roster_db_statements_total{failed=\"false\"}";
     const FINISHED: &str = "roster_jobs_finished_total{status=\"COMPLETED\"}";
     let users: Vec<Value> = (offset..offset + n)
@@ -940,7 +945,9 @@ async fn statements_for_job(server: &ServerProcess, offset: usize, n: usize) -> 
         .collect();
     let finished = server.metric(FINISHED).await;
     let before = server.metric(STATEMENTS).await;
-    let response = server.graphql(SUBMIT, json!({ "users": users })).await;
+    let response = server
+        .graphql(SUBMIT, json!({ "users": users, "options": options }))
+        .await;
     assert_eq!(response.data()["importUsers"]["status"], "QUEUED");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     // Only /metrics is read meanwhile: it runs no statement.
@@ -954,6 +961,8 @@ async fn statements_for_job(server: &ServerProcess, offset: usize, n: usize) -> 
     server.metric(STATEMENTS).await - before
 }
 
+/// A normal job, a dry run and an atomic job (one transaction, its chunks in savepoints)
+/// each run a few statements per chunk, not per row.
 async fn job_statements_grow_per_chunk(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     // One worker that wakes only when a job is submitted, with a lease that never needs
@@ -967,16 +976,25 @@ async fn job_statements_grow_per_chunk(backend: Backend) {
             ("ROSTER_JOB_CHUNK", "500"),
         ],
     );
-    let one_chunk = statements_for_job(&server, 0, 500).await;
-    let four_chunks = statements_for_job(&server, 10_000, 2_000).await;
-    let per_chunk = (four_chunks - one_chunk) / 3.0;
-    // Users, tags, attributes, learning tracks, results and the job's progress in the first
-    // pass, approvers in the second: a few dozen statements per 500 rows. One statement per
-    // row would be 500 or more.
-    assert!(
-        per_chunk <= 60.0,
-        "{one_chunk} statements for 500 rows, {four_chunks} for 2,000: {per_chunk} per chunk of 500"
-    );
+    let runs = [
+        json!({}),
+        json!({ "dryRun": true }),
+        json!({ "atomic": true }),
+    ];
+    for (run, options) in runs.iter().enumerate() {
+        let offset = 100_000 * run;
+        let one_chunk = statements_for_job(&server, offset, 500, options).await;
+        let four_chunks = statements_for_job(&server, offset + 10_000, 2_000, options).await;
+        let per_chunk = (four_chunks - one_chunk) / 3.0;
+        // Users, tags, attributes, learning tracks, results and the job's progress in the
+        // first pass, approvers in the second: a few dozen statements per 500 rows. One
+        // statement per row would be 500 or more.
+        assert!(
+            per_chunk <= 60.0,
+            "{options}: {one_chunk} statements for 500 rows, {four_chunks} for 2,000: \
+             {per_chunk} per chunk of 500"
+        );
+    }
 }
 
 each_backend!(a_job_runs_statements_per_chunk_not_per_row => job_statements_grow_per_chunk);
