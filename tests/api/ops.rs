@@ -125,3 +125,39 @@ async fn sqlite_connections_keep_temporary_data_in_memory() {
     // 2 is MEMORY; 0, the build's default, writes them to files.
     assert_eq!(sqlite_pragma("temp_store").await, 2);
 }
+
+/// A write that waits out SQLite's busy timeout behind another transaction (a `dryRun` or
+/// `atomic` job holds the lock until it ends) is a `TIMEOUT` that says so, and writes
+/// nothing.
+#[tokio::test]
+async fn a_write_that_finds_sqlite_busy_is_a_timeout_and_writes_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let db = app.connect().await;
+    let holder = roster::db::begin_write(&db).await.expect("the write lock");
+    let mutation = "mutation { importUser(user: { externalId: \"b1\", \
+                    email: \"b1@example.com\", firstName: \"B\", lastName: \"One\" }) { action } }";
+
+    let response = app
+        .graphql(&app.token(Role::Admin), mutation, json!({}))
+        .await;
+
+    assert_eq!(
+        response.error_code(),
+        Some("TIMEOUT"),
+        "{:?}",
+        response.body
+    );
+    let message = response.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("busy") && message.contains("try again"),
+        "{message}"
+    );
+    holder.rollback().await.expect("released");
+    let _ = db.close().await;
+    assert_eq!(app.count_rows("users").await, 0);
+    // Once the lock is free, the same write goes through.
+    let response = app
+        .graphql(&app.token(Role::Admin), mutation, json!({}))
+        .await;
+    assert_eq!(response.data()["importUser"]["action"], "CREATED");
+}
