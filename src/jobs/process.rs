@@ -570,8 +570,12 @@ impl Statistics {
             .await
     }
 
-    /// As [`Statistics::refresh`], for a pass at `phase` that has gone through `done` rows;
-    /// a whole-job run refreshes them inside its transaction, whose rows they then count.
+    /// As [`Statistics::refresh`], for a pass at `phase` that has gone through `done` rows.
+    /// A whole-job run refreshes them inside its transaction, whose rows they then count
+    /// (from outside, PostgreSQL would count none of them and keep planning for empty
+    /// tables). PostgreSQL keeps `ANALYZE`'s lock on each table to the transaction's end,
+    /// so a refresh of the same tables by another job waits for this one to finish; writes
+    /// do not.
     async fn refresh_for(
         &mut self,
         conn: &impl ConnectionTrait,
