@@ -12,7 +12,7 @@
 //!
 //! A `dryRun` or `atomic` job runs whole in one transaction, so that every row sees the
 //! rows before it exactly as a real run would: its chunks are decided and written as a real
-//! run's are, each in a savepoint. The transaction is rolled back for a dry run (and for an
+//! run's are, each in a savepoint (as a real run's are in their transactions). The transaction is rolled back for a dry run (and for an
 //! atomic job with a failed row), and the results are stored after it.
 
 use std::collections::HashMap;
@@ -207,10 +207,9 @@ impl Runner<'_> {
         Ok(job)
     }
 
-    /// Decides and writes one chunk of users, in one transaction with its results. A
-    /// database error (a unique value taken by a concurrent `importUser`, say) rolls the
-    /// chunk back; it is then run again with a savepoint per row, so that the row alone
-    /// fails.
+    /// Decides and writes one chunk of users, in one transaction with its results (see
+    /// [`decide_chunk_in_savepoint`]: a database error, such as a unique value taken by a
+    /// concurrent `importUser`, fails only its row).
     async fn users_chunk(
         &self,
         job: jobs::Model,
@@ -219,13 +218,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let prepared = hash_passwords(self.db, &tenant, parsed).await;
-        let job = match self.write_users(&job, &tenant, &prepared, false).await {
-            Err(Stop::Failed(error)) => {
-                tracing::warn!(job = job.id, %error, "chunk failed; running it again row by row");
-                self.write_users(&job, &tenant, &prepared, true).await?
-            }
-            other => other?,
-        };
+        let job = self.write_users(&job, &tenant, &prepared).await?;
         self.committed(&job, started);
         Ok(job)
     }
@@ -235,7 +228,6 @@ impl Runner<'_> {
         job: &jobs::Model,
         tenant: &TenantId,
         prepared: &[Prepared],
-        careful: bool,
     ) -> Result<jobs::Model, Stop> {
         let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
@@ -244,16 +236,8 @@ impl Runner<'_> {
             db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
         }
         let now = Utc::now();
-        let mut batch = if careful {
-            let mut batch = Vec::with_capacity(prepared.len());
-            for row in prepared {
-                batch.push(decide_in_savepoint(&txn, tenant, job.id, row, &options, now).await?);
-            }
-            batch
-        } else {
-            decide_and_write(&txn, tenant, job.id, prepared, &options, now).await?
-        };
-        batch.sort_by_key(|row| row.index);
+        let batch =
+            decide_chunk_in_savepoint(&txn, tenant, job.id, prepared, &options, now).await?;
         let mut summary = Summary::default();
         let mut links_settled = 0;
         for (row, result) in prepared.iter().zip(&batch) {
@@ -871,10 +855,11 @@ async fn decide_and_write(
     Ok(results)
 }
 
-/// One chunk of a whole-job run, decided and written as a chunk of a normal run is
-/// ([`decide_and_write`]), in a savepoint of `txn`. A database error rolls the savepoint
-/// back, and the chunk runs again with a savepoint per row, so that the row alone fails.
-/// The results are in the order of `prepared`.
+/// One chunk of rows decided and written in bulk ([`decide_and_write`]) in a savepoint of
+/// `txn`: a chunk of a normal run in its own transaction, or of a whole-job run in the
+/// job's. A database error rolls the savepoint back, and the chunk runs again with a
+/// savepoint per row, so that the row alone fails. The results are in the order of
+/// `prepared`.
 async fn decide_chunk_in_savepoint(
     txn: &DatabaseTransaction,
     tenant: &TenantId,
