@@ -79,9 +79,21 @@ pub struct QueryLimits {
     #[arg(long, env = "ROSTER_MAX_DEPTH", default_value_t = 16)]
     pub max_depth: usize,
 
-    /// Highest complexity of an operation (list fields count `first` times their selection).
+    /// Highest complexity of an operation: each field costs 1, and a list field its
+    /// selection's cost times its `first` (or, without one, its typical length). A document
+    /// that would select more fields than this once its fragments are expanded is refused
+    /// before validation.
     #[arg(long, env = "ROSTER_MAX_COMPLEXITY", default_value_t = 20_000)]
     pub max_complexity: usize,
+
+    /// Most lexical tokens (names, punctuators, values) in one document; large inputs
+    /// belong in variables, which this does not count.
+    #[arg(long, env = "ROSTER_MAX_TOKENS", default_value_t = 20_000)]
+    pub max_tokens: usize,
+
+    /// Largest response in bytes: one that would grow past it is cut off with an error.
+    #[arg(long, env = "ROSTER_MAX_RESPONSE", default_value_t = 32 * 1024 * 1024)]
+    pub max_response: usize,
 
     /// Most aliased fields in one document.
     #[arg(long, env = "ROSTER_MAX_ALIASES", default_value_t = 30)]
@@ -97,6 +109,8 @@ impl Default for QueryLimits {
         Self {
             max_depth: 16,
             max_complexity: 20_000,
+            max_tokens: 20_000,
+            max_response: 32 * 1024 * 1024,
             max_aliases: 30,
             max_recursive_depth: 32,
         }

@@ -4,13 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-    NextSubscribe,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest, NextSubscribe,
 };
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
-};
-use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::error::{AppError, ErrorCode};
@@ -142,69 +138,6 @@ impl Extension for ExecutionTracker {
     }
 }
 
-/// Refuses documents with more aliased fields than allowed: aliases multiply work without
-/// deepening a query, so the depth limit alone does not bound them.
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimit(self.0))
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.0 {
-            return Err(ServerError::new(
-                format!(
-                    "the document has {aliases} aliased fields; at most {} are allowed",
-                    self.0
-                ),
-                None,
-            ));
-        }
-        Ok(document)
-    }
-}
-
-fn count_aliases(document: &ExecutableDocument) -> usize {
-    let operations: usize = match &document.operations {
-        DocumentOperations::Single(op) => count_in(&op.node.selection_set.node),
-        DocumentOperations::Multiple(ops) => ops
-            .values()
-            .map(|op| count_in(&op.node.selection_set.node))
-            .sum(),
-    };
-    let fragments: usize = document
-        .fragments
-        .values()
-        .map(|f| count_in(&f.node.selection_set.node))
-        .sum();
-    operations + fragments
-}
-
-fn count_in(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(field) => {
-                usize::from(field.node.alias.is_some()) + count_in(&field.node.selection_set.node)
-            }
-            Selection::InlineFragment(fragment) => count_in(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
@@ -288,14 +221,5 @@ mod tests {
     async fn engine_errors_are_the_clients_to_fix() {
         let error = first_error("{ nope }").await;
         assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT");
-    }
-
-    #[test]
-    fn aliases_are_counted_in_operations_and_fragments() {
-        let document = async_graphql::parser::parse_query(
-            "query { a: x b: y { c: z } ...F ... on Q { d: w } } fragment F on Q { e: v }",
-        )
-        .unwrap();
-        assert_eq!(count_aliases(&document), 5);
     }
 }

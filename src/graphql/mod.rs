@@ -1,6 +1,9 @@
 //! The GraphQL schema: merges the domain segments and applies the cross-cutting policies.
 
+mod budget;
+pub mod cost;
 mod extensions;
+mod limits;
 pub mod scalars;
 mod types;
 
@@ -45,6 +48,12 @@ pub type RosterSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// It holds no request state: the caller, the database and the DataLoaders go into each
 /// request's data (see [`request_data`]), so nothing can leak or batch across tenants.
 pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
+    let bare = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish();
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -53,7 +62,11 @@ pub fn build_schema(limits: &QueryLimits) -> RosterSchema {
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
     .limit_recursive_depth(limits.max_recursive_depth)
-    .extension(extensions::AliasLimit(limits.max_aliases))
+    .extension(limits::DocumentLimits::new(limits))
+    .extension(budget::ResponseBudget::new(
+        limits.max_response,
+        &bare.sdl(),
+    ))
     .extension(ErrorPolicy)
     .extension(extensions::ExecutionTracker)
     .finish()

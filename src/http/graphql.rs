@@ -103,16 +103,34 @@ async fn execute(
     request_data(&mut request.data, principal, &state.db, &state.queue);
     request.data.insert(marker.clone());
 
-    let Ok(response) = tokio::time::timeout(timeout, state.schema.execute(request)).await else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format,
-            ErrorCode::Timeout,
-            format!(
-                "the request took longer than {} and was stopped",
-                humantime::format_duration(timeout)
-            ),
-        );
+    // Parsing and validation run inside the execution's first poll, without yielding: on a
+    // task of its own the execution is timed from here, so even a request stuck validating
+    // is answered at its deadline (the document limits keep that work small anyway).
+    let schema = state.schema.clone();
+    let mut execution = tokio::spawn(async move { schema.execute(request).await });
+    let response = match tokio::time::timeout(timeout, &mut execution).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "the execution of a request ended abnormally");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format,
+                ErrorCode::Internal,
+                "internal error",
+            );
+        }
+        Err(_) => {
+            execution.abort();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format,
+                ErrorCode::Timeout,
+                format!(
+                    "the request took longer than {} and was stopped",
+                    humantime::format_duration(timeout)
+                ),
+            );
+        }
     };
 
     // A request error (unparsable, invalid, bad variables) never reached execution: the

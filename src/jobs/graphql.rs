@@ -18,8 +18,8 @@ use tokio::sync::broadcast;
 use super::{JobOptions, Queue, RowResult, SubmittedRow, Submitter, Summary, store};
 use crate::auth::{Principal, Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::FieldErrorView;
 use crate::graphql::scalars::{IdCursor, PageArgs};
+use crate::graphql::{FieldErrorView, cost};
 use crate::users::graphql::{ImportOptions, RowAction, User, UserImportInput};
 use crate::users::import::ImportRow as InputRow;
 use crate::users::store as user_store;
@@ -187,6 +187,7 @@ impl ImportJob {
     }
     /// The users sync mode made inactive (in a dry run, would have), by id, `first` at a
     /// time (default 100, at most 500).
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn deactivated_users(
         &self,
         ctx: &Context<'_>,
@@ -285,6 +286,7 @@ impl ImportJob {
     }
     /// The rows processed so far, in input order, `first` at a time (default 100, at most
     /// 500); `onlyFailed` keeps the rows with `success: false`.
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn rows(
         &self,
         ctx: &Context<'_>,
@@ -416,6 +418,7 @@ impl JobsQuery {
 
     /// The tenant's jobs, newest first, `first` at a time (default 20, at most 100);
     /// `status` keeps jobs in any of the given statuses.
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn import_jobs(
         &self,
         ctx: &Context<'_>,

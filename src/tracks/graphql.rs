@@ -12,6 +12,7 @@ use super::{CompletionEntry, Overall, Progress, RawTrack, Status, Track};
 use crate::attributes::graphql::entry_lookup;
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult};
+use crate::graphql::cost;
 use crate::graphql::{FieldErrorView, request_now};
 use crate::users::graphql::UserLookup;
 use crate::users::store as users;
@@ -220,6 +221,7 @@ pub struct TracksQuery;
 #[Object]
 impl TracksQuery {
     /// Every learning track of the tenant, by name.
+    #[graphql(complexity = "cost::list(cost::LEARNING_TRACKS, child_complexity)")]
     async fn learning_tracks(&self, ctx: &Context<'_>) -> AppResult<Vec<LearningTrack>> {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();

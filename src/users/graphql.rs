@@ -20,8 +20,8 @@ use crate::approvers::store::{self as approver_store, ResolvedLink, Side};
 use crate::approvers::{RawApprover, RawLinks, RawLookup};
 use crate::auth::{Role, RoleGuard, TenantId, principal};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::request_now;
 use crate::graphql::scalars::{Date, IdCursor, PageArgs};
+use crate::graphql::{cost, request_now};
 use crate::tracks;
 use crate::tracks::graphql::{LearningTrackStatus, TrackProgress};
 
@@ -29,6 +29,8 @@ use crate::tracks::graphql::{LearningTrackStatus, TrackProgress};
 pub const DEFAULT_PAGE: i32 = 50;
 /// Largest page of `users`.
 pub const MAX_PAGE: i32 = 500;
+/// Managees of one user when `first` is not given.
+const MANAGEES_PAGE: i32 = 100;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "profile::Gender")]
@@ -561,7 +563,8 @@ impl User {
     async fn position_assigned_date(&self) -> Option<Date> {
         self.0.position_assigned_date.map(Date::from)
     }
-    /// Lower-cased, sorted.
+    /// Lower-cased, sorted (at most 200).
+    #[graphql(complexity = "cost::list(cost::TAGS, child_complexity)")]
     async fn tags(&self, ctx: &Context<'_>) -> AppResult<Vec<String>> {
         if let Some(tags) = &self.1.tags {
             return Ok(tags.clone());
@@ -569,7 +572,8 @@ impl User {
         let loader = ctx.data_unchecked::<DataLoader<TagsLoader>>();
         Ok(loader.load_one(self.0.id).await?.unwrap_or_default())
     }
-    /// Sorted by name.
+    /// Sorted by name (at most 200).
+    #[graphql(complexity = "cost::list(cost::ATTRIBUTES, child_complexity)")]
     async fn attributes(&self, ctx: &Context<'_>) -> AppResult<Vec<Attribute>> {
         let attributes = match &self.1.attributes {
             Some(attributes) => attributes.clone(),
@@ -581,14 +585,25 @@ impl User {
         Ok(attributes.into_iter().map(Attribute::from).collect())
     }
     /// Who approves for this user.
+    #[graphql(complexity = "cost::list(cost::APPROVERS, child_complexity)")]
     async fn approvers(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
         let loader = ctx.data_unchecked::<DataLoader<ApproversLoader>>();
         links(&self.1.approvers, loader.load_one(self.0.id)).await
     }
-    /// Whom this user approves for (or, as `NON_APPROVING_MANAGER`, sees).
-    async fn managees(&self, ctx: &Context<'_>) -> AppResult<Vec<ApproverLink>> {
+    /// Whom this user approves for (or, as `NON_APPROVING_MANAGER`, sees): the first
+    /// `first` of them (default 100, at most 500) in order of the managed user's id. A
+    /// manager of more is best listed from `users` with a page per request.
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    async fn managees(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: Option<i32>,
+    ) -> AppResult<Vec<ApproverLink>> {
+        let page = PageArgs::check(first, MANAGEES_PAGE, MAX_PAGE, None)?;
         let loader = ctx.data_unchecked::<DataLoader<ManageesLoader>>();
-        links(&self.1.managees, loader.load_one(self.0.id)).await
+        let mut links = links(&self.1.managees, loader.load_one(self.0.id)).await?;
+        page.trim(&mut links);
+        Ok(links)
     }
     /// Overall compliance as of `asOf` (default now).
     async fn learning_track_status(
@@ -603,6 +618,7 @@ impl User {
         Ok(tracks::overall(&progress).into())
     }
     /// Each assigned track with its status as of `asOf` (default now), by track name.
+    #[graphql(complexity = "cost::list(cost::LEARNING_TRACKS, child_complexity)")]
     async fn learning_tracks(
         &self,
         ctx: &Context<'_>,
@@ -724,6 +740,7 @@ impl UsersQuery {
 
     /// Users of the caller's tenant in the order they were created, `first` at a time
     /// (default 50, at most 500).
+    #[graphql(complexity = "cost::page(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,

@@ -513,6 +513,17 @@ impl GraphQLResponse {
     }
 }
 
+/// The peak resident memory of a process so far, in bytes (Linux).
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
 /// The `roster` binary, without key settings inherited from the environment.
 pub fn roster_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));

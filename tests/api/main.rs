@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod http;
 mod jobs;
+mod limits;
 mod listing;
 mod ops;
 mod retention;

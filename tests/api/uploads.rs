@@ -5,7 +5,7 @@ use base64::Engine;
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test};
+use crate::helpers::{GraphQLResponse, ServerProcess, TestApp, TestDatabase, db_test, peak_rss};
 
 const UPLOAD: &str = "mutation($file: Upload!, $options: ImportOptions) {
     importUsersCsv(file: $file, options: $options) { id status total warnings failedRowsCsvUrl }
@@ -432,17 +432,6 @@ db_test! {
         assert_eq!(other.error_code(), Some("CONFLICT"));
         assert_eq!(job_count(&app).await, 1);
     }
-}
-
-/// The peak resident memory of a process so far, in bytes (Linux).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
 }
 
 #[tokio::test]
