@@ -12,7 +12,10 @@
 //! `approvers` take the JSON list that field takes, `tags` a JSON list when a tag has a
 //! comma, and `clear` names the fields the row clears (a `null` in JSON). Problems with a
 //! cell (`gender` 3, a `customInfo` that is not JSON) fail the row, named by the file's own
-//! column name.
+//! column name. A cell's leading `'` before a character that would make a spreadsheet run
+//! it is dropped ([`formula`]).
+
+mod formula;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
@@ -833,11 +836,12 @@ pub fn reader<R: Read>(file: R, delimiter: char) -> csv::Reader<R> {
         .from_reader(file)
 }
 
-/// A record's cells as text; a record that is not UTF-8 is refused with its line.
+/// A record's cells as text, each [`formula::restored`]; a record that is not UTF-8 is
+/// refused with its line.
 pub fn cells(record: &csv::ByteRecord) -> Result<Vec<String>, AppError> {
     record
         .iter()
-        .map(|cell| String::from_utf8(cell.to_vec()))
+        .map(|cell| String::from_utf8(cell.to_vec()).map(formula::restored))
         .collect::<Result<_, _>>()
         .map_err(|_| {
             let line = record.position().map_or(0, csv::Position::line);
