@@ -12,7 +12,10 @@
 //! `approvers` take the JSON list that field takes, `tags` a JSON list when a tag has a
 //! comma, and `clear` names the fields the row clears (a `null` in JSON). Problems with a
 //! cell (`gender` 3, a `customInfo` that is not JSON) fail the row, named by the file's own
-//! column name.
+//! column name. Every file is written with a `'` before a cell that a spreadsheet would run
+//! as a formula, and read without it ([`formula`]).
+
+mod formula;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
@@ -28,6 +31,8 @@ use crate::error::{AppError, FieldError};
 use crate::users::domain::AttributeType;
 use crate::users::import::ImportRow;
 use crate::users::profile::{Gender, Language, Patch, RawAttribute, RawUser};
+
+pub use formula::write_record;
 
 /// Most rows one CSV file may carry.
 pub const MAX_ROWS: usize = 1_000_000;
@@ -833,11 +838,12 @@ pub fn reader<R: Read>(file: R, delimiter: char) -> csv::Reader<R> {
         .from_reader(file)
 }
 
-/// A record's cells as text; a record that is not UTF-8 is refused with its line.
+/// A record's cells as text, each [`formula::restored`]; a record that is not UTF-8 is
+/// refused with its line.
 pub fn cells(record: &csv::ByteRecord) -> Result<Vec<String>, AppError> {
     record
         .iter()
-        .map(|cell| String::from_utf8(cell.to_vec()))
+        .map(|cell| String::from_utf8(cell.to_vec()).map(formula::restored))
         .collect::<Result<_, _>>()
         .map_err(|_| {
             let line = record.position().map_or(0, csv::Position::line);
@@ -954,7 +960,8 @@ fn unreadable(error: csv::Error) -> AppError {
     not_csv(format!("line {line} cannot be read as CSV: {error}"))
 }
 
-/// Writes rows in a layout: its separator, its byte order mark, its columns and one more.
+/// Writes rows in a layout: its separator, its byte order mark, its columns and one more;
+/// each record through [`write_record`].
 pub struct Writer {
     delimiter: u8,
     inner: csv::Writer<Vec<u8>>,
@@ -970,10 +977,7 @@ impl Writer {
             inner: Self::writer(delimiter, start),
         };
         let header = layout.names.iter().map(String::as_str).chain([extra]);
-        writer
-            .inner
-            .write_record(header)
-            .map_err(AppError::internal)?;
+        write_record(&mut writer.inner, header)?;
         Ok(writer)
     }
 
@@ -986,7 +990,7 @@ impl Writer {
 
     pub fn row(&mut self, cells: &[String], last: &str) -> Result<(), AppError> {
         let record = cells.iter().map(String::as_str).chain([last]);
-        self.inner.write_record(record).map_err(AppError::internal)
+        write_record(&mut self.inner, record)
     }
 
     /// What was written since the last call.

@@ -5,7 +5,8 @@
 //! [`csv`]), `,`-separated: the four required columns, then each field some failed row gives,
 //! in the order of `UserImportInput`, then `clear` when a row clears a field. Uploaded again,
 //! each row reads back as the JSON row it came from. Either way an `errors` column ends the
-//! row (`column: message; …`).
+//! row (`column: message; …`), and a cell that a spreadsheet would run as a formula is
+//! written as text ([`csv::write_record`]).
 //!
 //! A password or a password hash a failed row sent is never written back: its cell is left
 //! blank and the row's `errors` say so, to be filled in again.

@@ -1,5 +1,6 @@
 //! The users export: every user of a tenant as CSV, produced page by page so that memory
-//! stays flat however many users there are.
+//! stays flat however many users there are. A cell that a spreadsheet would run as a formula
+//! is written as text ([`csv_format::write_record`]).
 
 use entity::{user_attributes, users};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -218,7 +219,7 @@ async fn rows(
 fn write_rows(records: impl IntoIterator<Item = Vec<String>>) -> AppResult<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for record in records {
-        writer.write_record(&record).map_err(AppError::internal)?;
+        csv_format::write_record(&mut writer, record.iter().map(String::as_str))?;
     }
     writer
         .into_inner()

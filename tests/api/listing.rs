@@ -213,7 +213,7 @@ db_test! {
             ("externalId", "cl123456"), ("source", "default"), ("email", "john.smith@example.com"),
             ("login", "john.smith"), ("firstName", "John"), ("lastName", "Smith"),
             ("birthDate", "1988-07-26"), ("gender", "MALE"), ("active", "true"), ("city", "Kyiv"),
-            ("department", "Main Office"), ("tags", "tag1,tag2"), ("phone", "+380971111111"),
+            ("department", "Main Office"), ("tags", "tag1,tag2"), ("phone", "'+380971111111"),
             ("customInfo", r#"{"vacation_days":21}"#), ("attr:user_field1", "Cluster1"),
             ("attr:level:NUMBER", "3"), ("middleName", ""),
         ] {

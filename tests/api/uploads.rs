@@ -190,7 +190,9 @@ db_test! {
         let mut fixed = Vec::new();
         for record in &records {
             let i: usize = record[0][1..].parse().unwrap();
-            let sent = seed_row(i, true);
+            // The phone after a `'`, as a spreadsheet would run it otherwise.
+            let mut sent = seed_row(i, true);
+            sent[12] = format!("'{}", sent[12]);
             assert_eq!(record.iter().take(sent.len()).collect::<Vec<_>>(), sent);
             let errors = &record[sent.len()];
             let column = ["email", "gender", "secondname", "birth_date"][(i / 7) % 4];
