@@ -74,12 +74,20 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
              `multipart/form-data` for file uploads",
         );
     };
-    let (limit, timeout) = match kind {
-        BodyKind::Json => (state.http.max_body, state.http.request_timeout),
-        BodyKind::Multipart(_) => (state.http.max_upload, state.http.upload_timeout),
+    let (limit, setting, timeout) = match kind {
+        BodyKind::Json => (
+            state.http.max_body,
+            "ROSTER_MAX_BODY",
+            state.http.request_timeout,
+        ),
+        BodyKind::Multipart(_) => (
+            state.http.max_upload,
+            "ROSTER_MAX_UPLOAD",
+            state.http.upload_timeout,
+        ),
     };
     if content_length(&headers).is_some_and(|len| len > limit) {
-        return too_large(format, limit);
+        return too_large(format, limit, setting);
     }
     let request = match kind {
         BodyKind::Json => read_json(body, limit).await,
@@ -87,7 +95,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
     };
     match request {
         Ok(request) => execute(&state, principal, request, format, timeout).await,
-        Err(BodyError::TooLarge) => too_large(format, limit),
+        Err(BodyError::TooLarge) => too_large(format, limit, setting),
         Err(BodyError::Invalid(message)) => bad_request(format, message),
     }
 }
@@ -377,10 +385,19 @@ async fn read_multipart(
     content_type: &str,
     limit: usize,
 ) -> Result<GraphQLRequest, BodyError> {
+    // The multipart parser reports a failed read in its own words, whatever the cause: the
+    // limit being hit is noted here, as the body is read, so it answers 413 all the same.
+    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noted = over_limit.clone();
     let limited = Body::new(http_body_util::Limited::new(body, limit));
     let reader = limited
         .into_data_stream()
-        .map_err(std::io::Error::other)
+        .map_err(move |error| {
+            if is_length_limit(&error) {
+                noted.store(true, std::sync::atomic::Ordering::Release);
+            }
+            std::io::Error::other(error)
+        })
         .into_async_read();
     let options = MultipartOptions::default()
         .max_file_size(limit)
@@ -388,6 +405,7 @@ async fn read_multipart(
     async_graphql::http::receive_body(Some(content_type), reader, options)
         .await
         .map_err(|e| match e {
+            _ if over_limit.load(std::sync::atomic::Ordering::Acquire) => BodyError::TooLarge,
             ParseRequestError::PayloadTooLarge => BodyError::TooLarge,
             ParseRequestError::Io(ref io)
                 if io.get_ref().is_some_and(|inner| is_length_limit(inner)) =>
@@ -490,12 +508,13 @@ fn bad_request(format: ResponseFormat, message: impl Into<String>) -> Response {
     )
 }
 
-fn too_large(format: ResponseFormat, limit: usize) -> Response {
+/// 413, naming the limit and the setting that raises it.
+fn too_large(format: ResponseFormat, limit: usize, setting: &str) -> Response {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         format,
         ErrorCode::BadUserInput,
-        format!("the request body is larger than the limit of {limit} bytes (ROSTER_MAX_BODY)"),
+        format!("the request body is larger than the limit of {limit} bytes ({setting})"),
     )
 }
 

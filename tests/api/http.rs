@@ -221,6 +221,80 @@ async fn bodies_over_the_limit_are_413() {
     assert_eq!(response.status(), 413);
 }
 
+/// An `importUsersCsv` request whose file is `size` bytes, sent with a Content-Length or,
+/// when `chunked`, as a stream of unknown length.
+async fn upload_of(app: &TestApp, size: usize, chunked: bool) -> GraphQLResponse {
+    let mut file = b"externalId,email,firstName,lastName\n".to_vec();
+    for i in 0.. {
+        if file.len() >= size {
+            break;
+        }
+        file.extend(format!("e{i},e{i}@example.com,A,B\n").bytes());
+    }
+    let part = if chunked {
+        let chunks = file
+            .chunks(1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()));
+        let stream = futures_util::stream::iter(chunks.collect::<Vec<_>>());
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream))
+    } else {
+        reqwest::multipart::Part::bytes(file)
+    };
+    let operations = json!({
+        "query": "mutation($file: Upload!) { importUsersCsv(file: $file) { id } }",
+        "variables": { "file": null }
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", r#"{"0":["variables.file"]}"#)
+        .part("0", part.file_name("users.csv"));
+    let response = app
+        .client
+        .post(app.graphql_url())
+        .bearer_auth(app.token(Role::Admin))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    GraphQLResponse::read(response).await
+}
+
+async fn max_upload_app() -> TestApp {
+    spawn_app_with(Backend::Sqlite, |config| config.http.max_upload = 64 * 1024).await
+}
+
+#[tokio::test]
+async fn an_upload_over_its_limit_is_413_naming_its_setting() {
+    let app = max_upload_app().await;
+    let response = upload_of(&app, 100 * 1024, false).await;
+    assert_eq!(response.status, 413);
+    assert_eq!(
+        response.error_message(),
+        "the request body is larger than the limit of 65536 bytes (ROSTER_MAX_UPLOAD)"
+    );
+    assert_eq!(app.count_rows("import_jobs").await, 0);
+}
+
+#[tokio::test]
+async fn a_chunked_upload_over_its_limit_is_413() {
+    let app = max_upload_app().await;
+    let response = upload_of(&app, 100 * 1024, true).await;
+    assert_eq!(response.status, 413, "{}", response.body);
+    assert!(
+        response.error_message().ends_with("(ROSTER_MAX_UPLOAD)"),
+        "{}",
+        response.error_message()
+    );
+    assert_eq!(app.count_rows("import_jobs").await, 0);
+}
+
+#[tokio::test]
+async fn a_chunked_upload_within_its_limit_is_read() {
+    let app = max_upload_app().await;
+    let response = upload_of(&app, 1024, true).await;
+    assert!(response.data()["importUsersCsv"]["id"].is_string());
+}
+
 #[tokio::test]
 async fn query_limits_answer_clear_errors() {
     let app = spawn_app_with(Backend::Sqlite, |config| {
