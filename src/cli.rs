@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: apply migrations, then serve GraphQL, GraphiQL and the routes (default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseConfig),
     /// Mint a bearer token signed with the configured secret.
@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Serve(config)) => {
             telemetry::init_logging(cli.log_format);
-            serve(config).await
+            serve(*config).await
         }
         None => {
             telemetry::init_logging(cli.log_format);

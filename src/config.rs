@@ -70,6 +70,43 @@ pub struct HttpConfig {
     /// Browser origins allowed to call the API (comma-separated), e.g. a dashboard's origin.
     #[arg(long, env = "ROSTER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    /// Longest time a client may take to send a request's headers, and an idle keep-alive
+    /// connection to begin its next request; then the connection is closed.
+    #[arg(long, env = "ROSTER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    pub header_timeout: Duration,
+
+    /// Longest time a request body may stall between two of its chunks; then the request
+    /// answers 408 and nothing is written.
+    #[arg(long, env = "ROSTER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive)]
+    pub body_timeout: Duration,
+
+    /// Most connections open at once (WebSocket ones included); more wait to be accepted.
+    #[arg(long, env = "ROSTER_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 64 * 1024 * 1024,
+            max_upload: 1024 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
+            cors_origins: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
+}
+
+fn parse_positive(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than 0s".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Bounds on what one GraphQL operation may ask for.

@@ -75,6 +75,7 @@ impl Application {
             self.jobs.clone(),
         );
         let metrics = self.state.metrics.clone();
+        let http = self.state.http.clone();
         // Histograms are buffered until drained; drain them even when nobody scrapes.
         let upkeep = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -83,12 +84,10 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        crate::http::serve::serve(self.listener, self.router, &http, shutdown_signal()).await;
         upkeep.abort();
         workers.shutdown().await;
-        result
+        Ok(())
     }
 }
 

@@ -96,6 +96,16 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
     match request {
         Ok(request) => execute(&state, principal, request, format, timeout).await,
         Err(BodyError::TooLarge) => too_large(format, limit, setting),
+        Err(BodyError::Stalled) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            format,
+            ErrorCode::Timeout,
+            format!(
+                "the request body stalled for longer than {} (ROSTER_BODY_TIMEOUT); nothing \
+                 was written",
+                humantime::format_duration(state.http.body_timeout)
+            ),
+        ),
         Err(BodyError::Invalid(message)) => bad_request(format, message),
     }
 }
@@ -352,7 +362,22 @@ const BLOCKING_BODY: usize = 256 * 1024;
 
 enum BodyError {
     TooLarge,
+    /// No data came for `ROSTER_BODY_TIMEOUT`.
+    Stalled,
     Invalid(String),
+}
+
+impl BodyError {
+    /// The limit or the stall behind a failed read of the body, if either was.
+    fn of_read(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        if has_in_chain::<http_body_util::LengthLimitError>(error) {
+            Some(Self::TooLarge)
+        } else if has_in_chain::<tower_http::timeout::TimeoutError>(error) {
+            Some(Self::Stalled)
+        } else {
+            None
+        }
+    }
 }
 
 async fn read_json(body: Body, limit: usize) -> Result<GraphQLRequest, BodyError> {
@@ -386,15 +411,18 @@ async fn read_multipart(
     limit: usize,
 ) -> Result<GraphQLRequest, BodyError> {
     // The multipart parser reports a failed read in its own words, whatever the cause: the
-    // limit being hit is noted here, as the body is read, so it answers 413 all the same.
-    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let noted = over_limit.clone();
+    // limit being hit or the body stalling is noted here, as the body is read, so that it
+    // answers 413 or 408 all the same.
+    let cause = Arc::new(std::sync::Mutex::new(None));
+    let noted = cause.clone();
     let limited = Body::new(http_body_util::Limited::new(body, limit));
     let reader = limited
         .into_data_stream()
         .map_err(move |error| {
-            if is_length_limit(&error) {
-                noted.store(true, std::sync::atomic::Ordering::Release);
+            if let Some(reason) = BodyError::of_read(&error)
+                && let Ok(mut cause) = noted.lock()
+            {
+                *cause = Some(reason);
             }
             std::io::Error::other(error)
         })
@@ -402,36 +430,29 @@ async fn read_multipart(
     let options = MultipartOptions::default()
         .max_file_size(limit)
         .max_num_files(16);
-    async_graphql::http::receive_body(Some(content_type), reader, options)
-        .await
-        .map_err(|e| match e {
-            _ if over_limit.load(std::sync::atomic::Ordering::Acquire) => BodyError::TooLarge,
+    let received = async_graphql::http::receive_body(Some(content_type), reader, options).await;
+    let noted = cause.lock().ok().and_then(|mut cause| cause.take());
+    received.map_err(|e| {
+        noted.unwrap_or_else(|| match e {
             ParseRequestError::PayloadTooLarge => BodyError::TooLarge,
-            ParseRequestError::Io(ref io)
-                if io.get_ref().is_some_and(|inner| is_length_limit(inner)) =>
-            {
-                BodyError::TooLarge
-            }
             ParseRequestError::UnsupportedBatch => BodyError::Invalid(
                 "batched requests are not supported: send one operation per request".into(),
             ),
             other => BodyError::Invalid(format!("invalid multipart request: {other}")),
         })
+    })
 }
 
 fn body_error(error: &axum::Error) -> BodyError {
-    if is_length_limit(error) {
-        BodyError::TooLarge
-    } else {
-        BodyError::Invalid(format!("cannot read the request body: {error}"))
-    }
+    BodyError::of_read(error)
+        .unwrap_or_else(|| BodyError::Invalid(format!("cannot read the request body: {error}")))
 }
 
-/// Whether a body error, somewhere in its chain, is the size limit being hit.
-fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an error, somewhere in its chain, is an `E`.
+fn has_in_chain<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<http_body_util::LengthLimitError>() {
+        if e.is::<E>() {
             return true;
         }
         current = e.source();

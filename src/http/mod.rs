@@ -5,6 +5,7 @@ mod graphiql;
 mod graphql;
 mod negotiate;
 mod ops;
+pub mod serve;
 mod ws;
 
 use std::sync::Arc;
@@ -48,6 +49,10 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route_layer(middleware::from_fn(ops::record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.http.body_timeout,
+            ops::body_timeout,
+        ))
         .layer(ops::trace_layer())
         .with_state(state);
     Ok(match cors {

@@ -122,7 +122,7 @@ fn test_config(database_url: &str) -> ServeConfig {
             max_upload: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(600),
-            cors_origins: Vec::new(),
+            ..HttpConfig::default()
         },
         limits: QueryLimits::default(),
         jobs: JobsConfig {

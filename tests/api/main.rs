@@ -7,6 +7,7 @@ mod approvers;
 mod attributes;
 mod auth;
 mod cli;
+mod connections;
 mod formulas;
 mod http;
 mod jobs;
