@@ -70,6 +70,11 @@ pub struct HttpConfig {
     /// Browser origins allowed to call the API (comma-separated), e.g. a dashboard's origin.
     #[arg(long, env = "ROSTER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    /// Longest time a `graphql-transport-ws` socket may stay open without `connection_init`;
+    /// then it is closed with 4408. Clients send it as soon as the socket opens.
+    #[arg(long, env = "ROSTER_WS_INIT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub ws_init_timeout: Duration,
 }
 
 /// Bounds on what one GraphQL operation may ask for.

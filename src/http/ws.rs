@@ -54,20 +54,22 @@ async fn serve(
 
     let gate = Gate::new(protocol);
     let refuse = gate.clone();
+    let init_timeout = state.http.ws_init_timeout;
     let schema = state.schema.clone();
-    let output = WebSocket::from_message_stream(schema, gate.incoming(input), protocol)
-        .on_connection_init(move |payload| async move {
-            let principal = state
-                .auth
-                .authenticate_header(authorization(&payload))
-                .map_err(|e| {
-                    refuse.forbid();
-                    AppError::Unauthenticated(e.to_string())
-                })?;
-            let mut data = Data::default();
-            request_data(&mut data, principal, &state.db, &state.queue);
-            Ok(data)
-        });
+    let output =
+        WebSocket::from_message_stream(schema, gate.incoming(input, init_timeout), protocol)
+            .on_connection_init(move |payload| async move {
+                let principal = state
+                    .auth
+                    .authenticate_header(authorization(&payload))
+                    .map_err(|e| {
+                        refuse.forbid();
+                        AppError::Unauthenticated(e.to_string())
+                    })?;
+                let mut data = Data::default();
+                request_data(&mut data, principal, &state.db, &state.queue);
+                Ok(data)
+            });
     futures_util::pin_mut!(output);
     while let Some(message) = output.next().await {
         let message = match message {

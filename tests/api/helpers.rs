@@ -123,6 +123,7 @@ fn test_config(database_url: &str) -> ServeConfig {
             request_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(600),
             cors_origins: Vec::new(),
+            ws_init_timeout: Duration::from_secs(3),
         },
         limits: QueryLimits::default(),
         jobs: JobsConfig {

@@ -165,6 +165,32 @@ db_test! {
     }
 }
 
+async fn no_connection_init_in_time(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.http.ws_init_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut socket = connect(&app, TRANSPORT_WS).await;
+    assert_eq!(
+        closed(&mut socket).await,
+        (4408, "Connection initialisation timeout".to_owned())
+    );
+}
+each_backend!(no_connection_init_within_the_timeout_closes_with_4408 => no_connection_init_in_time);
+
+async fn initialised_in_time(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.http.ws_init_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut socket = acknowledged(&app).await;
+    // Past the init timeout: the connection was initialised in time and stays open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut socket, json!({ "type": "ping" })).await;
+    assert_eq!(receive_json(&mut socket).await["type"], "pong");
+}
+each_backend!(the_init_timeout_spares_an_initialised_connection => initialised_in_time);
+
 db_test! {
     async fn a_ping_before_connection_init_is_answered(app) {
         let mut socket = connect(&app, TRANSPORT_WS).await;

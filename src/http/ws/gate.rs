@@ -1,10 +1,12 @@
 //! The rules of `graphql-transport-ws` that async-graphql's `WebSocket` leaves to the server.
 //! The gate reads the client's messages before async-graphql does and watches what the
-//! server answers; a message the protocol forbids ends the client's messages, and the socket closes with the code the protocol gives that mistake.
+//! server answers; a message the protocol forbids, or no `connection_init` in time, ends the
+//! client's messages, and the socket closes with the code the protocol gives that mistake.
 //! Under the older `graphql-ws` subprotocol the gate only parses the messages.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_graphql::http::{ClientMessage, WebSocketProtocols};
 use futures_util::{Stream, StreamExt};
@@ -16,6 +18,8 @@ const BAD_REQUEST: u16 = 4400;
 const UNAUTHORIZED: u16 = 4401;
 /// A refused `connection_init`.
 const FORBIDDEN: u16 = 4403;
+/// No `connection_init` within the init timeout.
+const INIT_TIMEOUT: u16 = 4408;
 /// A `subscribe` whose id an operation under way still holds.
 const SUBSCRIBER_EXISTS: u16 = 4409;
 /// A second `connection_init`.
@@ -72,23 +76,40 @@ impl Gate {
     }
 
     /// The client's messages, parsed for async-graphql. Under `graphql-transport-ws` they end
-    /// at the first one the protocol forbids; [`Gate::close`] then says how to close the
-    /// socket.
+    /// at the first one the protocol forbids, or when no `connection_init` came within
+    /// `init_timeout`; [`Gate::close`] then says how to close the socket.
     pub fn incoming<S>(
         &self,
         messages: S,
+        init_timeout: Duration,
     ) -> impl Stream<Item = serde_json::Result<ClientMessage>> + Send + 'static
     where
         S: Stream + Unpin + Send + 'static,
         S::Item: AsRef<[u8]>,
     {
+        let deadline = tokio::time::Instant::now() + init_timeout;
         futures_util::stream::unfold(
             (messages, self.clone()),
             move |(mut messages, gate)| async move {
-                let message = messages.next().await?;
                 if !gate.checked {
+                    let message = messages.next().await?;
                     return Some((ClientMessage::from_bytes(message), (messages, gate)));
                 }
+                let awaiting_init = !gate.state().initialised;
+                let message = if awaiting_init {
+                    match tokio::time::timeout_at(deadline, messages.next()).await {
+                        Ok(message) => message?,
+                        Err(_) => {
+                            gate.end(Close::new(
+                                INIT_TIMEOUT,
+                                "Connection initialisation timeout",
+                            ));
+                            return None;
+                        }
+                    }
+                } else {
+                    messages.next().await?
+                };
                 match gate.admit(message.as_ref()) {
                     Ok(message) => Some((Ok(message), (messages, gate))),
                     Err(close) => {
