@@ -73,10 +73,8 @@ async fn serve(
     futures_util::pin_mut!(output);
     while let Some(message) = output.next().await {
         let message = match message {
-            WsMessage::Text(text) => {
-                gate.outgoing(&text);
-                Message::Text(text.into())
-            }
+            WsMessage::Text(text) if gate.outgoing(&text) => Message::Text(text.into()),
+            WsMessage::Text(_) => continue,
             WsMessage::Close(code, reason) => close_frame(Close {
                 code: gate.close_code(code),
                 reason,

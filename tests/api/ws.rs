@@ -224,16 +224,28 @@ async fn id_completed_by_the_client(backend: Backend) {
     assert_eq!(receive_json(&mut socket).await["type"], "next");
     send(&mut socket, json!({ "type": "complete", "id": "1" })).await;
     send(&mut socket, follow("1", &job)).await;
-    loop {
-        let message = receive_json(&mut socket).await;
-        if message["type"] == "next" {
-            assert_eq!(message["id"], "1", "{message}");
-            break;
-        }
-        assert_eq!(message["type"], "complete", "{message}");
-    }
+    let next = receive_json(&mut socket).await;
+    assert_eq!(
+        (&next["type"], &next["id"]),
+        (&json!("next"), &json!("1")),
+        "{next}"
+    );
 }
 each_backend!(an_id_the_client_completed_can_be_used_again => id_completed_by_the_client);
+
+async fn completed_by_the_client(backend: Backend) {
+    let (app, job) = queued_job(backend).await;
+    let mut socket = acknowledged(&app).await;
+    send(&mut socket, follow("1", &job)).await;
+    assert_eq!(receive_json(&mut socket).await["type"], "next");
+    send(&mut socket, json!({ "type": "complete", "id": "1" })).await;
+    send(&mut socket, json!({ "type": "ping" })).await;
+    // The server reads the client's messages in order: a `complete` of its own would come
+    // before the pong.
+    let message = receive_json(&mut socket).await;
+    assert_eq!(message["type"], "pong", "{message}");
+}
+each_backend!(a_complete_from_the_client_is_not_answered => completed_by_the_client);
 
 db_test! {
     async fn an_id_the_server_completed_can_be_used_again(app) {

@@ -122,9 +122,10 @@ impl Gate {
         .fuse()
     }
 
-    /// Notes what the server sends the client: its acknowledgement, and the operations it
-    /// ends.
-    pub fn outgoing(&self, text: &str) {
+    /// Notes what the server is about to send the client: its acknowledgement, and the
+    /// operations it ends. Answers whether to send it: nothing more goes out about an
+    /// operation the client completed.
+    pub fn outgoing(&self, text: &str) -> bool {
         #[derive(Deserialize)]
         struct Sent {
             #[serde(rename = "type")]
@@ -133,19 +134,19 @@ impl Gate {
         }
 
         if !self.checked {
-            return;
+            return true;
         }
         let Ok(Sent { kind, id }) = serde_json::from_str(text) else {
-            return;
+            return true;
         };
         let mut state = self.state();
         match (kind.as_str(), id) {
             ("connection_ack", _) => state.acknowledged = true,
-            ("complete" | "error", Some(id)) => {
-                state.operations.remove(&id);
-            }
+            ("next", Some(id)) => return state.operations.contains(&id),
+            ("complete" | "error", Some(id)) => return state.operations.remove(&id),
             _ => {}
         }
+        true
     }
 
     /// The token in `connection_init` was refused.
