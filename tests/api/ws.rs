@@ -134,6 +134,17 @@ db_test! {
 }
 
 db_test! {
+    async fn a_subscribe_right_behind_connection_init_is_answered(app) {
+        let mut socket = connect(&app, TRANSPORT_WS).await;
+        send(&mut socket, init(&app.token(Role::Viewer))).await;
+        send(&mut socket, subscribe("1", "{ __typename }", json!({}))).await;
+        assert_eq!(receive_json(&mut socket).await["type"], "connection_ack");
+        let next = receive_json(&mut socket).await;
+        assert_eq!(next["payload"]["data"]["__typename"], "Query", "{next}");
+    }
+}
+
+db_test! {
     async fn a_message_of_no_known_type_closes_with_4400(app) {
         let query = json!({ "query": "{ __typename }" });
         let messages = [

@@ -29,7 +29,7 @@ const TOO_MANY_INITS: u16 = 4429;
 const CLIENT_TYPES: [&str; 5] = ["connection_init", "ping", "pong", "subscribe", "complete"];
 
 /// The code and reason of a close frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Close {
     pub code: u16,
     pub reason: String,
@@ -197,6 +197,8 @@ impl Gate {
                 state.initialised = true;
             }
             ClientMessage::Start { id, .. } => {
+                // async-graphql reads nothing more while it checks `connection_init`, so a
+                // `subscribe` sent right behind it comes here once the answer has gone out.
                 if !state.acknowledged {
                     return Err(Close::new(UNAUTHORIZED, "Unauthorized"));
                 }
