@@ -1,8 +1,8 @@
 //! Subscriptions over WebSocket (`graphql-transport-ws`); the token comes in `connection_init`.
 
+mod gate;
+
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket, WebSocketProtocols, WsMessage};
@@ -12,12 +12,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt, future};
 
+use self::gate::{Close, Gate};
 use super::AppState;
 use crate::error::AppError;
 use crate::graphql::request_data;
 
-/// The close code `graphql-transport-ws` prescribes for a refused `connection_init`.
-const FORBIDDEN: u16 = 4403;
 /// Longest close reason a WebSocket frame can carry.
 const MAX_CLOSE_REASON: usize = 123;
 
@@ -53,42 +52,48 @@ async fn serve(
             })
         });
 
-    let refused = Arc::new(AtomicBool::new(false));
-    let refused_in_init = refused.clone();
+    let gate = Gate::new(protocol);
+    let refuse = gate.clone();
+    let init_timeout = state.http.ws_init_timeout;
     let schema = state.schema.clone();
-    let output = WebSocket::new(schema, input, protocol)
-        .on_connection_init(move |payload| async move {
-            let principal = state
-                .auth
-                .authenticate_header(authorization(&payload))
-                .map_err(|e| {
-                    refused_in_init.store(true, Ordering::Release);
-                    AppError::Unauthenticated(e.to_string())
-                })?;
-            let mut data = Data::default();
-            request_data(&mut data, principal, &state.db, &state.queue);
-            Ok(data)
-        })
-        .map(|message| match message {
-            WsMessage::Text(text) => Message::Text(text.into()),
-            WsMessage::Close(code, reason) => {
-                let code = if refused.load(Ordering::Acquire) {
-                    FORBIDDEN
-                } else {
-                    code
-                };
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: truncate(reason, MAX_CLOSE_REASON).into(),
-                }))
-            }
-        });
+    let output =
+        WebSocket::from_message_stream(schema, gate.incoming(input, init_timeout), protocol)
+            .on_connection_init(move |payload| async move {
+                let principal = state
+                    .auth
+                    .authenticate_header(authorization(&payload))
+                    .map_err(|e| {
+                        refuse.forbid();
+                        AppError::Unauthenticated(e.to_string())
+                    })?;
+                let mut data = Data::default();
+                request_data(&mut data, principal, &state.db, &state.queue);
+                Ok(data)
+            });
     futures_util::pin_mut!(output);
     while let Some(message) = output.next().await {
+        let message = match message {
+            WsMessage::Text(text) if gate.outgoing(&text) => Message::Text(text.into()),
+            WsMessage::Text(_) => continue,
+            WsMessage::Close(code, reason) => close_frame(Close {
+                code: gate.close_code(code),
+                reason,
+            }),
+        };
         if sink.send(message).await.is_err() {
-            break;
+            return;
         }
     }
+    if let Some(close) = gate.close() {
+        let _ = sink.send(close_frame(close)).await;
+    }
+}
+
+fn close_frame(Close { code, reason }: Close) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: truncate(reason, MAX_CLOSE_REASON).into(),
+    }))
 }
 
 fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
