@@ -7,6 +7,7 @@ mod approvers;
 mod attributes;
 mod auth;
 mod cli;
+mod failures;
 mod http;
 mod jobs;
 mod listing;
