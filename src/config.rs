@@ -181,6 +181,12 @@ pub struct JobsConfig {
     #[arg(long, env = "ROSTER_JOB_CHUNK", default_value_t = JOB_CHUNK, value_parser = parse_chunk)]
     pub job_chunk: usize,
 
+    /// How long a job waits after a run that failed for a server reason (the database
+    /// failing, not its rows) before it is tried again; twice as long after a second failure
+    /// in a row. The third failure in a row fails the job.
+    #[arg(long, env = "ROSTER_JOB_RETRY_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub job_retry_delay: Duration,
+
     /// How long a finished job is kept, with its rows, results and before-images; after
     /// that it is deleted and can no longer be read, retried or reverted. At least 24h
     /// (the life of an idempotency key); `forever` keeps every job.
@@ -208,6 +214,7 @@ impl Default for JobsConfig {
             job_lease: Duration::from_secs(30),
             job_poll: Duration::from_secs(1),
             job_chunk: JOB_CHUNK,
+            job_retry_delay: Duration::from_secs(5),
             job_retention: Retention(Some(Duration::from_secs(30 * 24 * 3600))),
             job_sweep_every: Duration::from_secs(3600),
         }

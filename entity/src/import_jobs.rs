@@ -49,9 +49,12 @@ pub struct Model {
     pub error_message: Option<String>,
     /// JSON array of strings.
     pub integrity_warnings: Option<String>,
-    /// The worker that holds the job, and until when (epoch ms).
+    /// The worker that holds the job, and until when (epoch ms); after a failed run, when it
+    /// is tried again.
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
+    /// How often a worker claimed the job: its first run, and each resumption after a
+    /// restart, a takeover or a failure. A claim is no failure.
     pub attempts: i32,
     /// Grows with every change of the row, so that watchers see each step once.
     pub version: i32,
@@ -69,6 +72,8 @@ pub struct Model {
     pub revert_of: Option<i64>,
     /// Users the job removed (a revert removes the users its job created).
     pub deleted: i32,
+    /// Runs in a row that ended in a server error; a committed chunk sets it back to 0.
+    pub failures: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -825,6 +825,7 @@ fn new_job(
         retry_of: Set(None),
         revert_of: Set(None),
         deleted: Set(0),
+        failures: Set(0),
         ..Default::default()
     }
 }

@@ -46,7 +46,8 @@ pub enum Stop {
     LeaseLost,
     /// The process is shutting down.
     ShuttingDown,
-    /// The database failed; the job is tried again later.
+    /// The database failed: the job is tried again later, unless its runs failed too often
+    /// in a row (see [`super::worker`]).
     Failed(anyhow::Error),
 }
 
@@ -113,13 +114,15 @@ impl Runner<'_> {
             .ok_or(Stop::LeaseLost)
     }
 
-    /// Ends a chunk: the job's new state, with its lease renewed.
+    /// Ends a chunk: the job's new state, with its lease renewed. A chunk committed is a run
+    /// that works: the failures before it no longer count as in a row.
     pub(super) async fn save(
         &self,
         conn: &impl ConnectionTrait,
         job: &mut jobs::Model,
     ) -> Result<(), Stop> {
         job.version += 1;
+        job.failures = 0;
         job.lease_until = Some(Utc::now().timestamp_millis() + self.lease_ms);
         store::save(conn, job).await?;
         Ok(())

@@ -5,6 +5,10 @@
 //! its lease while it runs the job; when a process dies, its leases run out and the jobs are
 //! claimed again, to resume after their last committed chunk. Every chunk is fenced by the
 //! lease (see [`super::store::fenced`]), so a worker that lost its job commits nothing more.
+//!
+//! A run that fails for a server reason lets go of its job until a later time, further off
+//! after each failure in a row; the job fails at the [`MAX_FAILURES`]th. Only failures
+//! count: a job taken over or resumed after a restart was claimed again, and failed nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +27,9 @@ use crate::config::JobsConfig;
 use crate::db;
 use crate::telemetry;
 
-/// A job whose runs failed this often (the database failing, not its rows) is given up.
-const MAX_ATTEMPTS: i32 = 3;
+/// A job whose runs failed this often in a row (the database failing, not its rows) is
+/// given up.
+const MAX_FAILURES: i32 = 3;
 
 /// The running workers of this process.
 pub struct Workers {
@@ -169,14 +174,19 @@ impl Worker {
         job.version += 1;
         store::save(&txn, &job).await?;
         txn.commit().await?;
-        tracing::info!(worker = %self.name, job = job.id, attempt = job.attempts, "job claimed");
+        tracing::info!(
+            worker = %self.name,
+            job = job.id,
+            claim = job.attempts,
+            failures = job.failures,
+            "job claimed"
+        );
         self.queue.published(&job);
         Ok(Some(job))
     }
 
     async fn run(&self, job: jobs::Model) {
         let id = job.id;
-        let attempts = job.attempts;
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = tokio::spawn(heartbeat(
             self.db.clone(),
@@ -216,17 +226,22 @@ impl Worker {
                 tracing::info!(worker = %self.name, job = id, "stopping; the job resumes in any process");
                 self.release(id, 0).await;
             }
-            Err(Stop::Failed(error)) if attempts >= MAX_ATTEMPTS => {
-                tracing::error!(worker = %self.name, job = id, error = %format!("{error:#}"), "job failed; giving up");
-                if let Err(error) = self.give_up(id).await {
-                    tracing::error!(job = id, %error, "cannot mark the job failed");
-                }
-            }
             Err(Stop::Failed(error)) => {
-                tracing::warn!(worker = %self.name, job = id, error = %format!("{error:#}"), "job run failed; it is tried again");
-                let backoff = 5_000 * i64::from(attempts);
-                self.release(id, Utc::now().timestamp_millis() + backoff)
-                    .await;
+                let error = format!("{error:#}");
+                match self.count_failure(id).await {
+                    Ok(Some(job)) if job.status == JobStatus::Failed.as_str() => {
+                        tracing::error!(worker = %self.name, job = id, %error, failures = job.failures, "job failed; giving up");
+                    }
+                    Ok(Some(job)) => {
+                        tracing::warn!(worker = %self.name, job = id, %error, failures = job.failures, retry_at = job.lease_until, "job run failed; it is tried again");
+                    }
+                    Ok(None) => {
+                        tracing::warn!(worker = %self.name, job = id, %error, "job run failed after it lost the job's lease");
+                    }
+                    Err(cause) => {
+                        tracing::error!(worker = %self.name, job = id, %error, %cause, "job run failed, and its failure cannot be recorded; its lease runs out instead");
+                    }
+                }
             }
         }
     }
@@ -238,19 +253,33 @@ impl Worker {
         }
     }
 
-    async fn give_up(&self, id: i64) -> Result<(), DbErr> {
+    /// Counts a failed run of a job this worker still holds: the job waits out its
+    /// [`retry_delay`] before any worker claims it again, or, at its [`MAX_FAILURES`]th
+    /// failure in a row, fails. Answers the job as stored; `None` when this worker holds it
+    /// no longer (it was cancelled, or taken over while it failed), and nothing is counted.
+    async fn count_failure(&self, id: i64) -> Result<Option<jobs::Model>, DbErr> {
         let txn = db::begin_write(&self.db).await?;
         let Some(mut job) = store::fenced(&txn, id, &self.name).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        super::end(&mut job, JobStatus::Failed);
-        job.error_message = Some(format!(
-            "the job stopped after {MAX_ATTEMPTS} attempts because of a server error; what was committed before stays"
-        ));
+        job.failures += 1;
+        let given_up = job.failures >= MAX_FAILURES;
+        if given_up {
+            super::end(&mut job, JobStatus::Failed);
+            job.error_message = Some(format!(
+                "the job stopped after {MAX_FAILURES} failed runs in a row because of a server error; what was committed before stays"
+            ));
+        } else {
+            let delay = retry_delay(self.config.job_retry_delay, job.failures);
+            job.lease_until = Some(Utc::now().timestamp_millis().saturating_add(delay));
+            job.version += 1;
+        }
         store::save(&txn, &job).await?;
         txn.commit().await?;
-        self.queue.finished(&job);
-        Ok(())
+        if given_up {
+            self.queue.finished(&job);
+        }
+        Ok(Some(job))
     }
 }
 
@@ -276,6 +305,13 @@ async fn heartbeat(
             Err(error) => tracing::warn!(job = id, %error, "cannot renew the job's lease"),
         }
     }
+}
+
+/// How long a job waits, in milliseconds, after its `failures`th failed run in a row: `first`,
+/// doubled for each failure before it.
+fn retry_delay(first: Duration, failures: i32) -> i64 {
+    let doublings = u32::try_from(failures - 1).unwrap_or(0).min(20);
+    millis(first).saturating_mul(1 << doublings)
 }
 
 /// A duration in milliseconds, as leases are stored.

@@ -8,6 +8,7 @@ mod attributes;
 mod auth;
 mod cli;
 mod connections;
+mod failures;
 mod formulas;
 mod http;
 mod jobs;
