@@ -126,7 +126,7 @@ pub struct QueryLimits {
     /// selection's cost times its `first` (or, without one, its typical length). A document
     /// that would select more fields than this once its fragments are expanded is refused
     /// before validation.
-    #[arg(long, env = "ROSTER_MAX_COMPLEXITY", default_value_t = 20_000)]
+    #[arg(long, env = "ROSTER_MAX_COMPLEXITY", default_value_t = 50_000)]
     pub max_complexity: usize,
 
     /// Most lexical tokens (names, punctuators, values) in one document; large inputs
@@ -151,7 +151,7 @@ impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             max_depth: 16,
-            max_complexity: 20_000,
+            max_complexity: 50_000,
             max_tokens: 20_000,
             max_response: 32 * 1024 * 1024,
             max_aliases: 30,
