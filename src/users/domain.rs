@@ -132,6 +132,23 @@ pub fn check_characters(text: &str, lines: Lines) -> Result<(), Problem> {
     ))
 }
 
+/// Raw input as a label that can always be stored and shown (a row's `lookupKey`, before
+/// its fields are checked): each control character written as its JSON escape, `\u0000`.
+pub fn escaped(text: &str) -> String {
+    if !text.chars().any(|c| Lines::One.refuses(c)) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if Lines::One.refuses(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// An email address as given (trimmed); compared and kept unique lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -632,6 +649,12 @@ mod tests {
                 "INVALID_CHARACTERS"
             );
         }
+    }
+
+    #[test]
+    fn escaped_text_has_no_control_characters() {
+        assert_eq!(escaped("Ївга"), "Ївга");
+        assert_eq!(escaped("b\0\u{7}\n"), "b\\u0000\\u0007\\u000a");
     }
 
     #[test]

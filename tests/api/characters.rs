@@ -1,0 +1,136 @@
+//! Text PostgreSQL cannot store (NUL, and any control character where the text is one
+//! line) is refused where it enters, on both databases alike: a bad row of a job fails
+//! alone with `INVALID_CHARACTERS` naming its field, a bad request is a `BAD_USER_INPUT`,
+//! and nothing of it is written.
+
+use roster::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{GraphQLResponse, TestApp, db_test};
+
+const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
+    importUsers(users: $users, options: $options) { id }
+}";
+
+const UPLOAD: &str = "mutation($file: Upload!, $options: ImportOptions) {
+    importUsersCsv(file: $file, options: $options) { id }
+}";
+
+const JOB: &str = "query($id: ID!) { importJob(id: $id) {
+    status summary { created failed }
+    rows(first: 10) { edges { node { lookupKey action errors { field code } } } }
+} }";
+
+fn person(id: &str) -> Value {
+    json!({ "externalId": id, "email": format!("{id}@example.com"), "firstName": "A", "lastName": "B" })
+}
+
+/// What became of one row: `(lookupKey, action, [(field, code)])`.
+type Outcome = (String, String, Vec<(String, String)>);
+
+/// Each row of a finished job, in order.
+fn outcomes(job: &Value) -> Vec<Outcome> {
+    job["rows"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            let row = &edge["node"];
+            let errors = row["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_owned(),
+                        e["code"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            let text = |name: &str| row[name].as_str().unwrap().to_owned();
+            (text("lookupKey"), text("action"), errors)
+        })
+        .collect()
+}
+
+fn created(lookup_key: &str) -> Outcome {
+    (lookup_key.to_owned(), "CREATED".to_owned(), vec![])
+}
+
+fn refused(lookup_key: &str, fields: &[&str]) -> Outcome {
+    let errors = fields
+        .iter()
+        .map(|field| ((*field).to_owned(), "INVALID_CHARACTERS".to_owned()))
+        .collect();
+    (lookup_key.to_owned(), "FAILED".to_owned(), errors)
+}
+
+async fn submit(app: &TestApp, users: Value, options: Value) -> GraphQLResponse {
+    let variables = json!({ "users": users, "options": options });
+    app.graphql(&app.token(Role::Admin), SUBMIT, variables)
+        .await
+}
+
+async fn upload(app: &TestApp, file: &str, options: Value) -> GraphQLResponse {
+    let variables = json!({ "options": options });
+    app.upload(
+        &app.token(Role::Admin),
+        UPLOAD,
+        variables,
+        file.as_bytes().to_vec(),
+    )
+    .await
+}
+
+/// The finished job a submission answered with.
+async fn finished(app: &TestApp, response: &GraphQLResponse) -> Value {
+    let data = response.data();
+    let id = data["importUsers"]["id"]
+        .as_str()
+        .or(data["importUsersCsv"]["id"].as_str());
+    app.finished_job(JOB, &json!(id.expect("a job id"))).await
+}
+
+db_test! {
+    async fn a_bulk_row_with_a_nul_fails_alone_naming_its_field(app) {
+        let mut bad = person("b");
+        bad["externalId"] = json!("b\u{0000}");
+        let response = submit(&app, json!([person("a"), bad, person("c")]), json!({})).await;
+        let job = finished(&app, &response).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        assert_eq!(job["summary"], json!({ "created": 2, "failed": 1 }));
+        assert_eq!(
+            outcomes(&job),
+            [
+                created("default:a"),
+                refused("default:b\\u0000", &["users[1].externalId"]),
+                created("default:c"),
+            ]
+        );
+        assert_eq!(app.count_rows("users").await, 2, "only the good rows are written");
+    }
+}
+
+db_test! {
+    async fn a_csv_cell_with_a_nul_fails_its_row_alone_naming_its_column(app) {
+        let file = "uid,email,firstName,lastName\n\
+                    a,a@example.com,A,B\n\
+                    b\0,b@example.com,A,B\n\
+                    c,c@example.com,Ann\u{7},B\n\
+                    d,d@example.com,A,B\n";
+        let response = upload(&app, file, json!({})).await;
+        let job = finished(&app, &response).await;
+        assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
+        assert_eq!(job["summary"], json!({ "created": 2, "failed": 2 }));
+        assert_eq!(
+            outcomes(&job),
+            [
+                created("default:a (line 2)"),
+                refused("default:b\\u0000 (line 3)", &["uid"]),
+                refused("default:c (line 4)", &["firstName"]),
+                created("default:d (line 5)"),
+            ]
+        );
+        assert_eq!(app.count_rows("users").await, 2, "only the good rows are written");
+    }
+}
