@@ -638,6 +638,15 @@ pub async fn submit(
             ),
         )]));
     }
+    if options.deactivate_missing {
+        let mut problems = Problems::default();
+        for (index, row) in rows.iter().enumerate() {
+            for (field, problem) in sync::key_problems(&row.user) {
+                problems.add(format!("users[{index}].{field}"), problem);
+            }
+        }
+        problems.finish()?;
+    }
     // Rows whose approvers the second pass sets; known now, so progress never goes back.
     let links_total = rows
         .iter()

@@ -91,6 +91,28 @@ async fn finished(app: &TestApp, response: &GraphQLResponse) -> Value {
     app.finished_job(JOB, &json!(id.expect("a job id"))).await
 }
 
+/// A refused submission: one `BAD_USER_INPUT` with these `(field, code)` pairs.
+fn assert_refused(response: &GraphQLResponse, fields: &[(&str, &str)]) {
+    assert_eq!(
+        response.error_code(),
+        Some("BAD_USER_INPUT"),
+        "{}",
+        response.body
+    );
+    let expected: Vec<(String, String)> = fields
+        .iter()
+        .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+        .collect();
+    assert_eq!(response.field_errors(), expected, "{}", response.body);
+}
+
+/// Nothing of a refused submission was kept: no job, no row, no user.
+async fn assert_nothing_stored(app: &TestApp) {
+    for table in ["import_jobs", "import_job_rows", "users"] {
+        assert_eq!(app.count_rows(table).await, 0, "{table}");
+    }
+}
+
 db_test! {
     async fn a_bulk_row_with_a_nul_fails_alone_naming_its_field(app) {
         let mut bad = person("b");
@@ -132,5 +154,38 @@ db_test! {
             ]
         );
         assert_eq!(app.count_rows("users").await, 2, "only the good rows are written");
+    }
+}
+
+db_test! {
+    async fn a_sync_job_whose_row_key_holds_a_nul_is_refused_whole(app) {
+        let sync = json!({ "deactivateMissing": true });
+        let mut bad_id = person("b");
+        bad_id["externalId"] = json!("b\u{0000}");
+        let mut bad_source = person("c");
+        bad_source["source"] = json!("hr\u{0000}");
+        let response = submit(&app, json!([person("a"), bad_id, bad_source]), sync).await;
+        assert_refused(
+            &response,
+            &[
+                ("users[1].externalId", "INVALID_CHARACTERS"),
+                ("users[2].source", "INVALID_CHARACTERS"),
+            ],
+        );
+        assert_nothing_stored(&app).await;
+    }
+}
+
+db_test! {
+    async fn a_sync_file_whose_row_key_holds_a_nul_is_refused_whole(app) {
+        let file = "uid,source,email,firstName,lastName\n\
+                    a,hr,a@example.com,A,B\n\
+                    b\0,hr,b@example.com,A,B\n";
+        let response = upload(&app, file, json!({ "deactivateMissing": true })).await;
+        assert_refused(&response, &[("uid", "INVALID_CHARACTERS")]);
+        assert!(response.body["errors"][0]["extensions"]["fieldErrors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("line 3: ")), "{}", response.body);
+        assert_nothing_stored(&app).await;
     }
 }
