@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, db_test};
+use crate::helpers::{TEST_SECRET, TestApp, db_test};
 
 async fn connect_and_init(app: &TestApp, payload: Value) -> Message {
     let mut request = format!("ws://127.0.0.1:{}/graphql/ws", app.port)
@@ -56,5 +56,22 @@ db_test! {
             };
             assert_eq!(frame.code, CloseCode::Library(4403), "{payload}");
         }
+    }
+}
+
+db_test! {
+    async fn a_token_whose_sub_holds_a_nul_closes_with_4403(app) {
+        let claims = json!({ "sub": "a\u{0000}b", "role": "admin", "exp": jsonwebtoken::get_current_timestamp() + 600 });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .unwrap();
+        let message = connect_and_init(&app, json!({ "Authorization": format!("Bearer {token}") })).await;
+        let Message::Close(Some(frame)) = message else {
+            panic!("expected a close frame, got {message:?}")
+        };
+        assert_eq!(frame.code, CloseCode::Library(4403));
     }
 }
