@@ -189,3 +189,81 @@ db_test! {
         assert_nothing_stored(&app).await;
     }
 }
+
+db_test! {
+    async fn a_bulk_row_whose_custom_info_holds_a_nul_fails_alone(app) {
+        let mut in_value = person("b");
+        in_value["customInfo"] = json!({ "note": "x\u{0000}y" });
+        let mut in_key = person("c");
+        in_key["customInfo"] = json!([{ "n\u{0000}": 1 }]);
+        let response = submit(&app, json!([person("a"), in_value, in_key]), json!({})).await;
+        let job = finished(&app, &response).await;
+        assert_eq!(job["summary"], json!({ "created": 1, "failed": 2 }), "{job}");
+        assert_eq!(
+            outcomes(&job),
+            [
+                created("default:a"),
+                refused("default:b", &["users[1].customInfo"]),
+                refused("default:c", &["users[2].customInfo"]),
+            ]
+        );
+        assert_eq!(app.count_rows("users").await, 1, "only the good row is written");
+    }
+}
+
+db_test! {
+    async fn a_job_description_or_idempotency_key_with_a_nul_is_refused(app) {
+        for (options, field) in [
+            (json!({ "description": "first\nsecond\u{0000}" }), "options.description"),
+            (json!({ "idempotencyKey": "k\u{0000}" }), "options.idempotencyKey"),
+        ] {
+            let response = submit(&app, json!([person("a")]), options.clone()).await;
+            assert_refused(&response, &[(field, "INVALID_CHARACTERS")]);
+            let response = upload(&app, "uid,email,firstName,lastName\na,a@example.com,A,B\n", options).await;
+            assert_refused(&response, &[(field, "INVALID_CHARACTERS")]);
+        }
+        assert_nothing_stored(&app).await;
+    }
+}
+
+db_test! {
+    async fn a_lookup_key_with_a_nul_is_refused(app) {
+        let admin = app.token(Role::Admin);
+        let import = "mutation($u: UserImportInput!) { importUser(user: $u) { action } }";
+        app.graphql(&admin, import, json!({ "u": person("a") })).await.data();
+        let before = app.snapshot().await;
+        let set = "mutation($u: UserLookup!, $a: [ApproverInput!]!) {
+            setApprovers(user: $u, approvers: $a) { externalId }
+        }";
+        for (user, source, field) in [
+            ("a\u{0000}", "hr", "user.externalId"),
+            ("a", "hr\u{0000}", "approvers[0].approver.source"),
+        ] {
+            let variables = json!({
+                "u": { "externalId": user },
+                "a": [{ "approver": { "source": source, "externalId": "m" }, "label": "MANAGER" }],
+            });
+            let response = app.graphql(&admin, set, variables).await;
+            assert_refused(&response, &[(field, "INVALID_CHARACTERS")]);
+        }
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}
+
+db_test! {
+    async fn a_bulk_row_whose_approver_lookup_holds_a_nul_fails_alone(app) {
+        let mut bad = person("b");
+        bad["approvers"] = json!([{ "approver": { "externalId": "a\u{0000}" }, "label": "MANAGER" }]);
+        let response = submit(&app, json!([person("a"), bad]), json!({})).await;
+        let job = finished(&app, &response).await;
+        assert_eq!(job["summary"], json!({ "created": 1, "failed": 1 }), "{job}");
+        assert_eq!(
+            outcomes(&job),
+            [
+                created("default:a"),
+                refused("default:b", &["users[1].approvers[0].approver.externalId"]),
+            ]
+        );
+        assert_eq!(app.count_rows("users").await, 1, "only the good row is written");
+    }
+}
