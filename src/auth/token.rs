@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Principal, Role, TenantId};
 use crate::config::JwtConfig;
+use crate::users::domain::{Lines, check_characters};
 
 /// The claims Roster reads. `role` and `sub` are required; a token without them does not parse.
 #[derive(Debug, Serialize, Deserialize)]
@@ -156,6 +157,10 @@ impl Authenticator {
         if claims.sub.trim().is_empty() {
             return Err(AuthError::Invalid("the `sub` claim is empty".to_owned()));
         }
+        // The subject is stored (a job's `createdBy`): it holds text as any field does.
+        check_characters(&claims.sub, Lines::One).map_err(|problem| {
+            AuthError::Invalid(format!("the `sub` claim {}", problem.message))
+        })?;
         let tenant = TenantId::parse(claims.tenant.as_deref().unwrap_or(TenantId::DEFAULT))
             .map_err(AuthError::Invalid)?;
         Ok(Principal {

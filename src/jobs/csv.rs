@@ -351,22 +351,45 @@ impl Columns {
         withheld
     }
 
-    /// `(source, externalId)` a row names, as its import will key the user.
-    pub fn user_key(&self, cells: &[String]) -> (String, String) {
-        let cell = |field: Field| {
+    /// `(source, externalId)` the row at `line` names, as its import will key the user,
+    /// for a sync job to keep; a key it cannot keep refuses the file, naming the line and
+    /// the column.
+    fn sync_key(&self, cells: &[String], line: u64) -> Result<(String, String), AppError> {
+        let column = |field: Field| {
             self.columns
                 .iter()
                 .position(|column| *column == Column::Field(field))
+        };
+        let cell = |field: Field| {
+            column(field)
                 .and_then(|i| cells.get(i))
                 .map(|cell| cell.trim())
                 .filter(|cell| !cell.is_empty())
         };
-        (
+        let key = (
             cell(Field::Source)
                 .unwrap_or(crate::users::profile::DEFAULT_SOURCE)
                 .to_owned(),
             cell(Field::ExternalId).unwrap_or_default().to_owned(),
-        )
+        );
+        let problems: Vec<FieldError> = super::sync::key_problems(&key)
+            .into_iter()
+            .map(|(field, problem)| {
+                let name = Field::named(field)
+                    .and_then(column)
+                    .map_or(field, |i| self.layout.names[i].trim());
+                FieldError::new(
+                    name,
+                    problem.code,
+                    format!("line {line}: {}", problem.message),
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(key)
+        } else {
+            Err(AppError::invalid_fields(problems))
+        }
     }
 
     /// Whether a row gives or clears approvers or a manager, and so has links to set in the
@@ -930,10 +953,13 @@ impl Opened {
                     return Ok(None);
                 }
                 let line = record.position().map_or(0, csv::Position::line);
+                let user = keys
+                    .then(|| self.columns.sync_key(&cells, line))
+                    .transpose()?;
                 Ok(Some(StoredRow {
                     line: i32::try_from(line).unwrap_or(i32::MAX),
                     sends_links: self.columns.sends_links(&cells),
-                    user: keys.then(|| self.columns.user_key(&cells)),
+                    user,
                     cells: serde_json::to_string(&cells).map_err(AppError::internal)?,
                 }))
             });

@@ -30,7 +30,7 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::telemetry;
-use crate::users::domain::{Problem, Problems};
+use crate::users::domain::{Lines, Problem, Problems, check_characters};
 use crate::users::import::{ImportMode, ImportRow, MatchBy, RowAction, UserImportOptions};
 
 /// Most rows one `importUsers` request may carry.
@@ -179,18 +179,17 @@ impl JobOptions {
                 "options.idempotencyKey",
                 &self.idempotency_key,
                 KEY_MAX_LEN,
-                false,
+                Lines::One,
             ),
             (
                 "options.description",
                 &self.description,
                 DESCRIPTION_MAX_LEN,
-                true,
+                Lines::Many,
             ),
         ];
-        for (path, text, max, multiline) in texts {
+        for (path, text, max, lines) in texts {
             let Some(text) = text else { continue };
-            let refused = |c: char| c == '\0' || (!multiline && c.is_control());
             if text.trim().is_empty() {
                 problems.add(path, Problem::new("REQUIRED", "must not be blank"));
             } else if text.chars().count() > max {
@@ -198,13 +197,8 @@ impl JobOptions {
                     path,
                     Problem::new("TOO_LONG", format!("must be at most {max} characters")),
                 );
-            } else if text.chars().any(refused) {
-                let what = if multiline {
-                    "must not contain NUL characters"
-                } else {
-                    "must not contain control characters"
-                };
-                problems.add(path, Problem::new("INVALID_CHARACTERS", what));
+            } else {
+                problems.check(path, check_characters(text, lines));
             }
         }
         problems.finish()
@@ -643,6 +637,15 @@ pub async fn submit(
                 rows.len()
             ),
         )]));
+    }
+    if options.deactivate_missing {
+        let mut problems = Problems::default();
+        for (index, row) in rows.iter().enumerate() {
+            for (field, problem) in sync::key_problems(&row.user) {
+                problems.add(format!("users[{index}].{field}"), problem);
+            }
+        }
+        problems.finish()?;
     }
     // Rows whose approvers the second pass sets; known now, so progress never goes back.
     let links_total = rows

@@ -8,6 +8,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{images, store};
 use crate::auth::TenantId;
+use crate::users::domain::{Lines, Problem, check_characters};
 use crate::users::store as user_store;
 
 /// What sync mode does at the end of a job.
@@ -19,6 +20,20 @@ pub enum Plan {
     Deactivate(Vec<i64>),
     /// Too many would: nobody is deactivated, for this reason.
     Refused(String),
+}
+
+/// What is wrong with the `(source, externalId)` a sync job keeps of a row, by field
+/// (`source`, `externalId`). The job stores and compares its rows' keys before any row is
+/// checked, so a key must already be text a row may hold: one line, no NUL.
+pub fn key_problems(key: &(String, String)) -> Vec<(&'static str, Problem)> {
+    [("source", &key.0), ("externalId", &key.1)]
+        .into_iter()
+        .filter_map(|(field, text)| {
+            check_characters(text, Lines::One)
+                .err()
+                .map(|problem| (field, problem))
+        })
+        .collect()
 }
 
 /// Decides, as the tenant stands now (the job's rows written), whom sync mode deactivates.

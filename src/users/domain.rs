@@ -94,13 +94,59 @@ fn bounded(text: &str, max: usize) -> Result<String, Problem> {
     if text.chars().count() > max {
         return Err(Problem::too_long(max));
     }
-    if text.chars().any(|c| c.is_control()) {
-        return Err(Problem::new(
-            "INVALID_CHARACTERS",
-            "must not contain control characters",
-        ));
-    }
+    check_characters(text, Lines::One)?;
     Ok(text.to_owned())
+}
+
+/// Whether a text may span lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A name, a key, a value: no control character at all.
+    One,
+    /// A description, a JSON string: line breaks and tabs, but never NUL.
+    Many,
+}
+
+impl Lines {
+    fn refuses(self, c: char) -> bool {
+        match self {
+            Self::One => c.is_control(),
+            Self::Many => c == '\0',
+        }
+    }
+}
+
+/// The one rule for the characters of every text Roster stores or looks up, whatever it
+/// came in by: never NUL (PostgreSQL cannot hold it in text), and in text of one line no
+/// control character.
+pub fn check_characters(text: &str, lines: Lines) -> Result<(), Problem> {
+    if !text.chars().any(|c| lines.refuses(c)) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        "INVALID_CHARACTERS",
+        match lines {
+            Lines::One => "must not contain control characters",
+            Lines::Many => "must not contain NUL characters (\\u0000)",
+        },
+    ))
+}
+
+/// Raw input as a label that can always be stored and shown (a row's `lookupKey`, before
+/// its fields are checked): each control character written as its JSON escape, `\u0000`.
+pub fn escaped(text: &str) -> String {
+    if !text.chars().any(|c| Lines::One.refuses(c)) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if Lines::One.refuses(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// An email address as given (trimmed); compared and kept unique lower-cased.
@@ -591,6 +637,24 @@ mod tests {
             required_text("a\u{0}b", 10).unwrap_err().code,
             "INVALID_CHARACTERS"
         );
+    }
+
+    #[test]
+    fn text_of_many_lines_refuses_only_nul() {
+        assert!(check_characters("one\ttwo\r\nthree", Lines::Many).is_ok());
+        assert!(check_characters("one\ttwo", Lines::One).is_err());
+        for lines in [Lines::One, Lines::Many] {
+            assert_eq!(
+                check_characters("a\0b", lines).unwrap_err().code,
+                "INVALID_CHARACTERS"
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_text_has_no_control_characters() {
+        assert_eq!(escaped("Ївга"), "Ївга");
+        assert_eq!(escaped("b\0\u{7}\n"), "b\\u0000\\u0007\\u000a");
     }
 
     #[test]

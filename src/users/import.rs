@@ -10,6 +10,7 @@ use sea_orm::sea_query::LockType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 
+use super::domain::escaped;
 use super::lookup::UserKey;
 use super::profile::{PreparedPassword, Profile, RawUser, UserChanges};
 use super::store;
@@ -95,9 +96,10 @@ impl ImportRow {
             .unwrap_or(super::profile::DEFAULT_SOURCE)
     }
 
-    /// `source:externalId`, as the row names its user before any checking.
+    /// `source:externalId`, as the row names its user before any checking (its control
+    /// characters escaped, so that a refused row's key is still stored with its result).
     pub fn lookup_key(&self) -> String {
-        format!("{}:{}", self.source(), self.user.external_id)
+        escaped(&format!("{}:{}", self.source(), self.user.external_id))
     }
 
     /// `(source, externalId)` the row names, as its import keys the user.

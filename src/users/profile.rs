@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
 
 use super::domain::{
-    AttributeType, Email, PasswordHashString, Phone, Problem, Problems, Tags, optional_text,
-    parse_date, required_text,
+    AttributeType, Email, Lines, PasswordHashString, Phone, Problem, Problems, Tags,
+    check_characters, optional_text, parse_date, required_text,
 };
 use crate::error::FieldError;
 
@@ -194,15 +194,16 @@ fn same_json(a: &Json, b: &Json) -> bool {
     }
 }
 
-/// PostgreSQL cannot store `\u0000` in JSON text.
-fn has_nul(json: &Json) -> bool {
+/// Every string of a JSON value, keys included, by the rule of text of many lines.
+fn check_json_characters(json: &Json) -> Result<(), Problem> {
     match json {
-        Json::String(text) => text.contains('\0'),
-        Json::Array(items) => items.iter().any(has_nul),
-        Json::Object(map) => map
-            .iter()
-            .any(|(key, value)| key.contains('\0') || has_nul(value)),
-        _ => false,
+        Json::String(text) => check_characters(text, Lines::Many),
+        Json::Array(items) => items.iter().try_for_each(check_json_characters),
+        Json::Object(map) => map.iter().try_for_each(|(key, value)| {
+            check_characters(key, Lines::Many)?;
+            check_json_characters(value)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -534,13 +535,8 @@ impl UserChanges {
                         "TOO_LONG",
                         format!("must be at most {CUSTOM_INFO_MAX_BYTES} bytes of JSON"),
                     ))
-                } else if has_nul(&info) {
-                    Err(Problem::new(
-                        "INVALID_CHARACTERS",
-                        "must not contain NUL characters (\\u0000)",
-                    ))
                 } else {
-                    Ok(info)
+                    check_json_characters(&info).map(|()| info)
                 }
             });
         let custom_info = match custom_info {

@@ -15,7 +15,7 @@ use super::lookup::UserKey;
 use super::profile::{Attribute, CustomInfo, Gender, Language, Profile};
 use crate::auth::TenantId;
 use crate::error::AppError;
-use crate::users::domain::{AttributeType, Problem, Problems};
+use crate::users::domain::{AttributeType, Lines, Problem, Problems, check_characters};
 
 /// Values per `IN (…)` list: far below the bind-parameter limits of SQLite (32,766) and
 /// PostgreSQL (65,535).
@@ -60,11 +60,8 @@ impl UserFilter {
                     path,
                     Problem::new("TOO_LONG", format!("must be at most {max} characters")),
                 );
-            } else if value.chars().any(char::is_control) {
-                problems.add(
-                    path,
-                    Problem::new("INVALID_CHARACTERS", "must not contain control characters"),
-                );
+            } else {
+                problems.check(path, check_characters(value, Lines::One));
             }
         }
         if let Some(search) = &self.search

@@ -162,6 +162,59 @@ async fn bad_tokens_are_refused_with_invalid_token() {
     }
 }
 
+/// Tokens, validly signed, whose `sub` or `tenant` holds a control character.
+fn tokens_with_control_characters() -> Vec<(&'static str, String)> {
+    let exp = now() + 600;
+    vec![
+        (
+            "sub",
+            hs256(&json!({ "sub": "a\u{0000}b", "role": "admin", "exp": exp })),
+        ),
+        (
+            "sub",
+            hs256(&json!({ "sub": "a\nb", "role": "admin", "exp": exp })),
+        ),
+        (
+            "tenant",
+            hs256(&json!({ "sub": "a", "role": "admin", "exp": exp, "tenant": "t\u{0000}" })),
+        ),
+    ]
+}
+
+db_test! {
+    async fn a_claim_with_a_control_character_is_an_invalid_token_and_writes_nothing(app) {
+        let query = "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }";
+        let users = json!([{ "externalId": "a", "email": "a@example.com", "firstName": "A", "lastName": "B" }]);
+        for (claim, token) in tokens_with_control_characters() {
+            let response = app.graphql(&token, query, json!({ "u": users })).await;
+            assert_unauthenticated(&response, "Bearer error=\"invalid_token\"", claim);
+            assert!(
+                response.error_message().contains(claim),
+                "{claim}: {}",
+                response.error_message()
+            );
+        }
+        assert_eq!(app.count_rows("import_jobs").await, 0, "no job was stored");
+        assert_eq!(app.count_rows("users").await, 0);
+    }
+}
+
+db_test! {
+    async fn a_download_with_a_claim_holding_a_control_character_is_refused(app) {
+        for (claim, token) in tokens_with_control_characters() {
+            for path in ["/exports/users.csv", "/jobs/1/failed-rows.csv"] {
+                let response = app.get_with(path, &token).await;
+                assert_eq!(response.status(), 401, "{claim} {path}");
+                let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+                assert!(
+                    challenge.starts_with("Bearer error=\"invalid_token\""),
+                    "{claim} {path}: {challenge}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn issuer_and_audience_are_checked_when_configured() {
     let app = spawn_app_with(Backend::Sqlite, |config| {

@@ -6,6 +6,7 @@ mod helpers;
 mod approvers;
 mod attributes;
 mod auth;
+mod characters;
 mod cli;
 mod connections;
 mod failures;

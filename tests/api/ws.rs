@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{Backend, TestApp, db_test, each_backend, spawn_app_with};
+use crate::helpers::{Backend, TEST_SECRET, TestApp, db_test, each_backend, spawn_app_with};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -279,5 +279,20 @@ db_test! {
         send(&mut socket, json!({ "type": "start", "id": "1", "payload": { "query": "{ __typename }" } })).await;
         let data = receive_json(&mut socket).await;
         assert_eq!((&data["type"], &data["payload"]["data"]["__typename"]), (&json!("data"), &json!("Query")));
+    }
+}
+
+db_test! {
+    async fn a_token_whose_sub_holds_a_nul_closes_with_4403(app) {
+        let claims = json!({ "sub": "a\u{0000}b", "role": "admin", "exp": jsonwebtoken::get_current_timestamp() + 600 });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .unwrap();
+        let mut socket = connect(&app, TRANSPORT_WS).await;
+        send(&mut socket, init(&token)).await;
+        assert_eq!(closed(&mut socket).await.0, 4403);
     }
 }
