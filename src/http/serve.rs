@@ -6,8 +6,10 @@
 //!   header bytes is closed.
 //! - At most `ROSTER_MAX_CONNECTIONS` connections are open at once, WebSocket ones included
 //!   until they close; past that, new connections wait in the listen backlog.
-//! - HTTP/1.1 header names are written in title case (`Sec-WebSocket-Protocol`): names are
-//!   case-insensitive, but some clients look them up by exact name.
+//! - HTTP/1.1 header names are written in title case (`Content-Type`), and a response that
+//!   carries its request's case map answers in the client's own case (the WebSocket
+//!   handshake does, for `Sec-WebSocket-Protocol`): names are case-insensitive, but some
+//!   clients look them up by exact name.
 
 use std::io;
 use std::pin::Pin;
@@ -40,7 +42,8 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .title_case_headers(true);
+        .title_case_headers(true)
+        .preserve_header_case(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -8,7 +8,7 @@ use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket, WebSocketProtocols, WsMessage};
 use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt, future};
 
@@ -23,6 +23,7 @@ const MAX_CLOSE_REASON: usize = 123;
 pub async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
+    request: Extensions,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let Some(protocol) = protocol(&headers) else {
@@ -32,9 +33,14 @@ pub async fn subscribe(
         )
             .into_response();
     };
-    upgrade
+    let mut response = upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(state, protocol, socket))
+        .on_upgrade(move |socket| serve(state, protocol, socket));
+    // The handshake answers each header with the case the client wrote it in (hyper keeps
+    // the request's case map among its extensions): names are case-insensitive, but some
+    // clients (Python's gql 4.0 to 4.3) look `Sec-WebSocket-Protocol` up by exact name.
+    response.extensions_mut().extend(request);
+    response
 }
 
 async fn serve(

@@ -116,15 +116,9 @@ async fn made_up_methods_are_counted_as_other() {
     );
 }
 
-#[tokio::test]
-async fn http1_header_names_are_written_in_title_case() {
-    // Some WebSocket clients look `Sec-WebSocket-Protocol` up by its exact name.
-    let app = spawn_app(Backend::Sqlite).await;
-    let mut stream = connect(&app).await;
-    let request = "GET /graphql/ws HTTP/1.1\r\nHost: roster\r\nConnection: Upgrade\r\n\
-                   Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                   Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n";
+/// Sends `request` on a new connection and reads the response's head.
+async fn response_head(app: &TestApp, request: &str) -> String {
+    let mut stream = connect(app).await;
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -132,10 +126,28 @@ async fn http1_header_names_are_written_in_title_case() {
         stream.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn http1_header_names_are_written_in_title_case() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let head = response_head(&app, "GET /healthz HTTP/1.1\r\nHost: roster\r\n\r\n").await;
+    assert!(head.contains("\r\nContent-Type: text/plain"), "{head}");
+}
+
+#[tokio::test]
+async fn the_websocket_handshake_answers_in_the_case_the_client_wrote() {
+    // Python's gql 4.0 to 4.3 look `Sec-WebSocket-Protocol` up by its exact name.
+    let app = spawn_app(Backend::Sqlite).await;
+    let request = "GET /graphql/ws HTTP/1.1\r\nHost: roster\r\nConnection: Upgrade\r\n\
+                   Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n";
+    let head = response_head(&app, request).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
-        head.contains("\r\nSec-Websocket-Protocol: graphql-transport-ws\r\n"),
+        head.contains("\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n"),
         "{head}"
     );
 }
