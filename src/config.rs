@@ -85,7 +85,7 @@ pub struct HttpConfig {
     #[arg(long, env = "ROSTER_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Longest time a `graphql-transport-ws` socket may stay open without `connection_init`;
+    /// Longest time a WebSocket may stay open without `connection_init`;
     /// then it is closed with 4408. Clients send it as soon as the socket opens.
     #[arg(long, env = "ROSTER_WS_INIT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub ws_init_timeout: Duration,

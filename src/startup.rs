@@ -42,6 +42,7 @@ impl Application {
             http: Arc::new(config.http),
             metrics: telemetry::metrics_handle(),
             queue: Queue::default(),
+            limits: config.limits,
         };
         let router = router(state.clone())?;
         Ok(Self {

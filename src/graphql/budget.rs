@@ -77,7 +77,8 @@ impl Budget {
         let mut error = ServerError::new(
             format!(
                 "the response would be larger than {max_bytes} bytes (ROSTER_MAX_RESPONSE) and \
-                 was cut off: select fewer fields or ask for smaller pages (`first`)"
+                 was cut off (what a mutation wrote stays written): select fewer fields or ask \
+                 for smaller pages (`first`)"
             ),
             None,
         );

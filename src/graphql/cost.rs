@@ -19,9 +19,10 @@ pub const TAGS: usize = 10;
 /// most `ROSTER_MAX_COMPLEXITY` of them, checked before) never overflow.
 const CEILING: usize = u32::MAX as usize;
 
-/// A page of `first` items (the argument's default already applied).
-pub fn page(first: Option<i32>, child_complexity: usize) -> usize {
-    let items = first.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+/// A page of `first` items; an explicit `first: null` is a page of the field's `default`,
+/// as its resolver reads it.
+pub fn page(first: Option<i32>, default: i32, child_complexity: usize) -> usize {
+    let items = usize::try_from(first.unwrap_or(default)).unwrap_or(0);
     list(items, child_complexity)
 }
 
@@ -39,16 +40,17 @@ mod tests {
 
     #[test]
     fn a_page_costs_its_items() {
-        assert_eq!(page(Some(100), 3), 301);
-        assert_eq!(page(Some(0), 3), 1);
-        assert_eq!(page(Some(-5), 3), 1);
+        assert_eq!(page(Some(100), 50, 3), 301);
+        assert_eq!(page(None, 50, 3), 151);
+        assert_eq!(page(Some(0), 50, 3), 1);
+        assert_eq!(page(Some(-5), 50, 3), 1);
     }
 
     #[test]
     fn nested_lists_multiply_without_overflowing() {
         let mut cost = 1;
         for _ in 0..20 {
-            cost = page(Some(500), cost);
+            cost = page(Some(500), 50, cost);
         }
         assert_eq!(cost, CEILING);
         assert!(CEILING.checked_mul(1 << 20).is_some());

@@ -76,11 +76,12 @@ impl Extension for DocumentLimits {
             ));
         }
         let fields = expanded_fields(&document);
+        drop(document);
         if fields > self.max_fields {
             return Err(ServerError::new(
                 format!(
-                    "the document selects {} fields once its fragments are expanded; at most \
-                     {} are allowed (ROSTER_MAX_COMPLEXITY)",
+                    "the document has {} selections once its fragments are expanded; at \
+                     most {} are allowed (ROSTER_MAX_COMPLEXITY)",
                     Count(fields),
                     self.max_fields
                 ),
@@ -105,15 +106,18 @@ impl std::fmt::Display for Count {
 }
 
 /// The number of lexical tokens of a GraphQL document, or `None` past `max`. Punctuators,
-/// names, numbers and strings (block strings included) count one each; white space, commas
-/// and comments count nothing, as in the spec's grammar.
+/// names, numbers and strings (block strings included) count one each; white space, commas,
+/// byte order marks and comments count nothing, as in the spec's grammar. Any other
+/// character counts one: a document the parser accepts is never counted short.
 pub fn count_tokens(source: &str, max: usize) -> Option<usize> {
+    const BOM: &[u8] = "\u{feff}".as_bytes();
     let bytes = source.as_bytes();
     let mut count = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            _ if bytes[i..].starts_with(BOM) => i += BOM.len(),
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
                     i += 1;
@@ -148,13 +152,20 @@ pub fn count_tokens(source: &str, max: usize) -> Option<usize> {
                 i += 1;
                 count += 1;
             }
-            _ => {
-                // A name or a number (or a character the parser will refuse): one token up
-                // to the next separator or punctuator.
+            b'_' | b'A'..=b'Z' | b'a'..=b'z' => {
                 i += 1;
-                while i < bytes.len() && is_word(bytes[i]) {
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
                     i += 1;
                 }
+                count += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                i = number_end(bytes, i);
+                count += 1;
+            }
+            _ => {
+                // A character the parser refuses.
+                i += 1;
                 count += 1;
             }
         }
@@ -165,13 +176,38 @@ pub fn count_tokens(source: &str, max: usize) -> Option<usize> {
     Some(count)
 }
 
-fn is_word(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.') || byte >= 0x80
+/// Where the number starting at `start` ends: `-`, digits, then a fraction and an exponent
+/// if they follow (at least one character, the `-` alone if no digit follows it).
+fn number_end(bytes: &[u8], start: usize) -> usize {
+    let digits = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start + usize::from(bytes[start] == b'-');
+    let whole = digits(i);
+    if whole == i {
+        return start + 1;
+    }
+    i = whole;
+    if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        i = digits(i + 1);
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+        if bytes.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            i = digits(i + 1 + sign);
+        }
+    }
+    i
 }
 
-/// The fields of every operation of the document once each fragment spread is replaced by
-/// its fragment, saturating. Each fragment is expanded once and remembered; a spread that
-/// would recurse into a fragment being expanded counts nothing (validation refuses cycles).
+/// The selections (fields, fragment spreads and inline fragments) of every operation of the
+/// document once each fragment spread is replaced by its fragment, saturating: what the
+/// engine's walks over the operation visit. Each fragment is expanded once and remembered;
+/// a spread of an unknown fragment, or one that would recurse into a fragment being
+/// expanded, counts itself alone (validation refuses both).
 pub fn expanded_fields(document: &ExecutableDocument) -> usize {
     let mut expander = Expander {
         fragments: &document.fragments,
@@ -200,10 +236,10 @@ impl<'a> Expander<'a> {
                     1usize.saturating_add(self.selection_set(&field.node.selection_set.node))
                 }
                 Selection::InlineFragment(fragment) => {
-                    self.selection_set(&fragment.node.selection_set.node)
+                    1usize.saturating_add(self.selection_set(&fragment.node.selection_set.node))
                 }
                 Selection::FragmentSpread(spread) => {
-                    self.fragment(spread.node.fragment_name.node.as_str())
+                    1usize.saturating_add(self.fragment(spread.node.fragment_name.node.as_str()))
                 }
             };
             sum.saturating_add(size)
@@ -295,15 +331,18 @@ mod tests {
              query Other { ...F }",
         )
         .unwrap();
-        // a, b, and F (c, d, e) three times.
-        assert_eq!(expanded_fields(&document), 2 + 3 * 3);
+        // a, the inline fragment, b, and three spreads of F (c, d, e).
+        assert_eq!(expanded_fields(&document), 3 + 3 * (1 + 3));
     }
 
     #[test]
     fn doubling_fragments_are_counted_without_expanding_them() {
         let document = parse_query(spread_bomb(40)).unwrap();
-        // viewer, and 2^39 copies of F1's two fields.
-        assert_eq!(expanded_fields(&document), 1 + (1usize << 40));
+        // viewer, the 2^40 - 1 spreads of F40..F1, and 2^39 copies of F1's two fields.
+        assert_eq!(
+            expanded_fields(&document),
+            1 + (1usize << 40) - 1 + (1usize << 40)
+        );
         let document = parse_query(spread_bomb(80)).unwrap();
         assert_eq!(expanded_fields(&document), usize::MAX);
     }
@@ -313,7 +352,23 @@ mod tests {
         let document =
             parse_query("query { ...A } fragment A on Q { a ...B } fragment B on Q { b ...A }")
                 .unwrap();
-        assert_eq!(expanded_fields(&document), 2);
+        // ...A, a, ...B, b, and the spread of A that closes the cycle.
+        assert_eq!(expanded_fields(&document), 5);
+    }
+
+    #[test]
+    fn spreads_of_unknown_fragments_are_counted() {
+        // Doubling spreads that end in an unknown fragment select no field at all, but
+        // walking them still visits every spread.
+        let mut document = String::from("query { ...F30 }\nfragment F1 on Q { ...Missing }\n");
+        for level in 2..=30 {
+            let previous = level - 1;
+            document.push_str(&format!(
+                "fragment F{level} on Q {{ ...F{previous} ...F{previous} }}\n"
+            ));
+        }
+        let document = parse_query(document).unwrap();
+        assert!(expanded_fields(&document) > 1 << 30);
     }
 
     #[test]
@@ -334,5 +389,14 @@ mod tests {
         assert_eq!(count_tokens(document, 1000), Some(expected.len()));
         assert_eq!(count_tokens(document, expected.len()), Some(expected.len()));
         assert_eq!(count_tokens(document, expected.len() - 1), None);
+    }
+
+    #[test]
+    fn tokens_run_together_are_counted_apart() {
+        // Each of these parses as many tokens with nothing between them.
+        assert_eq!(count_tokens("{a...F...F...F}", 100), Some(9));
+        assert_eq!(count_tokens("[0-0-0-0]", 100), Some(6));
+        assert_eq!(count_tokens("a\u{feff}b\u{feff}c", 100), Some(3));
+        assert_eq!(count_tokens("1.5e-3 -2E+4 0.5", 100), Some(3));
     }
 }

@@ -4,6 +4,8 @@ mod budget;
 pub mod cost;
 mod extensions;
 mod limits;
+
+pub use limits::count_tokens;
 pub mod scalars;
 mod types;
 

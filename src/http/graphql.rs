@@ -40,7 +40,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQu
         Ok(request) => request,
         Err(message) => return bad_request(format, message),
     };
-    if is_mutation(&request) {
+    if is_mutation(&request, state.limits.max_tokens) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             format,
@@ -123,10 +123,11 @@ async fn execute(
 
     // Parsing and validation run inside the execution's first poll, without yielding: on a
     // task of its own the execution is timed from here, so even a request stuck validating
-    // is answered at its deadline (the document limits keep that work small anyway).
+    // is answered at its deadline (the document limits keep that work small anyway). The
+    // task ends with the request: at the deadline, or when the client goes away.
     let schema = state.schema.clone();
-    let mut execution = tokio::spawn(async move { schema.execute(request).await });
-    let response = match tokio::time::timeout(timeout, &mut execution).await {
+    let mut execution = AbortOnDrop(tokio::spawn(async move { schema.execute(request).await }));
+    let response = match tokio::time::timeout(timeout, &mut execution.0).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             tracing::error!(%error, "the execution of a request ended abnormally");
@@ -138,7 +139,6 @@ async fn execute(
             );
         }
         Err(_) => {
-            execution.abort();
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format,
@@ -172,6 +172,15 @@ async fn execute(
     let mut http = json_response(status, format, &Json::Object(body));
     http.headers_mut().extend(response.http_headers);
     http
+}
+
+/// A task that is stopped (at its next await) when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn to_json(value: &impl serde::Serialize) -> Json {
@@ -469,8 +478,12 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// Whether the operation a GET would run is a mutation (which GET must never run).
-fn is_mutation(request: &GraphQLRequest) -> bool {
+/// Whether the operation a GET would run is a mutation (which GET must never run). A
+/// document longer than `max_tokens` is not parsed: the schema refuses it before it runs.
+fn is_mutation(request: &GraphQLRequest, max_tokens: usize) -> bool {
+    if crate::graphql::count_tokens(&request.query, max_tokens).is_none() {
+        return false;
+    }
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return false; // execution reports the syntax error
     };

@@ -32,6 +32,7 @@ pub struct AppState {
     pub http: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
     pub queue: crate::jobs::Queue,
+    pub limits: crate::config::QueryLimits,
 }
 
 pub fn router(state: AppState) -> anyhow::Result<Router> {

@@ -1,9 +1,9 @@
-//! The accept loop: each connection served by hyper (HTTP/1.1, HTTP/2 and WebSocket
-//! upgrades) with the limits axum's own `serve` has no settings for.
+//! The accept loop: each connection served by hyper's HTTP/1.1 (with WebSocket upgrades),
+//! as axum's own `serve` does, with the limits that has no settings for.
 //!
-//! - A client has `ROSTER_HEADER_TIMEOUT` to send a request's headers (and an idle
-//!   keep-alive connection that long to start its next request): a slowloris that trickles
-//!   header bytes is closed.
+//! - A client has `ROSTER_HEADER_TIMEOUT` to send a request's headers, from the moment it
+//!   connects (and an idle keep-alive connection that long to start its next request): a
+//!   connection that sends nothing, or trickles header bytes, is closed.
 //! - At most `ROSTER_MAX_CONNECTIONS` connections are open at once, WebSocket ones included
 //!   until they close; past that, new connections wait in the listen backlog.
 //! - HTTP/1.1 header names are written in title case (`Content-Type`), and a response that
@@ -18,13 +18,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::HttpConfig;
 
@@ -37,14 +36,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections as usize));
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
         .title_case_headers(true)
         .preserve_header_case(true);
-    let graceful = GracefulShutdown::new();
+    // Told to stop when the loop ends; each connection holds `open` until it has closed.
+    let (stop, stopping) = watch::channel(());
+    let (open, all_closed) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -71,17 +71,30 @@ pub async fn serve(
             _permit: permit,
         });
         let connection = builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(router.clone()))
-            .into_owned();
-        let connection = graceful.watch(connection);
+            .serve_connection(io, TowerToHyperService::new(router.clone()))
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        let closed = all_closed.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stopping.changed() => {
+                    // Finishes the request in flight, if any, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
             }
+            drop(closed);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(stop);
+    drop(all_closed);
+    open.closed().await;
 }
 
 /// An error of one connection (reset before it was accepted) needs nothing; running out of

@@ -187,7 +187,7 @@ impl ImportJob {
     }
     /// The users sync mode made inactive (in a dry run, would have), by id, `first` at a
     /// time (default 100, at most 500).
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first, 100, child_complexity)")]
     async fn deactivated_users(
         &self,
         ctx: &Context<'_>,
@@ -286,7 +286,7 @@ impl ImportJob {
     }
     /// The rows processed so far, in input order, `first` at a time (default 100, at most
     /// 500); `onlyFailed` keeps the rows with `success: false`.
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first, 100, child_complexity)")]
     async fn rows(
         &self,
         ctx: &Context<'_>,
@@ -418,7 +418,7 @@ impl JobsQuery {
 
     /// The tenant's jobs, newest first, `first` at a time (default 20, at most 100);
     /// `status` keeps jobs in any of the given statuses.
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first, 20, child_complexity)")]
     async fn import_jobs(
         &self,
         ctx: &Context<'_>,

@@ -593,7 +593,7 @@ impl User {
     /// Whom this user approves for (or, as `NON_APPROVING_MANAGER`, sees): the first
     /// `first` of them (default 100, at most 500) in order of the managed user's id. A
     /// manager of more is best listed from `users` with a page per request.
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first, MANAGEES_PAGE, child_complexity)")]
     async fn managees(
         &self,
         ctx: &Context<'_>,
@@ -740,7 +740,7 @@ impl UsersQuery {
 
     /// Users of the caller's tenant in the order they were created, `first` at a time
     /// (default 50, at most 500).
-    #[graphql(complexity = "cost::page(first, child_complexity)")]
+    #[graphql(complexity = "cost::page(first, DEFAULT_PAGE, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,

@@ -40,6 +40,17 @@ async fn headers_that_never_end_close_the_connection() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut stream = connect(&app).await;
+    let answer = answer_before_close(&mut stream).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+#[tokio::test]
 async fn a_body_that_stalls_is_408_and_writes_nothing() {
     let app = spawn_app_with(Backend::Sqlite, |config| {
         config.http.body_timeout = Duration::from_secs(1);

@@ -50,6 +50,47 @@ async fn a_spread_bomb_is_refused_before_it_is_expanded() {
 }
 
 #[tokio::test]
+async fn spreads_that_end_in_nothing_are_refused_before_they_are_walked() {
+    // No field at all, but 2^30 spreads for the engine to walk.
+    let mut document = String::from("query { ...F30 }\nfragment F1 on Query { ...Missing }\n");
+    for level in 2..=30 {
+        let previous = level - 1;
+        document.push_str(&format!(
+            "fragment F{level} on Query {{ ...F{previous} ...F{previous} }}\n"
+        ));
+    }
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app
+        .graphql(&app.token(Role::Viewer), &document, json!({}))
+        .await;
+    assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
+    assert!(
+        response
+            .error_message()
+            .contains("once its fragments are expanded"),
+        "{}",
+        response.error_message()
+    );
+}
+
+#[tokio::test]
+async fn a_page_of_null_items_costs_its_default_size() {
+    // `first: null` is the default page of 50 to the resolver, and so to the cost.
+    let app = spawn_app_with(Backend::Sqlite, |config| config.limits.max_complexity = 60).await;
+    let viewer = app.token(Role::Viewer);
+    let query = "query($first: Int) { users(first: $first) { nodes { id } } }";
+    let response = app.graphql(&viewer, query, json!({ "first": null })).await;
+    assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
+    assert!(
+        response.error_message().contains("too complex"),
+        "{}",
+        response.error_message()
+    );
+    let response = app.graphql(&viewer, query, json!({ "first": 10 })).await;
+    assert_eq!(response.data()["users"]["nodes"], json!([]));
+}
+
+#[tokio::test]
 async fn fragments_within_the_limit_still_run() {
     let app = spawn_app(Backend::Sqlite).await;
     let response = app

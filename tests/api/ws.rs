@@ -189,6 +189,19 @@ async fn no_connection_init_in_time(backend: Backend) {
 }
 each_backend!(no_connection_init_within_the_timeout_closes_with_4408 => no_connection_init_in_time);
 
+#[tokio::test]
+async fn an_older_graphql_ws_socket_without_connection_init_closes_with_4408() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.ws_init_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut socket = connect(&app, "graphql-ws").await;
+    assert_eq!(
+        closed(&mut socket).await,
+        (4408, "Connection initialisation timeout".to_owned())
+    );
+}
+
 async fn initialised_in_time(backend: Backend) {
     let app = spawn_app_with(backend, |config| {
         config.http.ws_init_timeout = Duration::from_millis(100);

@@ -2,7 +2,8 @@
 //! The gate reads the client's messages before async-graphql does and watches what the
 //! server answers; a message the protocol forbids, or no `connection_init` in time, ends the
 //! client's messages, and the socket closes with the code the protocol gives that mistake.
-//! Under the older `graphql-ws` subprotocol the gate only parses the messages.
+//! Under the older `graphql-ws` subprotocol the gate only parses the messages, and closes a
+//! socket without `connection_init` in time with the same 4408.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -75,9 +76,9 @@ impl Gate {
         }
     }
 
-    /// The client's messages, parsed for async-graphql. Under `graphql-transport-ws` they end
-    /// at the first one the protocol forbids, or when no `connection_init` came within
-    /// `init_timeout`; [`Gate::close`] then says how to close the socket.
+    /// The client's messages, parsed for async-graphql. They end when no `connection_init`
+    /// came within `init_timeout`, and under `graphql-transport-ws` at the first message the
+    /// protocol forbids; [`Gate::close`] then says how to close the socket.
     pub fn incoming<S>(
         &self,
         messages: S,
@@ -91,10 +92,6 @@ impl Gate {
         futures_util::stream::unfold(
             (messages, self.clone()),
             move |(mut messages, gate)| async move {
-                if !gate.checked {
-                    let message = messages.next().await?;
-                    return Some((ClientMessage::from_bytes(message), (messages, gate)));
-                }
                 let awaiting_init = !gate.state().initialised;
                 let message = if awaiting_init {
                     match tokio::time::timeout_at(deadline, messages.next()).await {
@@ -110,6 +107,13 @@ impl Gate {
                 } else {
                     messages.next().await?
                 };
+                if !gate.checked {
+                    let message = ClientMessage::from_bytes(message);
+                    if let Ok(ClientMessage::ConnectionInit { .. }) = &message {
+                        gate.state().initialised = true;
+                    }
+                    return Some((message, (messages, gate)));
+                }
                 match gate.admit(message.as_ref()) {
                     Ok(message) => Some((Ok(message), (messages, gate))),
                     Err(close) => {

@@ -36,6 +36,9 @@ impl DecodedUsers {
 /// The name of the variable that carries `importUsers(users:)`, when the operation `query`
 /// runs is a mutation with that one field and nothing else at its top level.
 pub fn users_variable(query: &str, operation_name: Option<&str>) -> Option<String> {
+    // Such a document is a few dozen tokens; a longer one is left to the schema, whose
+    // limits judge its length before it is parsed.
+    crate::graphql::count_tokens(query, 1_000)?;
     let document = async_graphql::parser::parse_query(query).ok()?;
     let operation = match document.operations {
         DocumentOperations::Single(operation) => operation,
