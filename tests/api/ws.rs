@@ -176,11 +176,16 @@ db_test! {
     }
 }
 
-async fn no_connection_init_in_time(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
+/// A server whose sockets have 100 ms to send `connection_init`.
+async fn quick_to_time_out(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |config| {
         config.http.ws_init_timeout = Duration::from_millis(100);
     })
-    .await;
+    .await
+}
+
+async fn no_connection_init_in_time(backend: Backend) {
+    let app = quick_to_time_out(backend).await;
     let mut socket = connect(&app, TRANSPORT_WS).await;
     assert_eq!(
         closed(&mut socket).await,
@@ -191,10 +196,7 @@ each_backend!(no_connection_init_within_the_timeout_closes_with_4408 => no_conne
 
 #[tokio::test]
 async fn an_older_graphql_ws_socket_without_connection_init_closes_with_4408() {
-    let app = spawn_app_with(Backend::Sqlite, |config| {
-        config.http.ws_init_timeout = Duration::from_millis(100);
-    })
-    .await;
+    let app = quick_to_time_out(Backend::Sqlite).await;
     let mut socket = connect(&app, "graphql-ws").await;
     assert_eq!(
         closed(&mut socket).await,
@@ -203,10 +205,7 @@ async fn an_older_graphql_ws_socket_without_connection_init_closes_with_4408() {
 }
 
 async fn initialised_in_time(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.http.ws_init_timeout = Duration::from_millis(100);
-    })
-    .await;
+    let app = quick_to_time_out(backend).await;
     let mut socket = acknowledged(&app).await;
     // Past the init timeout: the connection was initialised in time and stays open.
     tokio::time::sleep(Duration::from_millis(300)).await;
