@@ -94,16 +94,25 @@ impl Budget {
         named.starts_with("__") || self.composite.contains(named)
     }
 
-    /// What a resolved field adds to the response: its key, and either its whole value
-    /// (a scalar or enum) or only the braces and commas around its own fields, which count
+    /// What a resolved value adds to the response. A field adds its key, a list item a
+    /// comma; then a scalar or enum adds its whole value, while a list or an object adds
+    /// only its brackets or braces: its items and fields are resolved one by one, and count
     /// themselves.
-    fn cost(key: &str, composite: bool, value: Option<&Value>) -> usize {
-        let key = key.len() + 4; // "key": and a comma
-        key + match (composite, value) {
-            (_, None) => 4,
-            (true, Some(Value::List(items))) => 2 + items.len() * 3,
-            (true, Some(_)) => 2,
-            (false, Some(value)) => json_len(value),
+    fn cost(&self, info: &ResolveInfo<'_>) -> impl Fn(Option<&Value>) -> usize + use<> {
+        let item = info.parent_type.starts_with('[');
+        let key = if item {
+            1
+        } else {
+            info.alias.unwrap_or(info.name).len() + 4 // "key": and a comma
+        };
+        let list = info.return_type.trim_end_matches('!').starts_with('[');
+        let container = list || self.is_composite(info.return_type);
+        move |value| {
+            key + match value {
+                None => 4,
+                Some(_) if container => 2,
+                Some(value) => json_len(value),
+            }
         }
     }
 }
@@ -167,10 +176,9 @@ impl Extension for Budget {
         if self.exceeded.load(Ordering::Acquire) {
             return Err(Self::error(self.max_bytes));
         }
-        let key = info.alias.unwrap_or(info.name);
-        let composite = self.is_composite(info.return_type);
+        let cost_of = self.cost(&info);
         let value = next.run(ctx, info).await?;
-        let cost = Self::cost(key, composite, value.as_ref());
+        let cost = cost_of(value.as_ref());
         let spent = self.spent.fetch_add(cost, Ordering::AcqRel) + cost;
         if spent > self.max_bytes {
             self.exceeded.store(true, Ordering::Release);
@@ -205,6 +213,9 @@ mod tests {
         }
         async fn blob(&self, bytes: usize) -> String {
             "y".repeat(bytes)
+        }
+        async fn names(&self, count: usize) -> Vec<String> {
+            vec!["z".repeat(50); count]
         }
     }
 
@@ -247,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_count_is_close_to_what_is_written() {
-        let query = "{ items(count: 50) { name } blob(bytes: 3000) }";
+        let query = "{ items(count: 50) { name } blob(bytes: 3000) names(count: 200) }";
         let whole = written(&schema(usize::MAX).execute(query).await);
         assert!(schema(whole + whole / 10).execute(query).await.is_ok());
         assert!(schema(whole - whole / 10).execute(query).await.is_err());
