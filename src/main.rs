@@ -8,10 +8,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match roster::cli::run(roster::cli::Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("roster: {error:#}");
-            std::process::ExitCode::FAILURE
+            // The client's errors have exit codes of their own (4: the server could not be
+            // reached or refused the token); anything else is 1.
+            match error.downcast_ref::<roster::client::Error>() {
+                Some(error) => error.exit().into(),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
