@@ -6,6 +6,8 @@ use std::process::Output;
 
 use roster::auth::{Authenticator, Role};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{Backend, TestApp, roster_command, spawn_app};
 
@@ -38,11 +40,16 @@ async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
 
 /// `roster import FILE --server … --token <admin>` and `extra` flags.
 async fn import(app: &TestApp, file: &Path, extra: &[&str]) -> Output {
+    import_through(app, &app.address, file, extra).await
+}
+
+/// `roster import` against `server`, a way to `app`, with an admin token of `app`.
+async fn import_through(app: &TestApp, server: &str, file: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "import".to_owned(),
         file.display().to_string(),
         "--server".to_owned(),
-        app.address.clone(),
+        server.to_owned(),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
     run(args, vec![("ROSTER_TOKEN", app.token(Role::Admin))]).await
@@ -425,4 +432,70 @@ async fn match_by_email_finds_the_user_by_email() {
     );
     assert!(app.stored_user("e1").await.is_some());
     assert!(app.stored_user("old-1").await.is_none());
+}
+
+/// A relay in front of `app`, as a proxy that does not pass WebSockets would be: it answers
+/// each request for `/graphql/ws` with 403 and passes every other connection through.
+async fn relay_without_websockets(app: &TestApp) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = format!("127.0.0.1:{}", app.port);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                const WS: &[u8] = b"GET /graphql/ws";
+                let mut start = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while start.len() < WS.len() {
+                    match client.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => start.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if start.starts_with(WS) {
+                    let refusal =
+                        "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                    let _ = client.write_all(refusal.as_bytes()).await;
+                    return;
+                }
+                let mut server = TcpStream::connect(&upstream).await.unwrap();
+                server.write_all(&start).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn the_job_is_followed_over_the_websocket() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_dir, file) = csv_file(GOOD_ROWS);
+    let output = import(&app, &file, &[]).await;
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    assert!(err.contains(": following it over the WebSocket\n"), "{err}");
+    assert!(!err.contains("cannot follow"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_websocket_falls_back_to_polling() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let relay = relay_without_websockets(&app).await;
+    let (_dir, file) = csv_file(ONE_BAD_ROW);
+    let output = import_through(&app, &relay, &file, &[]).await;
+    assert_exit(&output, 2);
+    let err = stderr(&output);
+    assert!(
+        err.contains(": cannot follow it over the WebSocket ("),
+        "{err}"
+    );
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("reading it every 500ms"), "{err}");
+    assert!(!err.contains("following it over the WebSocket"), "{err}");
+    assert!(
+        err.contains(": COMPLETED_WITH_ERRORS, 2 of 2 rows (100%)\n"),
+        "{err}"
+    );
 }
