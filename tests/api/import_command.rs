@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{Backend, TestApp, roster_command, spawn_app};
+use crate::helpers::{Backend, TestApp, peak_rss, roster_command, spawn_app, spawn_app_with};
 
 const HEADER: &str = "externalId,email,firstName,lastName\n";
 
@@ -498,4 +498,56 @@ async fn a_refused_websocket_falls_back_to_polling() {
         err.contains(": COMPLETED_WITH_ERRORS, 2 of 2 rows (100%)\n"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_200_mb_file_is_streamed_not_held_in_memory() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    // No workers: the job stays queued, so the command is still following it when its
+    // peak memory is read, the whole upload behind it.
+    let app = spawn_app_with(Backend::Sqlite, |config| config.jobs.workers = 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    out.write_all(HEADER.as_bytes()).unwrap();
+    let long_name = "x".repeat(100 * 1024);
+    for n in 0..2000 {
+        writeln!(out, "e{n},u{n}@x.io,Ann,{long_name}").unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    assert!(std::fs::metadata(&file).unwrap().len() > 200 * 1000 * 1000);
+
+    let mut command = roster_command();
+    command
+        .args(["import", file.to_str().unwrap(), "--server", &app.address])
+        .env("ROSTER_TOKEN", app.token(Role::Admin))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let (peak, seen) = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let mut seen = String::new();
+        let mut peak = None;
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(": QUEUED, 0 of 2000 rows") {
+                peak = Some(peak_rss(child.id()));
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (peak, seen)
+    })
+    .await
+    .unwrap();
+    let peak = peak.unwrap_or_else(|| panic!("the job was never shown queued:\n{seen}"));
+    assert!(
+        peak < 64 * 1024 * 1024,
+        "the command's peak memory was {} MiB",
+        peak / 1024 / 1024
+    );
+    assert_eq!(app.count_rows("import_jobs").await, 1);
 }
