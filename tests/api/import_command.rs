@@ -551,3 +551,52 @@ async fn a_200_mb_file_is_streamed_not_held_in_memory() {
     );
     assert_eq!(app.count_rows("import_jobs").await, 1);
 }
+
+#[tokio::test]
+async fn a_terminal_gets_a_bar_with_rows_per_second_and_time_left() {
+    use std::io::Read as _;
+
+    let app = spawn_app(Backend::Sqlite).await;
+    let rows: String = (0..2000)
+        .map(|n| format!("e{n},u{n}@x.io,Ann,Lee\n"))
+        .collect();
+    let (_dir, file) = csv_file(&rows);
+    let size = nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let mut command = roster_command();
+    command
+        .args(["import", file.to_str().unwrap(), "--server", &app.address])
+        .env("ROSTER_TOKEN", app.token(Role::Admin))
+        .env("TERM", "xterm")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(pty.slave));
+    let (status, screen) = tokio::task::spawn_blocking(move || {
+        let child = command.spawn().unwrap();
+        // The terminal's other end stays open only in the child: reading ends with it.
+        drop(command);
+        let mut terminal = std::fs::File::from(pty.master);
+        let mut screen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Linux answers EIO once the last holder of the terminal's side has closed it.
+        while let Ok(n @ 1..) = terminal.read(&mut buffer) {
+            screen.extend_from_slice(&buffer[..n]);
+        }
+        let output = child.wait_with_output().unwrap();
+        (output.status, String::from_utf8_lossy(&screen).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("/2,000 rows, "), "{screen:?}");
+    assert!(screen.contains("/s, ETA "), "{screen:?}");
+    assert!(screen.contains("\x1b["), "{screen:?}");
+    assert!(
+        !screen.contains(" of 2000 rows ("),
+        "no plain lines: {screen:?}"
+    );
+}
