@@ -7,7 +7,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match roster::cli::run(roster::cli::Cli::parse()).await {
+    // A bad flag exits 1, not clap's 2: `roster import` gives 2 its own meaning (the job
+    // completed with errors), which a script must not confuse with a typo.
+    let cli = match roster::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            };
+        }
+    };
+    match roster::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("roster: {error:#}");

@@ -234,7 +234,9 @@ impl Server {
             {
                 let field = problem["field"].as_str().unwrap_or("input");
                 let text = problem["message"].as_str().unwrap_or("");
-                message.push_str(&format!("; {field}: {text}"));
+                if !message.starts_with(text) {
+                    message.push_str(&format!("; {field}: {text}"));
+                }
             }
             let code = first_error["extensions"]["code"].as_str();
             return Err(

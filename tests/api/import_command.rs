@@ -600,3 +600,59 @@ async fn a_terminal_gets_a_bar_with_rows_per_second_and_time_left() {
         "no plain lines: {screen:?}"
     );
 }
+
+/// `roster import` with `flags` on a good file: refused before anything is sent.
+async fn refused_flags(flags: &[&str], says: &str) {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_dir, file) = csv_file(GOOD_ROWS);
+    let output = import(&app, &file, flags).await;
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains(says), "{}", stderr(&output));
+    assert_eq!(app.count_rows("import_jobs").await, 0);
+}
+
+#[tokio::test]
+async fn an_unknown_mode_exits_1_naming_the_modes() {
+    refused_flags(
+        &["--mode", "merge"],
+        "possible values: upsert, create-only, update-only",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_change_threshold_without_sync_mode_exits_1() {
+    refused_flags(&["--change-threshold", "5"], "--deactivate-missing").await;
+}
+
+#[tokio::test]
+async fn a_change_threshold_past_100_exits_1() {
+    refused_flags(
+        &["--deactivate-missing", "--change-threshold", "101"],
+        "0..=100",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sync_mode_with_atomic_exits_1() {
+    refused_flags(&["--deactivate-missing", "--atomic"], "cannot be used with").await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_file_exits_3_and_stores_nothing_more() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_dir, first) = csv_file(GOOD_ROWS);
+    let (_dir, other) = csv_file("e3,cy@x.io,Cy,Ng\n");
+    let key = ["--idempotency-key", "hr-feed-2026-12-07"];
+    assert_exit(&import(&app, &first, &key).await, 0);
+    let output = import(&app, &other, &key).await;
+    assert_exit(&output, 3);
+    let err = stderr(&output);
+    assert!(
+        err.contains("refused the request, and stored nothing"),
+        "{err}"
+    );
+    assert_eq!(app.count_rows("import_jobs").await, 1);
+    assert!(app.stored_user("e3").await.is_none());
+}
