@@ -656,3 +656,50 @@ async fn an_idempotency_key_reused_for_another_file_exits_3_and_stores_nothing_m
     assert_eq!(app.count_rows("import_jobs").await, 1);
     assert!(app.stored_user("e3").await.is_none());
 }
+
+#[tokio::test]
+async fn a_job_cancelled_while_followed_exits_3() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+
+    // No workers: the job waits, queued, until it is cancelled.
+    let app = spawn_app_with(Backend::Sqlite, |config| config.jobs.workers = 0).await;
+    let (_dir, file) = csv_file(GOOD_ROWS);
+    let mut command = roster_command();
+    command
+        .args(["import", file.to_str().unwrap(), "--server", &app.address])
+        .env("ROSTER_TOKEN", app.token(Role::Admin))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (id, stderr) = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 {
+            if let Some(id) = line
+                .strip_prefix("job ")
+                .and_then(|rest| rest.strip_suffix(": QUEUED, 0 of 2 rows (0%)\n"))
+            {
+                return (id.to_owned(), stderr);
+            }
+            line.clear();
+        }
+        panic!("the job was never shown queued");
+    })
+    .await
+    .unwrap();
+    let cancel = "mutation($id: ID!) { cancelImportJob(id: $id) { status } }";
+    let cancelled = app
+        .graphql(&app.token(Role::Admin), cancel, json!({ "id": id }))
+        .await;
+    assert_eq!(cancelled.data()["cancelImportJob"]["status"], "CANCELLED");
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        let mut stderr = stderr;
+        stderr.read_to_string(&mut rest).unwrap();
+        (child.wait().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(3), "{rest}");
+    assert!(rest.contains(&format!("job {id} was cancelled")), "{rest}");
+}

@@ -111,3 +111,22 @@ async fn job_with_an_unknown_id_says_there_is_none() {
     assert!(err.contains("there is no job 987654"), "{err}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn every_jobs_and_job_flag_has_an_environment_variable() {
+    for command in ["jobs", "job"] {
+        let output = roster_command().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        for var in ["ROSTER_SERVER", "ROSTER_TOKEN", "ROSTER_JSON"] {
+            assert!(
+                help.contains(&format!("[env: {var}")),
+                "{var} missing from:\n{help}"
+            );
+        }
+        let flags = help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("--"))
+            .count();
+        assert_eq!(flags, help.matches("[env: ").count(), "{help}");
+    }
+}
