@@ -13,6 +13,7 @@ mod failures;
 mod formulas;
 mod http;
 mod import_command;
+mod import_following;
 mod jobs;
 mod jobs_command;
 mod limits;
