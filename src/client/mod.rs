@@ -54,7 +54,8 @@ pub enum Exit {
     /// The job completed, and some rows failed.
     CompletedWithErrors = 2,
     /// The job failed or was cancelled, sync mode's threshold refused to deactivate, or the
-    /// server refused the request and stored nothing.
+    /// server refused the request (or closed the connection during the upload) and stored
+    /// nothing.
     Failed = 3,
     /// The server could not be reached, or it refused the token.
     Unreachable = 4,
@@ -71,6 +72,16 @@ impl From<Exit> for ExitCode {
 pub enum Error {
     #[error("cannot reach the Roster server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error(
+        "the server at {url} closed the connection while {file} was being sent ({reason}), \
+         and imported nothing; a server closes it so when a file is larger than it accepts \
+         (its ROSTER_MAX_UPLOAD), or when it stops"
+    )]
+    Interrupted {
+        url: String,
+        file: String,
+        reason: String,
+    },
     #[error(
         "the server at {url} refused the token ({reason}); pass a current token for this \
          server with --token or ROSTER_TOKEN"
@@ -90,7 +101,7 @@ impl Error {
             Self::Unreachable { .. } | Self::TokenRefused { .. } | Self::NotRoster { .. } => {
                 Exit::Unreachable
             }
-            Self::Refused(_) | Self::NoSuchJob(_) => Exit::Failed,
+            Self::Interrupted { .. } | Self::Refused(_) | Self::NoSuchJob(_) => Exit::Failed,
         }
     }
 }
@@ -106,6 +117,7 @@ impl Server {
     pub fn new(args: &ServerArgs) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
         Ok(Self {
             base: args.server.clone(),
@@ -133,7 +145,7 @@ impl Server {
             .http
             .post(self.url("/graphql"))
             .json(&json!({ "query": query, "variables": variables }));
-        self.send(request).await
+        self.send(request, None).await
     }
 
     /// Runs a mutation as a GraphQL multipart request with the file at `path` as the
@@ -164,7 +176,7 @@ impl Server {
             .text("map", r#"{"0":["variables.file"]}"#)
             .part("0", part);
         let request = self.http.post(self.url("/graphql")).multipart(form);
-        Ok(self.send(request).await?)
+        Ok(self.send(request, Some(path)).await?)
     }
 
     /// Downloads `path` (a route of the server, e.g. a job's `failedRowsCsvUrl`) to the
@@ -201,7 +213,9 @@ impl Server {
         Ok(())
     }
 
-    async fn send(&self, request: RequestBuilder) -> Result<Value, Error> {
+    /// Sends a GraphQL request (for an upload, of the file at `upload`) and answers its
+    /// `data`, or the error that says why there is none.
+    async fn send(&self, request: RequestBuilder, upload: Option<&Path>) -> Result<Value, Error> {
         let response = request
             .bearer_auth(&self.token)
             .header(
@@ -210,7 +224,14 @@ impl Server {
             )
             .send()
             .await
-            .map_err(|error| self.unreachable(&error))?;
+            .map_err(|error| match upload {
+                Some(file) if !error.is_connect() => Error::Interrupted {
+                    url: self.name(),
+                    file: file.display().to_string(),
+                    reason: reason(&error),
+                },
+                _ => self.unreachable(&error),
+            })?;
         let status = response.status();
         let text = response
             .text()

@@ -456,3 +456,57 @@ async fn an_idempotency_key_reused_for_another_file_exits_3_and_stores_nothing_m
     assert_eq!(app.count_rows("import_jobs").await, 1);
     assert!(app.stored_user("e3").await.is_none());
 }
+
+#[tokio::test]
+async fn a_file_past_the_servers_upload_limit_exits_3_naming_its_setting() {
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |config| {
+        config.http.max_upload = 64 * 1024
+    })
+    .await;
+    let rows: String = (0..200_000)
+        .map(|n| format!("e{n},u{n}@x.io,Ann,Lee{}\n", "e".repeat(100)))
+        .collect();
+    let (_dir, file) = csv_file(&rows);
+    let output = import(&app, &file, &[]).await;
+    assert_exit(&output, 3);
+    // The server answers 413 by the request's length and closes the connection: the
+    // command reads either the answer or the closed connection, and says which limit.
+    let err = stderr(&output);
+    assert!(err.contains("ROSTER_MAX_UPLOAD"), "{err}");
+    assert_eq!(app.count_rows("import_jobs").await, 0);
+}
+
+#[tokio::test]
+async fn a_connection_closed_during_the_upload_exits_3_and_says_so() {
+    use tokio::io::AsyncReadExt as _;
+
+    // A server that stops while the file is on its way: it reads the start of the request,
+    // then closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut start = vec![0; 64 * 1024];
+        let _ = socket.read(&mut start).await;
+    });
+    let rows: String = (0..50_000)
+        .map(|n| format!("e{n},u{n}@x.io,Ann,Lee{}\n", "e".repeat(100)))
+        .collect();
+    let (_dir, file) = csv_file(&rows);
+    let output = run(
+        vec![
+            "import".into(),
+            file.display().to_string(),
+            "--server".into(),
+            format!("http://127.0.0.1:{port}"),
+            "--token".into(),
+            "t".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_exit(&output, 3);
+    let err = stderr(&output);
+    assert!(err.contains("closed the connection while"), "{err}");
+    assert!(err.contains("users.csv was being sent"), "{err}");
+}
