@@ -50,10 +50,12 @@ enum Command {
     Token(TokenArgs),
     /// Print the GraphQL schema (SDL); `schema.graphql` is exactly this output.
     Schema,
-    /// Import a CSV file of users into a running server, follow its job to the end, write
-    /// its failed rows beside the file and print the summary. Exit codes: 0 completed,
-    /// 2 completed with errors, 3 failed, cancelled or refused (sync mode's threshold, or
-    /// the file), 4 the server could not be reached or refused the token.
+    /// Import a CSV file of users into a running server and follow its job to the end.
+    ///
+    /// Uploads the file, follows the job, writes its failed rows beside the file and prints
+    /// the summary. Exit codes: 0 completed; 1 a bad flag or an unreadable file; 2
+    /// completed with errors; 3 failed, cancelled, or refused (sync mode's threshold, or
+    /// the file, nothing stored); 4 the server could not be reached or refused the token.
     Import(Box<client::ImportArgs>),
     /// List the tenant's recent import jobs, newest first.
     Jobs(client::JobsArgs),

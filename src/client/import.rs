@@ -72,9 +72,9 @@ pub struct ImportArgs {
 enum Mode {
     /// Create or update.
     Upsert,
-    /// Only new users; an existing one fails its row.
+    /// Only new users; an existing one is skipped.
     CreateOnly,
-    /// Only existing users; a missing one fails its row.
+    /// Only existing users; a missing one is skipped.
     UpdateOnly,
 }
 
@@ -124,14 +124,18 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     options["idempotencyKey"] = json!(key);
 
     let mut progress = Progress::new(args.quiet);
-    progress.note(&format!("uploading {}", args.file.display()));
     let mutation = format!(
         "mutation($file: Upload!, $options: ImportOptions) {{
             importUsersCsv(file: $file, options: $options) {{ ...Job }}
         }} {JOB_FIELDS}"
     );
     let data = server
-        .upload(&mutation, json!({ "options": options }), &args.file)
+        .upload(
+            &mutation,
+            json!({ "options": options }),
+            &args.file,
+            &progress,
+        )
         .await?;
     let job = &data["importUsersCsv"];
     let id = job["id"]

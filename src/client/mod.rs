@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use futures_util::TryStreamExt;
+use futures_util::TryStreamExt as _;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -155,14 +155,15 @@ impl Server {
         query: &str,
         mut variables: Value,
         path: &Path,
+        progress: &progress::Progress,
     ) -> anyhow::Result<Value> {
         variables["file"] = Value::Null;
         let file = tokio::fs::File::open(path).await?;
         let length = file.metadata().await?.len();
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            64 * 1024,
-        ));
+        let meter = progress.upload_meter(&path.display().to_string(), length);
+        let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
+            .inspect_ok(move |chunk| meter(chunk.len()));
+        let body = reqwest::Body::wrap_stream(chunks);
         let name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())

@@ -3,9 +3,10 @@
 //! the summary (or the JSON) alone.
 
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 pub enum Progress {
@@ -14,8 +15,18 @@ pub enum Progress {
     /// Standard error is not a terminal: one line each time the job's status or count
     /// changes.
     Lines { last: Option<(String, i64)> },
-    /// A terminal: a bar with rows per second and the time left.
-    Bar(ProgressBar),
+    /// A terminal: a bar of the upload's bytes, then of the job's rows, with their rate
+    /// and the time left.
+    Bar { bar: ProgressBar, rows: bool },
+}
+
+/// Counts the bytes of the upload as they are read from the file and sent.
+pub type UploadMeter = Box<dyn Fn(usize) + Send + Sync>;
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("a valid template")
+        .progress_chars("=> ")
 }
 
 impl Progress {
@@ -24,15 +35,8 @@ impl Progress {
             Self::Quiet
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
             bar.enable_steady_tick(Duration::from_millis(200));
-            Self::Bar(bar)
+            Self::Bar { bar, rows: false }
         } else {
             Self::Lines { last: None }
         }
@@ -43,7 +47,37 @@ impl Progress {
         match self {
             Self::Quiet => {}
             Self::Lines { .. } => eprintln!("{message}"),
-            Self::Bar(bar) => bar.set_message(message.to_owned()),
+            Self::Bar { bar, .. } => bar.set_message(message.to_owned()),
+        }
+    }
+
+    /// What counts the upload of `name`, `total` bytes: the bar's bytes on a terminal, a
+    /// line at each tenth otherwise.
+    pub fn upload_meter(&self, name: &str, total: u64) -> UploadMeter {
+        match self {
+            Self::Quiet => Box::new(|_| {}),
+            Self::Lines { .. } => {
+                let name = name.to_owned();
+                let sent = AtomicU64::new(0);
+                let tenths = move |bytes: u64| (bytes * 10).checked_div(total).unwrap_or(10);
+                Box::new(move |n| {
+                    let before = sent.fetch_add(n as u64, Ordering::Relaxed);
+                    let after = tenths(before + n as u64);
+                    if after > tenths(before) {
+                        eprintln!("uploading {name}: {}% of {}", after * 10, HumanBytes(total));
+                    }
+                })
+            }
+            Self::Bar { bar, .. } => {
+                bar.set_style(style(
+                    "{spinner} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes}, \
+                     {binary_bytes_per_sec}, ETA {eta}",
+                ));
+                bar.set_length(total);
+                bar.set_message(format!("uploading {name}"));
+                let bar = bar.clone();
+                Box::new(move |n| bar.inc(n as u64))
+            }
         }
     }
 
@@ -62,7 +96,16 @@ impl Progress {
                     *last = Some((status, processed));
                 }
             }
-            Self::Bar(bar) => {
+            Self::Bar { bar, rows } => {
+                if !*rows {
+                    // From bytes to rows: the rate and the time left start again.
+                    bar.reset();
+                    bar.set_style(style(
+                        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, \
+                         ETA {eta}",
+                    ));
+                    *rows = true;
+                }
                 bar.set_length(total.max(0) as u64);
                 bar.set_position(processed.max(0) as u64);
                 bar.set_message(format!("job {id} {status}"));
@@ -72,7 +115,7 @@ impl Progress {
 
     /// The job has ended: the bar leaves the screen before the summary is printed.
     pub fn finish(&self) {
-        if let Self::Bar(bar) = self {
+        if let Self::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }
     }

@@ -261,3 +261,29 @@ async fn a_job_cancelled_while_followed_exits_3() {
     assert_eq!(status.code(), Some(3), "{rest}");
     assert!(rest.contains(&format!("job {id} was cancelled")), "{rest}");
 }
+
+#[tokio::test]
+async fn the_upload_is_shown_a_tenth_at_a_time_when_not_on_a_terminal() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let rows: String = (0..20_000)
+        .map(|n| format!("e{n},u{n}@x.io,Ann,Lee{}\n", "e".repeat(50)))
+        .collect();
+    let (_dir, file) = csv_file(&rows);
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 10 * 64 * 1024, "more than ten reads of the file");
+    let output = import(&app, &file, &[]).await;
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    let shown: Vec<_> = err
+        .lines()
+        .filter_map(|line| line.strip_prefix(&format!("uploading {}: ", file.display())))
+        .collect();
+    let tenths: Vec<String> = (1..=10).map(|n| format!("{}% of ", n * 10)).collect();
+    assert_eq!(shown.len(), 10, "{err}");
+    for (line, tenth) in shown.iter().zip(&tenths) {
+        assert!(
+            line.starts_with(tenth.as_str()) && line.ends_with("iB"),
+            "{err}"
+        );
+    }
+}
