@@ -1,6 +1,8 @@
-//! The command line: `roster serve|migrate|token|schema`.
+//! The command line: `roster serve|migrate|token|schema`, and the client commands
+//! `roster import|jobs|job` (in [`crate::client`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,7 +12,7 @@ use rand::RngCore;
 use crate::auth::{Authenticator, Role};
 use crate::config::{DatabaseConfig, JwtConfig, LogFormat, ServeConfig};
 use crate::startup::Application;
-use crate::{db, graphql, telemetry};
+use crate::{client, db, graphql, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +50,17 @@ enum Command {
     Token(TokenArgs),
     /// Print the GraphQL schema (SDL); `schema.graphql` is exactly this output.
     Schema,
+    /// Import a CSV file of users into a running server and follow its job to the end.
+    ///
+    /// Uploads the file, follows the job, writes its failed rows beside the file and prints
+    /// the summary. Exit codes: 0 completed; 1 a bad flag or an unreadable file; 2
+    /// completed with errors; 3 failed, cancelled, or refused (sync mode's threshold, or
+    /// the file, nothing stored); 4 the server could not be reached or refused the token.
+    Import(Box<client::ImportArgs>),
+    /// List the tenant's recent import jobs, newest first.
+    Jobs(client::JobsArgs),
+    /// Show one import job.
+    Job(client::JobArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,24 +85,42 @@ struct TokenArgs {
     jwt: JwtConfig,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Some(Command::Import(args)) => client::import::run(*args).await,
+        Some(Command::Jobs(args)) => client::jobs::list(args).await,
+        Some(Command::Job(args)) => client::jobs::show(args).await,
+        command => run_server_command(command, cli.serve, cli.log_format)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run_server_command(
+    command: Option<Command>,
+    serve_config: ServeConfig,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
+    match command {
         Some(Command::Schema) => {
             print!("{}", graphql::sdl());
             Ok(())
         }
         Some(Command::Token(args)) => token(args),
         Some(Command::Migrate(config)) => {
-            telemetry::init_logging(cli.log_format);
+            telemetry::init_logging(log_format);
             migrate(config).await
         }
         Some(Command::Serve(config)) => {
-            telemetry::init_logging(cli.log_format);
+            telemetry::init_logging(log_format);
             serve(*config).await
         }
         None => {
-            telemetry::init_logging(cli.log_format);
-            serve(cli.serve).await
+            telemetry::init_logging(log_format);
+            serve(serve_config).await
+        }
+        Some(Command::Import(_) | Command::Jobs(_) | Command::Job(_)) => {
+            unreachable!("client commands are run by `run`")
         }
     }
 }

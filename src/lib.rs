@@ -5,6 +5,7 @@ pub mod approvers;
 pub mod attributes;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
