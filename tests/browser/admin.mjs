@@ -196,9 +196,13 @@ check("retry asks first and shows the new job", async () => {
 check("a declined confirmation changes nothing; revert removes the users", async () => {
   await page.getByRole("button", { name: `Open job ${importId}` }).click();
   await waitText(page, "#job-title", `Job ${importId}: import`);
+  const jobs = async () => (await api(token, "{ importJobs { totalCount } }")).importJobs.totalCount;
+  const before = await jobs();
   page.once("dialog", (dialog) => dialog.dismiss());
   await page.getByRole("button", { name: "Revert" }).click();
-  assert((await text(page, "#job-title")).startsWith(`Job ${importId}:`), "declined revert ran");
+  await page.waitForTimeout(500);
+  assert((await jobs()) === before, "a declined revert started a job");
+  assert((await text(page, "#job-title")).startsWith(`Job ${importId}:`), "a declined revert shows another job");
   page.once("dialog", (dialog) => dialog.accept());
   await page.getByRole("button", { name: "Revert" }).click();
   await waitText(page, "#job-title", `revert of job ${importId}`);
