@@ -225,6 +225,39 @@ check("the jobs list is newest first with status, counts and who started each", 
   await page.locator("#jobs").screenshot({ path: join(output, "admin-jobs.png") });
 });
 
+check("a big import's counts follow its chunks as they commit, and Cancel stops it", async () => {
+  const total = 30_000;
+  const big = ["externalId,email,firstName,lastName",
+    ...Array.from({ length: total }, (_, i) => `${prefix}-big-${i},${prefix}.big${i}@example.com,Big,Import${i}`)]
+    .join("\n") + "\n";
+  await page.getByLabel("CSV file").setInputFiles({ name: "big.csv", mimeType: "text/csv", buffer: Buffer.from(big) });
+  await waitText(page, "#preview-summary", "big.csv");
+  assert(await page.getByRole("button", { name: "Import for real" }).isDisabled(), "import before a dry run");
+  await page.getByLabel("Import without a dry run first").check();
+  const before = frames.length;
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: "Import for real" }).click();
+  const cancel = page.getByRole("button", { name: "Cancel", exact: true });
+  await cancel.waitFor();
+  await page.waitForFunction(() => Number(document.querySelector("#count-created")?.textContent) > 0,
+    null, { timeout: 60_000 });
+  assert((await text(page, "#job-status")) === "RUNNING", "the job ended before it could be cancelled");
+  const bigId = (await text(page, "#job-title")).match(/Job (\d+)/)[1];
+  let asked = "";
+  page.once("dialog", (dialog) => { asked = dialog.message(); dialog.accept(); });
+  await cancel.click();
+  await waitText(page, "#job-status", "CANCELLED");
+  assert(asked.includes(bigId), `confirmation: ${asked}`);
+  assert(!(await cancel.isVisible()), "Cancel shows on a cancelled job");
+  const processed = frames.slice(before)
+    .filter((f) => f.type === "next" && f.payload.data?.importJobProgress?.id === bigId)
+    .map((f) => f.payload.data.importJobProgress.processed);
+  assert(new Set(processed).size >= 2, `progress events: ${processed}`);
+  const stopped = Number((await text(page, "#job-rows")).split(" ")[0]);
+  assert(stopped > 0 && stopped < total, `processed ${stopped} of ${total}`);
+  await page.screenshot({ path: join(output, "admin-cancelled.png"), fullPage: true });
+});
+
 // A tenant of its own: two tracks, eight users, as of a day 20 days ahead each status has
 // its own count.
 async function prepareCompliance() {

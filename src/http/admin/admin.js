@@ -86,6 +86,16 @@ function say(id, text, error = false) {
 
 async function signIn() {
   document.body.dataset.role = "";
+  // What another token showed goes.
+  if (socket) socket.close(1000);
+  shown = null;
+  statusShown = null;
+  $("job").hidden = true;
+  $("status-title").hidden = true;
+  $("status-users").hidden = true;
+  $("status-more").hidden = true;
+  $("jobs-table").tBodies[0].replaceChildren();
+  $("chart").replaceChildren();
   $("token").value = token();
   if (!token()) {
     say("token-state", "no token: paste one to use this page");
@@ -237,7 +247,8 @@ const optionsKey = () => JSON.stringify(options(false));
 
 function updateButtons() {
   $("dry-run").disabled = !file;
-  $("import-real").disabled = !file || !dryRunOf || dryRunOf.file !== file || dryRunOf.options !== optionsKey();
+  const tried = dryRunOf && dryRunOf.file === file && dryRunOf.options === optionsKey();
+  $("import-real").disabled = !file || !(tried || $("skip-dry-run").checked);
   if (file && $("import-real").disabled) say("import-state", "Run a dry run of this file and these options first.");
 }
 $("import-form").addEventListener("change", (event) => {
@@ -337,6 +348,7 @@ function follow(id, onJob) {
 }
 
 async function openJob(id, known) {
+  if (shown !== id && !known) say("job-state", "");
   shown = id;
   $("job").hidden = false;
   let job = known;
@@ -408,7 +420,9 @@ async function loadFailed(id, after) {
       element("td", {}, element("ul", {}, ...row.errors.map((e) =>
         element("li", { text: `${e.field ? `${e.field}: ` : ""}${e.message} (${e.code})` }))))));
   }
-  $("failed-count").textContent = `${body.rows.length} of ${rows.totalCount} failed rows shown.`;
+  $("failed").hidden = rows.totalCount === 0;
+  $("failed-count").textContent = rows.totalCount === 0 ? "No failed rows."
+    : `${body.rows.length} of ${rows.totalCount} failed rows shown.`;
   failedAfter = rows.pageInfo.endCursor;
   $("failed-more").hidden = !rows.pageInfo.hasNextPage;
 }
