@@ -225,12 +225,19 @@ check("the jobs list is newest first with status, counts and who started each", 
   await page.locator("#jobs").screenshot({ path: join(output, "admin-jobs.png") });
 });
 
-check("a big import's counts follow its chunks as they commit, and Cancel stops it", async () => {
+check("a big file dropped on the page: its counts follow its chunks as they commit, and Cancel stops it", async () => {
   const total = 30_000;
   const big = ["externalId,email,firstName,lastName",
     ...Array.from({ length: total }, (_, i) => `${prefix}-big-${i},${prefix}.big${i}@example.com,Big,Import${i}`)]
     .join("\n") + "\n";
-  await page.getByLabel("CSV file").setInputFiles({ name: "big.csv", mimeType: "text/csv", buffer: Buffer.from(big) });
+  // Dropped on the page rather than chosen.
+  await page.evaluate((text) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], "big.csv", { type: "text/csv" }));
+    const zone = document.getElementById("drop");
+    zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, big);
   await waitText(page, "#preview-summary", "big.csv");
   assert(await page.getByRole("button", { name: "Import for real" }).isDisabled(), "import before a dry run");
   await page.getByLabel("Import without a dry run first").check();
