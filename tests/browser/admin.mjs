@@ -98,6 +98,8 @@ const csv = [
   ...[1, 2, 3, 4].map((n) => `${prefix}-${n},${prefix}.${n}@example.com,Ada${n},Lovelace,Ops,4${n}`),
   `${prefix}-5,not-an-email,Bad,Email,Ops,40`,
   `${prefix}-6,${prefix}.6@example.com,,Nofirst,Ops,39`,
+  // More failed rows than a page of the table holds.
+  ...Array.from({ length: 21 }, (_, i) => `${prefix}-x${i},bad-${i},Bad,Email,Ops,38`),
 ].join("\n") + "\n";
 
 async function usersOfPrefix() {
@@ -132,6 +134,9 @@ check("the preview marks recognised columns and flags unknown ones", async () =>
   assert(unknown.join() === "shoe_size", `unknown: ${unknown}`);
   assert((await text(page, "#preview-unknown")).includes("shoe_size"), "unknown columns not named");
   assert((await page.locator("#preview-table tbody tr").count()) === 5, "not the first five rows");
+  const labelled = await page.evaluate(() => [...document.querySelectorAll("input, select")]
+    .filter((control) => control.labels.length === 0).map((control) => control.id));
+  assert(labelled.length === 0, `controls without a label: ${labelled}`);
   assert(await page.getByRole("button", { name: "Import for real" }).isDisabled(), "import before a dry run");
   await page.screenshot({ path: join(output, "admin-preview.png"), fullPage: true });
 });
@@ -142,10 +147,15 @@ check("a dry run shows the counts and the failed rows, and writes nothing", asyn
   await waitText(page, "#job-status", "COMPLETED_WITH_ERRORS");
   dryRunId = (await text(page, "#job-title")).match(/Job (\d+)/)[1];
   const seen = await counts(page);
-  assert(seen.created === 4 && seen.failed === 2, `dry-run counts ${JSON.stringify(seen)}`);
-  await page.locator("#failed tbody tr").nth(1).waitFor();
+  assert(seen.created === 4 && seen.failed === 23, `dry-run counts ${JSON.stringify(seen)}`);
+  await page.locator("#failed tbody tr").nth(19).waitFor();
+  assert((await page.locator("#failed tbody tr").count()) === 20, "not a page of 20 failed rows");
+  await waitText(page, "#failed-count", "20 of 23");
+  await page.getByRole("button", { name: "More failed rows" }).click();
+  await page.locator("#failed tbody tr").nth(22).waitFor();
   const failed = await text(page, "#failed tbody");
   assert(failed.includes("email") && failed.includes("firstName"), `failed rows: ${failed}`);
+  assert(!(await page.getByRole("button", { name: "More failed rows" }).isVisible()), "more after the last page");
   assert((await usersOfPrefix()) === 0, "a dry run wrote users");
   await page.screenshot({ path: join(output, "admin-dry-run.png"), fullPage: true });
 });
@@ -163,10 +173,10 @@ check("import for real: the bar, fed by the subscription, reaches 100%", async (
   assert(events.length >= 1, "no importJobProgress event for the job");
   assert(events.at(-1).payload.data.importJobProgress.status === "COMPLETED_WITH_ERRORS", "last event not final");
   const seen = await counts(page);
-  assert(seen.created === 4 && seen.failed === 2, `counts ${JSON.stringify(seen)}`);
+  assert(seen.created === 4 && seen.failed === 23, `counts ${JSON.stringify(seen)}`);
   assert((await usersOfPrefix()) === 4, "the users were not written");
-  await page.locator("#failed tbody tr").nth(1).waitFor();
-  assert((await page.locator("#failed tbody tr").count()) === 2, "not two failed rows");
+  await page.locator("#failed tbody tr").nth(19).waitFor();
+  assert((await page.locator("#failed tbody tr").count()) === 20, "not a page of failed rows");
   await page.screenshot({ path: join(output, "admin-imported.png"), fullPage: true });
 });
 
@@ -179,7 +189,7 @@ check("the failed-rows CSV downloads with its errors", async () => {
   const body = readFileSync(await download.path(), "utf8");
   const lines = body.trim().split(/\r?\n/);
   assert(lines[0].includes("shoe_size") && lines[0].includes("errors"), `header: ${lines[0]}`);
-  assert(lines.length === 3 && body.includes("not-an-email"), `file: ${body}`);
+  assert(lines.length === 24 && body.includes("not-an-email"), `file: ${body}`);
 });
 
 check("retry asks first and shows the new job", async () => {
@@ -190,7 +200,7 @@ check("retry asks first and shows the new job", async () => {
   await waitText(page, "#job-status", "COMPLETED_WITH_ERRORS");
   assert(asked.includes(importId), `confirmation: ${asked}`);
   const seen = await counts(page);
-  assert(seen.failed === 2 && seen.created === 0, `retry counts ${JSON.stringify(seen)}`);
+  assert(seen.failed === 23 && seen.created === 0, `retry counts ${JSON.stringify(seen)}`);
 });
 
 check("a declined confirmation changes nothing; revert removes the users", async () => {
@@ -219,7 +229,7 @@ check("the jobs list is newest first with status, counts and who started each", 
   const rows = await page.locator("#jobs-table tbody tr").allInnerTexts();
   assert(rows.length === 4, `jobs: ${rows.length}`);
   assert(rows[0].includes("revert") && rows[3].includes("dry run"), `order: ${rows}`);
-  assert(rows[3].includes("COMPLETED_WITH_ERRORS") && rows[3].includes("4 / 0 / 2") && rows[3].includes("browser"), rows[3]);
+  assert(rows[3].includes("COMPLETED_WITH_ERRORS") && rows[3].includes("4 / 0 / 23") && rows[3].includes("browser"), rows[3]);
   await page.getByRole("button", { name: `Open job ${dryRunId}` }).click();
   await waitText(page, "#job-title", `Job ${dryRunId}: dry run`);
   await page.locator("#jobs").screenshot({ path: join(output, "admin-jobs.png") });
@@ -328,9 +338,12 @@ check("the compliance chart shows the prepared tenant's numbers, as of a chosen 
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
-check("a viewer sees jobs and compliance but no button that writes", async () => {
-  await signIn(page, viewerToken, "viewer");
-  await page.getByRole("button", { name: `Open job ${importId}` }).click();
+check("a viewer, signed in and opening a job from the keyboard, sees no button that writes", async () => {
+  await page.getByLabel("Bearer token").fill(viewerToken);
+  await page.getByLabel("Bearer token").press("Enter");
+  await page.locator("#token-state").getByText("(viewer)").waitFor();
+  await page.getByRole("button", { name: `Open job ${importId}` }).focus();
+  await page.keyboard.press("Enter");
   await waitText(page, "#job-title", `Job ${importId}: import`);
   assert(!(await page.locator("#import").isVisible()), "the import form shows to a viewer");
   for (const name of ["Retry failed rows", "Revert", "Cancel", "Import for real", "Dry run"]) {
