@@ -275,6 +275,27 @@ check("a big file dropped on the page: its counts follow its chunks as they comm
   await page.screenshot({ path: join(output, "admin-cancelled.png"), fullPage: true });
 });
 
+check("the options chosen are the job's: mode, sync mode with its threshold", async () => {
+  await page.getByLabel("CSV file").setInputFiles({ name: "again.csv", mimeType: "text/csv", buffer: Buffer.from(csv) });
+  await waitText(page, "#preview-summary", "again.csv");
+  await page.getByLabel("Mode", { exact: true }).selectOption("UPDATE_ONLY");
+  await page.getByLabel("Match by").selectOption("EMAIL");
+  assert(await page.getByLabel("Sync threshold (%)").isDisabled(), "a threshold without sync mode");
+  await page.getByLabel("Sync mode: deactivate users the file does not name").check();
+  assert(await page.getByLabel("Atomic: all rows or none").isDisabled(), "atomic with sync mode");
+  await page.getByLabel("Sync threshold (%)").fill("10");
+  await page.getByRole("button", { name: "Dry run" }).click();
+  await waitText(page, "#job-title", "dry run");
+  await page.locator("#job-status").filter({ hasText: /^COMPLETED/ }).waitFor({ timeout: 15_000 });
+  const id = (await text(page, "#job-title")).match(/Job (\d+)/)[1];
+  assert((await text(page, "#job-facts")).includes("sync (threshold 10%)"), await text(page, "#job-facts"));
+  const { importJob } = await api(token, "query($id: ID!) { importJob(id: $id) { dryRun deactivateMissing changeThreshold atomic } }", { id });
+  assert(importJob.dryRun && importJob.deactivateMissing && importJob.changeThreshold === 10 && !importJob.atomic,
+    JSON.stringify(importJob));
+  const seen = await counts(page);
+  assert(seen.created === 0, `UPDATE_ONLY created users: ${JSON.stringify(seen)}`);
+});
+
 // A tenant of its own: two tracks, eight users, as of a day 20 days ahead each status has
 // its own count.
 async function prepareCompliance() {
