@@ -296,8 +296,8 @@ check("the options chosen are the job's: mode, sync mode with its threshold", as
   assert(seen.created === 0, `UPDATE_ONLY created users: ${JSON.stringify(seen)}`);
 });
 
-// A tenant of its own: two tracks, eight users, as of a day 20 days ahead each status has
-// its own count.
+// A tenant of its own: three tracks, 28 users, as of a day 20 days ahead every status has
+// users.
 async function prepareCompliance() {
   const t = complianceToken;
   const track = async (input) => (await api(t, "mutation($i: LearningTrackInput!) { createLearningTrack(input: $i) { id } }", { i: input })).createLearningTrack.id;
@@ -305,7 +305,8 @@ async function prepareCompliance() {
   const fire = await track({ name: "Fire drill", tags: ["fire"], dueDays: 10 });
   const short = await track({ name: "First aid", tags: ["aid"], validityDays: 30, expiringSoonDays: 15 });
   const people = [
-    ["none1", []], ["none2", []], ["none3", []], // NO_TRACKS_ASSIGNED
+    // NO_TRACKS_ASSIGNED: more than a page of the list
+    ...Array.from({ length: 22 }, (_, i) => [`none${i}`, []]),
     ["fire1", ["fire"]], // UNCOMPLETED now, NOT_COMPLIANT past its 10 due days
     ["safe1", ["safety"]], ["safe2", ["safety"]], // COMPLETED
     ["aid1", ["aid"]], // COMPLETED now, EXPIRING_SOON from day 15
@@ -336,7 +337,7 @@ const bars = async (page) => {
 check("the compliance chart shows the prepared tenant's numbers, as of a chosen day", async () => {
   await prepareCompliance();
   await signIn(page, complianceToken, "admin");
-  const now = { COMPLETED: 3, EXPIRING_SOON: 0, UNCOMPLETED: 2, NOT_COMPLIANT: 0, NO_TRACKS_ASSIGNED: 3 };
+  const now = { COMPLETED: 3, EXPIRING_SOON: 0, UNCOMPLETED: 2, NOT_COMPLIANT: 0, NO_TRACKS_ASSIGNED: 22 };
   await page.locator("#chart .bar").nth(4).waitFor();
   await page.waitForFunction(() => document.querySelector('#chart [data-status="COMPLETED"] .count')?.textContent === "3");
   let seen = await bars(page);
@@ -350,10 +351,17 @@ check("the compliance chart shows the prepared tenant's numbers, as of a chosen 
   await page.getByRole("button", { name: "Show" }).click();
   await page.waitForFunction(() => document.querySelector('#chart [data-status="NOT_COMPLIANT"] .count')?.textContent === "1");
   seen = await bars(page);
-  const ahead = { COMPLETED: 2, EXPIRING_SOON: 1, UNCOMPLETED: 1, NOT_COMPLIANT: 1, NO_TRACKS_ASSIGNED: 3 };
+  const ahead = { COMPLETED: 2, EXPIRING_SOON: 1, UNCOMPLETED: 1, NOT_COMPLIANT: 1, NO_TRACKS_ASSIGNED: 22 };
   assert(JSON.stringify(seen) === JSON.stringify(ahead), `as of ${later}: ${JSON.stringify(seen)}`);
   await waitText(page, "#status-users tbody", "First aid: EXPIRING_SOON");
   await page.screenshot({ path: join(output, "admin-compliance.png"), fullPage: true });
+  await page.getByRole("button", { name: /^No tracks assigned: 22 users/ }).click();
+  await waitText(page, "#status-title", "22 users");
+  await page.locator("#status-users tbody tr").nth(19).waitFor();
+  assert((await page.locator("#status-users tbody tr").count()) === 20, "not a page of 20 users");
+  await page.getByRole("button", { name: "More users" }).click();
+  await page.locator("#status-users tbody tr").nth(21).waitFor();
+  assert(!(await page.getByRole("button", { name: "More users" }).isVisible()), "more after the last page");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: join(output, "admin-compliance-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });

@@ -87,7 +87,7 @@ function say(id, text, error = false) {
 async function signIn() {
   document.body.dataset.role = "";
   // What another token showed goes.
-  if (socket) socket.close(1000);
+  stopFollowing();
   shown = null;
   statusShown = null;
   $("job").hidden = true;
@@ -278,11 +278,15 @@ async function submit(dryRun) {
   try {
     const job = await upload(dryRun);
     say("import-state", `${dryRun ? "Dry run" : "Import"}: job ${job.id} ${job.status}`);
-    const final = await openJob(job.id, job);
-    if (dryRun && final && !["FAILED", "CANCELLED"].includes(final.status)) dryRunOf = sent;
-    say("import-state", dryRun
-      ? `Dry run finished (${final ? final.status : "?"}): nothing was written. Check the counts, then import for real.`
-      : `Import finished: ${final ? final.status : "?"}.`);
+    const final = (await openJob(job.id, job)) || job;
+    if (!FINAL.includes(final.status)) {
+      say("import-state", `Job ${job.id}: ${final.status}; open it from the jobs list to follow it.`);
+    } else if (dryRun) {
+      if (final.status.startsWith("COMPLETED")) dryRunOf = sent;
+      say("import-state", `Dry run finished (${final.status}): nothing was written. Check the counts, then import for real.`);
+    } else {
+      say("import-state", `Import finished: ${final.status}.`);
+    }
   } catch (error) {
     say("import-state", error.message, true);
   }
@@ -305,10 +309,19 @@ let failedAfter = null;
 
 const FINAL = ["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"];
 
-// Follows a job through importJobProgress until its final status; resolves with it.
+// Closes the progress stream of the job on show, when another job or token takes over.
+function stopFollowing() {
+  if (!socket) return;
+  socket.superseded = true;
+  socket.close(1000);
+  socket = null;
+}
+
+// Follows a job through importJobProgress until its final status; resolves with it (or
+// with the job as last seen, when another job takes over).
 function follow(id, onJob) {
   return new Promise((resolve, reject) => {
-    if (socket) socket.close(1000);
+    stopFollowing();
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(`${scheme}${location.host}/graphql/ws`, "graphql-transport-ws");
     socket = ws;
@@ -340,7 +353,8 @@ function follow(id, onJob) {
     });
     ws.addEventListener("close", (event) => {
       if (socket === ws) socket = null;
-      if (!last || !FINAL.includes(last.status)) {
+      if (ws.superseded) resolve(last);
+      else if (!last || !FINAL.includes(last.status)) {
         reject(new ApiError(`progress stream closed (${event.code} ${event.reason})`));
       }
     });
