@@ -508,6 +508,9 @@ async function loadJobs(after = null) {
         element("td", { text: `${created} / ${updated} / ${failed}${deleted ? ` (${deleted} deleted)` : ""}` }),
         element("td", { text: job.createdBy })));
     }
+    if (!body.rows.length) {
+      body.append(element("tr", {}, element("td", { colspan: "7", text: "No jobs yet." })));
+    }
     jobsAfter = importJobs.pageInfo.endCursor;
     $("jobs-more").hidden = !importJobs.pageInfo.hasNextPage;
   } catch (error) {
