@@ -406,8 +406,9 @@ function renderJob(job) {
     element("th", { scope: "row", text: name }),
     element("td", { id: `count-${name}`, text: String(job.summary[name]) }))));
   $("job-warnings").textContent = job.warnings.join(" ");
-  const running = !FINAL.includes(job.status);
-  $("job-cancel").hidden = !running;
+  // A dry run or an atomic job is one transaction: cancellable only while queued.
+  const cancellable = job.status === "QUEUED" || (job.status === "RUNNING" && !job.dryRun && !job.atomic);
+  $("job-cancel").hidden = !cancellable;
   $("job-retry").hidden = !job.repeatable;
   $("job-revert").hidden = !job.revertible;
   $("job-download").hidden = !job.failedRowsCsvUrl;
