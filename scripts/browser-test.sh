@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the built server (see scripts/lib/server.sh) and drives its GraphiQL page in
-# headless Chromium (tests/browser). Installs Debian's chromium when it is missing.
+# Starts the built server (see scripts/lib/server.sh) and drives its GraphiQL page and its
+# admin page in headless Chromium (tests/browser). Installs Debian's chromium when it is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ]; then
@@ -10,4 +11,8 @@ fi
 start_server browser
 
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-ROSTER_URL="$base" ROSTER_TOKEN="$token" node tests/browser/graphiql.mjs
+status=0
+ROSTER_URL="$base" ROSTER_TOKEN="$token" node tests/browser/graphiql.mjs || status=1
+ROSTER_URL="$base" ROSTER_TOKEN="$token" ROSTER_VIEWER_TOKEN="$(mint_token viewer)" \
+  ROSTER_COMPLIANCE_TOKEN="$(mint_token admin compliance)" node tests/browser/admin.mjs || status=1
+exit "$status"

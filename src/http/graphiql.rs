@@ -10,15 +10,15 @@ use axum::response::{Html, IntoResponse, Response};
 /// Where the assets are served: `{ASSETS}/{name}`.
 pub const ASSETS: &str = "/graphiql/assets";
 
-/// One embedded file.
-struct Asset {
-    name: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
+/// One embedded file (of this page, or of another page served the same way).
+pub(super) struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub body: &'static [u8],
 }
 
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
+pub(super) const JS: &str = "text/javascript; charset=utf-8";
+pub(super) const CSS: &str = "text/css; charset=utf-8";
 
 static FILES: &[Asset] = &[
     Asset {
@@ -60,7 +60,12 @@ pub fn page() -> Response {
 
 /// `GET /graphiql/assets/{name}`: an embedded file, cacheable for a day.
 pub async fn asset(Path(name): Path<String>) -> Response {
-    match FILES.iter().find(|asset| asset.name == name) {
+    serve(FILES, &name)
+}
+
+/// The file of `files` called `name`, cacheable for a day, or 404.
+pub(super) fn serve(files: &[Asset], name: &str) -> Response {
+    match files.iter().find(|asset| asset.name == name) {
         Some(asset) => (
             [
                 (header::CONTENT_TYPE, asset.content_type),

@@ -1,5 +1,6 @@
 //! Routes, middleware and the shared application state.
 
+mod admin;
 mod exports;
 mod graphiql;
 mod graphql;
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
             &format!("{}/{{name}}", graphiql::ASSETS),
             get(graphiql::asset),
         )
+        .route("/admin", get(admin::page))
+        .route(&format!("{}/{{name}}", admin::ASSETS), get(admin::asset))
         .route("/exports/users.csv", get(exports::users_csv))
         .route("/jobs/{id}/failed-rows.csv", get(exports::failed_rows_csv))
         .route("/healthz", get(ops::healthz))

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod approvers;
 mod attributes;
 mod auth;
