@@ -384,22 +384,24 @@ pub struct UserFilter {
     /// Users of exactly this department.
     pub department: Option<String>,
     pub source: Option<String>,
-    /// Users whose overall learning-track status is this one now.
+    /// Users whose overall learning-track status is this one now (or at `asOf`).
     pub learning_track_status: Option<LearningTrackStatus>,
+    /// The moment `learningTrackStatus` is judged at (default now), as `complianceSummary`'s
+    /// `asOf`: the users it counts under a status are the users this lists.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl UserFilter {
-    /// The domain filter; a status filter is judged at `now`.
+    /// The domain filter; a status filter is judged at `asOf`, else at `now`.
     fn into_domain(self, now: DateTime<Utc>) -> DomainFilter {
+        let at = self.as_of.unwrap_or(now).timestamp_millis();
         DomainFilter {
             search: self.search,
             active: self.active,
             tag: self.tag,
             department: self.department,
             source: self.source,
-            learning_track_status: self
-                .learning_track_status
-                .map(|status| (status.into(), now.timestamp_millis())),
+            learning_track_status: self.learning_track_status.map(|status| (status.into(), at)),
         }
     }
 }

@@ -317,3 +317,30 @@ db_test! {
         }
     }
 }
+
+db_test! {
+    async fn the_status_filter_lists_the_users_of_a_status_on_the_day_asked(app) {
+        track(&app, json!({ "name": "Fire safety", "tags": ["staff"], "dueDays": 10 })).await;
+        person(&app, "due", json!(["staff"])).await;
+        let later = Utc::now() + Duration::days(20);
+        let query = "query($s: LearningTrackStatus!, $at: DateTime) {
+            complianceSummary(asOf: $at) { uncompleted notCompliant }
+            users(filter: { learningTrackStatus: $s, asOf: $at }) { totalCount nodes { externalId } }
+        }";
+        let listed = |status: &'static str, at: Option<DateTime<Utc>>| {
+            let app = &app;
+            async move {
+                let variables = json!({ "s": status, "at": at.map(|at| at.to_rfc3339()) });
+                let response = app.graphql(&app.token(Role::Viewer), query, variables).await;
+                response.data().clone()
+            }
+        };
+        let now = listed("UNCOMPLETED", None).await;
+        assert_eq!(now["users"]["nodes"], json!([{ "externalId": "due" }]));
+        assert_eq!(listed("NOT_COMPLIANT", None).await["users"]["totalCount"], 0);
+        let ahead = listed("NOT_COMPLIANT", Some(later)).await;
+        assert_eq!(ahead["users"]["nodes"], json!([{ "externalId": "due" }]));
+        assert_eq!(ahead["complianceSummary"]["notCompliant"], 1);
+        assert_eq!(listed("UNCOMPLETED", Some(later)).await["users"]["totalCount"], 0);
+    }
+}

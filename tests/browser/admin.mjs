@@ -353,6 +353,11 @@ check("the compliance chart shows the prepared tenant's numbers, as of a chosen 
   seen = await bars(page);
   const ahead = { COMPLETED: 2, EXPIRING_SOON: 1, UNCOMPLETED: 1, NOT_COMPLIANT: 1, NO_TRACKS_ASSIGNED: 22 };
   assert(JSON.stringify(seen) === JSON.stringify(ahead), `as of ${later}: ${JSON.stringify(seen)}`);
+  // The users listed under a status are the ones the chart counts on that day.
+  await waitText(page, "#status-title", `Completed as of ${later}: 2 users`);
+  assert(!(await text(page, "#status-users tbody")).includes("aid1@"), "aid1 is expiring soon by then");
+  await page.getByRole("button", { name: /^Expiring soon: 1 users/ }).click();
+  await waitText(page, "#status-title", `Expiring soon as of ${later}: 1 users`);
   await waitText(page, "#status-users tbody", "First aid: EXPIRING_SOON");
   await page.screenshot({ path: join(output, "admin-compliance.png"), fullPage: true });
   await page.getByRole("button", { name: /^No tracks assigned: 22 users/ }).click();

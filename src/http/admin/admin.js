@@ -559,14 +559,14 @@ async function loadCompliance() {
 async function loadStatus(status, after) {
   try {
     const { users } = await graphql(`query Status($status: LearningTrackStatus!, $after: String, $asOf: DateTime) {
-      users(first: ${PAGE}, after: $after, filter: { learningTrackStatus: $status }) {
+      users(first: ${PAGE}, after: $after, filter: { learningTrackStatus: $status, asOf: $asOf }) {
         totalCount pageInfo { hasNextPage endCursor }
         nodes { id fullName email learningTracks(asOf: $asOf) { status track { name } } } } }`,
     { status, after, asOf: asOf() });
     statusShown = status;
     const label = STATUSES.find(([s]) => s === status)[1];
     $("status-title").hidden = false;
-    $("status-title").textContent = `${label} now: ${users.totalCount} users${asOf() ? `, tracks as of ${$("asOf").value}` : ""}`;
+    $("status-title").textContent = `${label} ${asOf() ? `as of ${$("asOf").value}` : "now"}: ${users.totalCount} users`;
     $("status-users").hidden = false;
     const body = $("status-users").tBodies[0];
     if (!after) body.replaceChildren();
