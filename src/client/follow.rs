@@ -16,6 +16,11 @@ use super::{Error, JOB_FIELDS, Server, finished};
 /// How long polling waits between two reads of a job.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How long the WebSocket may take to open, and then stay silent, before the job is read by
+/// polling instead: a proxy that never completes the upgrade, or a connection that died
+/// without a close frame, would otherwise keep the command waiting for ever.
+const SOCKET_SILENCE: Duration = Duration::from_secs(60);
+
 /// Follows the job `id` until it has a final status, showing each state on `progress`, and
 /// answers the final job.
 pub async fn follow(server: &Server, id: &str, progress: &mut Progress) -> anyhow::Result<Value> {
@@ -46,9 +51,11 @@ async fn subscribe(server: &Server, id: &str, progress: &mut Progress) -> Result
         "sec-websocket-protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|error| error.to_string())?;
+    let (mut socket, _) =
+        tokio::time::timeout(SOCKET_SILENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .map_err(|_| silent())?
+            .map_err(|error| error.to_string())?;
     let send = |message: Value| Message::text(message.to_string());
     socket
         .send(send(json!({
@@ -61,7 +68,10 @@ async fn subscribe(server: &Server, id: &str, progress: &mut Progress) -> Result
         "subscription($id: ID!) {{ importJobProgress(id: $id) {{ ...Job }} }} {JOB_FIELDS}"
     );
     let mut last = None;
-    while let Some(message) = socket.next().await {
+    while let Some(message) = tokio::time::timeout(SOCKET_SILENCE, socket.next())
+        .await
+        .map_err(|_| silent())?
+    {
         let text = match message.map_err(|error| error.to_string())? {
             Message::Text(text) => text,
             Message::Close(frame) => {
@@ -110,6 +120,13 @@ async fn subscribe(server: &Server, id: &str, progress: &mut Progress) -> Result
         Some(job) if finished(&job) => Ok(job),
         _ => Err("the socket closed before the job ended".to_owned()),
     }
+}
+
+fn silent() -> String {
+    format!(
+        "no word from it for {}",
+        humantime::format_duration(SOCKET_SILENCE)
+    )
 }
 
 /// Follows a job by reading it with `importJob` every [`POLL`].

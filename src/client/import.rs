@@ -145,17 +145,25 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let job = follow::follow(&server, id, &mut progress).await?;
     progress.finish();
 
+    // The job has ended whatever becomes of its failed rows: a download that fails is said,
+    // and the summary and the exit code are still the job's.
     let failed_rows = match job["failedRowsCsvUrl"].as_str() {
         Some(url) => {
             let path = args
                 .failed_rows
                 .clone()
                 .unwrap_or_else(|| beside(&args.file));
-            server
-                .download(url, &path)
-                .await
-                .with_context(|| format!("cannot write the failed rows to {}", path.display()))?;
-            Some(path)
+            match server.download(url, &path).await {
+                Ok(()) => Some(path),
+                Err(error) => {
+                    eprintln!(
+                        "roster: cannot write the failed rows to {}: {error:#}; they stay on \
+                         the server at {url}",
+                        path.display()
+                    );
+                    None
+                }
+            }
         }
         None => None,
     };

@@ -132,6 +132,21 @@ async fn failed_rows_go_where_the_flag_says() {
 }
 
 #[tokio::test]
+async fn failed_rows_that_cannot_be_written_leave_the_summary_and_exit_2() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (dir, file) = csv_file(ONE_BAD_ROW);
+    let nowhere = dir.path().join("no-such-folder").join("rejects.csv");
+    let output = import(&app, &file, &["--failed-rows", nowhere.to_str().unwrap()]).await;
+    assert_exit(&output, 2);
+    assert!(stdout(&output).contains("failed"), "{}", stdout(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("cannot write the failed rows") && err.contains("/failed-rows.csv"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_job_that_fails_exits_3_and_says_why() {
     let app = spawn_app(Backend::Sqlite).await;
     let (_dir, file) = csv_file(ONE_BAD_ROW);
