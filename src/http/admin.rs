@@ -30,7 +30,8 @@ pub async fn page() -> Response {
     Html(include_str!("admin/page.html")).into_response()
 }
 
-/// `GET /admin/assets/{name}`: an embedded file, cacheable for a day.
+/// `GET /admin/assets/{name}`: an embedded file, fetched again on each load (`no-cache`):
+/// the page's own script changes with the server, and is small.
 pub async fn asset(Path(name): Path<String>) -> Response {
-    serve(FILES, &name)
+    serve(FILES, &name, "no-cache")
 }

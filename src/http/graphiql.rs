@@ -60,16 +60,16 @@ pub fn page() -> Response {
 
 /// `GET /graphiql/assets/{name}`: an embedded file, cacheable for a day.
 pub async fn asset(Path(name): Path<String>) -> Response {
-    serve(FILES, &name)
+    serve(FILES, &name, "public, max-age=86400")
 }
 
-/// The file of `files` called `name`, cacheable for a day, or 404.
-pub(super) fn serve(files: &[Asset], name: &str) -> Response {
+/// The file of `files` called `name`, with `cache_control`, or 404.
+pub(super) fn serve(files: &[Asset], name: &str, cache_control: &'static str) -> Response {
     match files.iter().find(|asset| asset.name == name) {
         Some(asset) => (
             [
                 (header::CONTENT_TYPE, asset.content_type),
-                (header::CACHE_CONTROL, "public, max-age=86400"),
+                (header::CACHE_CONTROL, cache_control),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             asset.body,

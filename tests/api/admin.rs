@@ -30,6 +30,8 @@ async fn the_admin_page_and_its_assets_are_served_publicly() {
         assert_eq!(response.status(), 200, "{source}");
         let content_type = response.headers()["content-type"].to_str().unwrap();
         types.push(content_type.split(';').next().unwrap().to_owned());
+        // The page's script changes with the server: no browser keeps an old one.
+        assert_eq!(response.headers()["cache-control"], "no-cache", "{source}");
         assert!(!response.bytes().await.unwrap().is_empty(), "{source}");
     }
     types.sort();
