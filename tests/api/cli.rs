@@ -4,7 +4,9 @@ use std::process::Command;
 
 use roster::auth::{Authenticator, Role};
 
-use crate::helpers::{ServerProcess, roster_command};
+use crate::helpers::{
+    ServerProcess, assert_every_flag_has_an_environment_variable, roster_command,
+};
 
 fn roster() -> Command {
     roster_command()
@@ -45,35 +47,22 @@ fn token_without_a_secret_says_what_to_set() {
 
 #[test]
 fn every_serve_flag_has_an_environment_variable() {
-    let output = roster().args(["serve", "--help"]).output().unwrap();
-    let help = String::from_utf8(output.stdout).unwrap();
-    for var in [
-        "DATABASE_URL",
-        "ROSTER_ADDR",
-        "ROSTER_JWT_SECRET",
-        "ROSTER_JWT_PUBLIC_KEY_FILE",
-        "ROSTER_JWT_ISSUER",
-        "ROSTER_JWT_AUDIENCE",
-        "ROSTER_MAX_BODY",
-        "ROSTER_REQUEST_TIMEOUT",
-        "ROSTER_MAX_DEPTH",
-        "ROSTER_MAX_COMPLEXITY",
-        "ROSTER_MAX_ALIASES",
-        "ROSTER_LOG_FORMAT",
-    ] {
-        assert!(
-            help.contains(&format!("[env: {var}")),
-            "{var} missing from:\n{help}"
-        );
-    }
-    let flags = help
-        .lines()
-        .filter(|l| l.trim_start().starts_with("--"))
-        .count();
-    let envs = help.matches("[env: ").count();
-    assert_eq!(
-        flags, envs,
-        "every flag but -h/--help has an env variable:\n{help}"
+    assert_every_flag_has_an_environment_variable(
+        &["serve"],
+        &[
+            "DATABASE_URL",
+            "ROSTER_ADDR",
+            "ROSTER_JWT_SECRET",
+            "ROSTER_JWT_PUBLIC_KEY_FILE",
+            "ROSTER_JWT_ISSUER",
+            "ROSTER_JWT_AUDIENCE",
+            "ROSTER_MAX_BODY",
+            "ROSTER_REQUEST_TIMEOUT",
+            "ROSTER_MAX_DEPTH",
+            "ROSTER_MAX_COMPLEXITY",
+            "ROSTER_MAX_ALIASES",
+            "ROSTER_LOG_FORMAT",
+        ],
     );
 }
 

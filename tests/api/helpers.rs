@@ -524,6 +524,31 @@ pub fn peak_rss(pid: u32) -> u64 {
     kb * 1024
 }
 
+/// Checks that `roster ARGS --help` names each of `vars`, and that every flag it lists but
+/// `-h, --help` has an environment variable. A flag's line starts with `--`, or with a short
+/// flag such as `-q, --quiet`; the `- value:` lines of a flag's choices are not flags.
+pub fn assert_every_flag_has_an_environment_variable(args: &[&str], vars: &[&str]) {
+    let output = roster_command().args(args).arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for var in vars {
+        assert!(
+            help.contains(&format!("[env: {var}")),
+            "{var} missing from:\n{help}"
+        );
+    }
+    let flags = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|line| line.starts_with("--") || line.get(2..4) == Some(", "))
+        .filter(|line| !line.starts_with("-h, --help"))
+        .count();
+    let envs = help.matches("[env: ").count();
+    assert_eq!(
+        flags, envs,
+        "every flag but -h/--help has an env variable:\n{help}"
+    );
+}
+
 /// The `roster` binary, without key settings inherited from the environment.
 pub fn roster_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_roster"));

@@ -7,7 +7,9 @@ use std::process::Output;
 use roster::auth::{Authenticator, Role};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, roster_command, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, assert_every_flag_has_an_environment_variable, roster_command, spawn_app,
+};
 
 pub(crate) const HEADER: &str = "externalId,email,firstName,lastName\n";
 
@@ -36,7 +38,7 @@ pub(crate) async fn run(args: Vec<String>, env: Vec<(&'static str, String)>) -> 
     .unwrap()
 }
 
-/// `roster import FILE --server … --token <admin>` and `extra` flags.
+/// `roster import FILE --server …` with an admin token of `app` and `extra` flags.
 pub(crate) async fn import(app: &TestApp, file: &Path, extra: &[&str]) -> Output {
     import_through(app, &app.address, file, extra).await
 }
@@ -48,6 +50,12 @@ pub(crate) async fn import_through(
     file: &Path,
     extra: &[&str],
 ) -> Output {
+    import_as(server, app.token(Role::Admin), file, extra).await
+}
+
+/// `roster import FILE --server SERVER` with `token` in `ROSTER_TOKEN` and `extra` flags (a
+/// `--token` among them wins over it).
+pub(crate) async fn import_as(server: &str, token: String, file: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "import".to_owned(),
         file.display().to_string(),
@@ -55,7 +63,7 @@ pub(crate) async fn import_through(
         server.to_owned(),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
-    run(args, vec![("ROSTER_TOKEN", app.token(Role::Admin))]).await
+    run(args, vec![("ROSTER_TOKEN", token)]).await
 }
 
 pub(crate) fn stdout(output: &Output) -> String {
@@ -186,16 +194,11 @@ async fn an_unreachable_server_exits_4_and_says_so() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let (_dir, file) = csv_file(GOOD_ROWS);
-    let output = run(
-        vec![
-            "import".into(),
-            file.display().to_string(),
-            "--server".into(),
-            format!("http://127.0.0.1:{port}"),
-            "--token".into(),
-            "t".into(),
-        ],
-        vec![],
+    let output = import_as(
+        &format!("http://127.0.0.1:{port}"),
+        String::new(),
+        &file,
+        &["--token", "t"],
     )
     .await;
     assert_exit(&output, 4);
@@ -220,16 +223,7 @@ async fn a_refused_token_exits_4_and_nothing_is_stored() {
             std::time::Duration::from_secs(600),
         )
         .unwrap();
-    let output = run(
-        vec![
-            "import".into(),
-            file.display().to_string(),
-            "--server".into(),
-            app.address.clone(),
-        ],
-        vec![("ROSTER_TOKEN", foreign)],
-    )
-    .await;
+    let output = import_as(&app.address, foreign, &file, &[]).await;
     assert_exit(&output, 4);
     assert!(
         stderr(&output).contains("refused the token"),
@@ -243,16 +237,7 @@ async fn a_refused_token_exits_4_and_nothing_is_stored() {
 async fn a_viewer_token_is_refused_with_exit_4_and_nothing_is_stored() {
     let app = spawn_app(Backend::Sqlite).await;
     let (_dir, file) = csv_file(GOOD_ROWS);
-    let output = run(
-        vec![
-            "import".into(),
-            file.display().to_string(),
-            "--server".into(),
-            app.address.clone(),
-        ],
-        vec![("ROSTER_TOKEN", app.token(Role::Viewer))],
-    )
-    .await;
+    let output = import_as(&app.address, app.token(Role::Viewer), &file, &[]).await;
     assert_exit(&output, 4);
     assert!(
         stderr(&output).contains("refused the token"),
@@ -336,35 +321,23 @@ async fn json_prints_the_final_job() {
 
 #[test]
 fn every_import_flag_has_an_environment_variable() {
-    let output = roster_command()
-        .args(["import", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(output.stdout).unwrap();
-    for var in [
-        "ROSTER_SERVER",
-        "ROSTER_TOKEN",
-        "ROSTER_DRY_RUN",
-        "ROSTER_MODE",
-        "ROSTER_MATCH_BY",
-        "ROSTER_DEACTIVATE_MISSING",
-        "ROSTER_CHANGE_THRESHOLD",
-        "ROSTER_ATOMIC",
-        "ROSTER_IDEMPOTENCY_KEY",
-        "ROSTER_FAILED_ROWS",
-        "ROSTER_JSON",
-        "ROSTER_QUIET",
-    ] {
-        assert!(
-            help.contains(&format!("[env: {var}")),
-            "{var} missing from:\n{help}"
-        );
-    }
-    let flags = help
-        .lines()
-        .filter(|l| l.trim_start().starts_with("--") || l.trim_start().starts_with("-q"))
-        .count();
-    assert_eq!(flags, help.matches("[env: ").count(), "{help}");
+    assert_every_flag_has_an_environment_variable(
+        &["import"],
+        &[
+            "ROSTER_SERVER",
+            "ROSTER_TOKEN",
+            "ROSTER_DRY_RUN",
+            "ROSTER_MODE",
+            "ROSTER_MATCH_BY",
+            "ROSTER_DEACTIVATE_MISSING",
+            "ROSTER_CHANGE_THRESHOLD",
+            "ROSTER_ATOMIC",
+            "ROSTER_IDEMPOTENCY_KEY",
+            "ROSTER_FAILED_ROWS",
+            "ROSTER_JSON",
+            "ROSTER_QUIET",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -508,16 +481,11 @@ async fn a_connection_closed_during_the_upload_exits_3_and_says_so() {
         .map(|n| format!("e{n},u{n}@x.io,Ann,Lee{}\n", "e".repeat(100)))
         .collect();
     let (_dir, file) = csv_file(&rows);
-    let output = run(
-        vec![
-            "import".into(),
-            file.display().to_string(),
-            "--server".into(),
-            format!("http://127.0.0.1:{port}"),
-            "--token".into(),
-            "t".into(),
-        ],
-        vec![],
+    let output = import_as(
+        &format!("http://127.0.0.1:{port}"),
+        String::new(),
+        &file,
+        &["--token", "t"],
     )
     .await;
     assert_exit(&output, 3);

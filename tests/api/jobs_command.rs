@@ -5,7 +5,9 @@ use std::process::Output;
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, roster_command, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, assert_every_flag_has_an_environment_variable, roster_command, spawn_app,
+};
 
 /// Runs `roster` with these arguments against `app` with a viewer token.
 async fn roster(app: &TestApp, args: &[&str]) -> Output {
@@ -115,18 +117,9 @@ async fn job_with_an_unknown_id_says_there_is_none() {
 #[test]
 fn every_jobs_and_job_flag_has_an_environment_variable() {
     for command in ["jobs", "job"] {
-        let output = roster_command().args([command, "--help"]).output().unwrap();
-        let help = String::from_utf8(output.stdout).unwrap();
-        for var in ["ROSTER_SERVER", "ROSTER_TOKEN", "ROSTER_JSON"] {
-            assert!(
-                help.contains(&format!("[env: {var}")),
-                "{var} missing from:\n{help}"
-            );
-        }
-        let flags = help
-            .lines()
-            .filter(|l| l.trim_start().starts_with("--"))
-            .count();
-        assert_eq!(flags, help.matches("[env: ").count(), "{help}");
+        assert_every_flag_has_an_environment_variable(
+            &[command],
+            &["ROSTER_SERVER", "ROSTER_TOKEN", "ROSTER_JSON"],
+        );
     }
 }

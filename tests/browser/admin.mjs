@@ -7,25 +7,15 @@
 //
 //   ROSTER_URL=… ROSTER_TOKEN=<admin> ROSTER_VIEWER_TOKEN=<viewer of the same tenant> \
 //   ROSTER_COMPLIANCE_TOKEN=<admin of an empty tenant> node admin.mjs
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launch, outputDir, required, watch } from "./harness.mjs";
 
 const base = required("ROSTER_URL");
 const token = required("ROSTER_TOKEN");
 const viewerToken = required("ROSTER_VIEWER_TOKEN");
 const complianceToken = required("ROSTER_COMPLIANCE_TOKEN");
-const output = process.env.ROSTER_BROWSER_OUTPUT ?? new URL("output", import.meta.url).pathname;
-mkdirSync(output, { recursive: true });
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`${name} is required`);
-    process.exit(2);
-  }
-  return value;
-}
+const output = outputDir();
 
 function assert(condition, message) {
   if (!condition) throw new Error(message);
@@ -43,26 +33,13 @@ async function api(bearer, query, variables = {}) {
 }
 
 const problems = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
 const frames = []; // the graphql-transport-ws messages the page received
 
 async function open(path = "/admin") {
   const page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("requestfailed", (request) =>
-    problems.push(`request failed: ${request.url()} (${request.failure()?.errorText})`),
-  );
-  page.on("response", (response) => {
-    if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`);
-  });
+  watch(page, problems);
   page.on("websocket", (ws) => {
     ws.on("framereceived", (frame) => frames.push(JSON.parse(frame.payload)));
     ws.on("socketerror", (error) => problems.push(`websocket error: ${error}`));

@@ -4,44 +4,20 @@
 // test. Screenshots go to $ROSTER_BROWSER_OUTPUT (default tests/browser/output).
 //
 //   ROSTER_URL=http://127.0.0.1:8080 ROSTER_TOKEN=<admin token> node graphiql.mjs
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launch, outputDir, required, watch } from "./harness.mjs";
 
 const base = required("ROSTER_URL");
 const token = required("ROSTER_TOKEN");
-const output = process.env.ROSTER_BROWSER_OUTPUT ?? new URL("output", import.meta.url).pathname;
-mkdirSync(output, { recursive: true });
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`${name} is required`);
-    process.exit(2);
-  }
-  return value;
-}
+const output = outputDir();
 
 const problems = [];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
 
 async function open(query) {
   const page = await context.newPage();
-  page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-  });
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("requestfailed", (request) =>
-    problems.push(`request failed: ${request.url()} (${request.failure()?.errorText})`),
-  );
-  page.on("response", (response) => {
-    if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`);
-  });
+  watch(page, problems);
   await page.goto(`${base}/graphql#query=${encodeURIComponent(query)}`);
   await page.locator(".graphiql-container").waitFor();
   return page;
