@@ -493,6 +493,13 @@ impl<E: EntityTrait> Insert<E> {
         self
     }
 
+    /// A row whose `keys` are taken is left out.
+    pub fn on_conflict_ignore(mut self, keys: &[E::Column]) -> Self {
+        let keys: Vec<String> = keys.iter().map(|key| quoted(key.as_str())).collect();
+        self.conflict = format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", "));
+        self
+    }
+
     /// Each statement returns these columns of the rows it inserted, in no promised order.
     pub fn returning(mut self, columns: &[E::Column]) -> Self {
         let columns: Vec<String> = columns.iter().map(|c| quoted(c.as_str())).collect();

@@ -41,7 +41,7 @@ impl Application {
             auth: Arc::new(auth),
             http: Arc::new(config.http),
             metrics: telemetry::metrics_handle(),
-            queue: Queue::default(),
+            queue: Queue::new(config.jobs.job_chunk),
             limits: config.limits,
         };
         let router = router(state.clone())?;

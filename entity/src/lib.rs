@@ -2,10 +2,10 @@
 //! SQL strings for these tables, it goes through these models and `sea-query`.
 
 pub mod approver_links;
+pub mod import_job_chunks;
 pub mod import_job_deactivations;
 pub mod import_job_images;
-pub mod import_job_results;
-pub mod import_job_rows;
+pub mod import_job_keys;
 pub mod import_jobs;
 pub mod learning_track_tags;
 pub mod learning_tracks;

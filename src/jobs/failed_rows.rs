@@ -14,18 +14,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use entity::{import_job_results as results, import_job_rows as rows};
 use futures_util::stream::{self, Stream, StreamExt};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
+use super::chunks::{self, InputRow};
 use super::csv::{self, Layout, Writer};
-use super::{JobKind, store};
+use super::{JobKind, RowResult, store};
 use crate::approvers::RawApprover;
 use crate::auth::TenantId;
-use crate::error::{AppError, FieldError};
+use crate::error::AppError;
 use crate::users::profile::RawAttribute;
 
 /// Failed rows read and written per step.
@@ -74,10 +74,10 @@ pub async fn failed_rows(
         async move {
             let Some(after) = after else { return Ok(None) };
             let failed = failed_page(&db, &tenant, id, after).await?;
-            let Some(last) = failed.last().map(|(result, _)| result.idx) else {
+            let Some(last) = failed.last().map(|(result, _)| result.index) else {
                 return Ok(None);
             };
-            for (result, input) in failed.iter().filter(|(r, _)| form.includes(r.idx)) {
+            for (result, input) in failed.iter().filter(|(r, _)| form.includes(r.index)) {
                 let (cells, withheld) = form.cells(input)?;
                 writer.row(&cells, &errors_cell(result, &withheld))?;
             }
@@ -94,10 +94,10 @@ async fn failed_page(
     tenant: &TenantId,
     id: i64,
     after: i32,
-) -> Result<Vec<(results::Model, rows::Model)>, AppError> {
-    let failed = store::results_page(db, tenant, id, true, Some(after), PAGE).await?;
-    let indexes: Vec<i32> = failed.iter().map(|row| row.idx).collect();
-    let inputs = store::rows_at(db, id, &indexes).await?;
+) -> Result<Vec<(RowResult, InputRow)>, AppError> {
+    let failed = chunks::results_page(db, tenant, id, true, Some(after), PAGE).await?;
+    let indexes: Vec<i32> = failed.iter().map(|row| row.index).collect();
+    let inputs = chunks::inputs_at(db, id, &indexes).await?;
     if inputs.len() != failed.len() {
         return Err(AppError::internal(anyhow::anyhow!(
             "job {id}: {} failed rows but {} inputs",
@@ -135,7 +135,7 @@ impl Form {
     }
 
     /// A row's cells, its secrets left blank, and the columns of the secrets left out.
-    fn cells(&self, input: &rows::Model) -> Result<(Vec<String>, Vec<String>), AppError> {
+    fn cells(&self, input: &InputRow) -> Result<(Vec<String>, Vec<String>), AppError> {
         match self {
             Self::File(columns) => {
                 let mut cells: Vec<String> =
@@ -148,7 +148,7 @@ impl Form {
     }
 }
 
-fn json_row(input: &rows::Model) -> Result<Map<String, Json>, AppError> {
+fn json_row(input: &InputRow) -> Result<Map<String, Json>, AppError> {
     serde_json::from_str(&input.input).map_err(AppError::internal)
 }
 
@@ -176,10 +176,10 @@ impl JsonColumns {
             let failed = failed_page(db, tenant, id, after).await?;
             for (result, input) in &failed {
                 columns.add(&json_row(input)?);
-                columns.rows.insert(result.idx);
+                columns.rows.insert(result.index);
             }
             match failed.last() {
-                Some((result, _)) if failed.len() as u64 == PAGE => after = result.idx,
+                Some((result, _)) if failed.len() as u64 == PAGE => after = result.index,
                 _ => break,
             }
         }
@@ -288,14 +288,10 @@ fn in_field_order<T: Serialize + DeserializeOwned>(value: &Json) -> String {
 /// A failed row's errors in one cell: `column: message`, `; ` between (an `importUsers`
 /// row's `users[12].email` is its column's `email`), then a note for each column
 /// `withheld`.
-fn errors_cell(result: &results::Model, withheld: &[String]) -> String {
-    let prefix = format!("users[{}].", result.idx);
-    let errors: Vec<FieldError> = result
+fn errors_cell(result: &RowResult, withheld: &[String]) -> String {
+    let prefix = format!("users[{}].", result.index);
+    result
         .errors
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default();
-    errors
         .iter()
         .map(|error| match &error.field {
             Some(field) => {
@@ -316,6 +312,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::error::FieldError;
     use crate::users::import::ImportRow;
 
     /// Writes JSON rows as a failed-rows file would, then reads the file's rows back.
@@ -454,18 +451,16 @@ mod tests {
             crate::users::profile::Patch::Keep
         );
         assert_eq!(read[2].user.password, crate::users::profile::Patch::Clear);
-        let result = results::Model {
-            job_id: 1,
-            idx: 0,
-            tenant: "t".to_owned(),
+        let result = RowResult {
+            index: 0,
             lookup_key: "default:e1".to_owned(),
-            action: "FAILED".to_owned(),
+            action: crate::users::import::RowAction::Failed,
             success: false,
             user_id: None,
-            errors: Some(
-                r#"[{"field":"users[0].email","code":"INVALID","message":"bad"}]"#.to_owned(),
-            ),
+            errors: vec![FieldError::new("users[0].email", "INVALID", "bad")],
             links_pending: false,
+            blocked: false,
+            unblocked: false,
         };
         assert_eq!(
             errors_cell(&result, &written[0].1),

@@ -139,7 +139,8 @@ impl RowsTotal {
     /// Rows on all pages: processed so far, or only the failed ones.
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
         let db = ctx.data_unchecked::<DatabaseConnection>();
-        let count = store::count_results(db, &self.tenant, self.job, self.only_failed).await?;
+        let count =
+            super::chunks::count_results(db, &self.tenant, self.job, self.only_failed).await?;
         Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 }
@@ -298,7 +299,7 @@ impl ImportJob {
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let page = PageArgs::check(first, 100, 500, after)?;
         let after = page.after.map(|idx| i32::try_from(idx).unwrap_or(i32::MAX));
-        let mut rows = store::results_page(
+        let mut rows = super::chunks::results_page(
             db,
             &principal.tenant,
             self.0.id,
@@ -319,12 +320,9 @@ impl ImportJob {
                 only_failed,
             },
         );
-        connection.edges.extend(rows.iter().map(|row| {
+        connection.edges.extend(rows.into_iter().map(|row| {
             let user = row.user_id.and_then(|id| users.get(&id).cloned());
-            Edge::new(
-                IdCursor(i64::from(row.idx)),
-                ImportRow(RowResult::from_stored(row), user),
-            )
+            Edge::new(IdCursor(i64::from(row.index)), ImportRow(row, user))
         }));
         Ok(connection)
     }

@@ -1,9 +1,10 @@
 //! How a job's stored rows read back: the `UserImportInput` JSON of an `importUsers` row,
 //! or the cells of a CSV row read through its file's columns.
 
-use entity::{import_job_rows as rows, import_jobs as jobs};
+use entity::import_jobs as jobs;
 use serde_json::{Map, Value as Json};
 
+use super::chunks::InputRow;
 use super::{RowResult, csv};
 use crate::approvers::ApproverChange;
 use crate::error::AppError;
@@ -30,7 +31,7 @@ impl Inputs {
     /// A row's lookup key, and its fields and approvers checked.
     pub fn parse(
         &self,
-        row: &rows::Model,
+        row: &InputRow,
     ) -> (String, Result<(UserChanges, ApproverChange), AppError>) {
         match self {
             Self::Json => match serde_json::from_str::<ImportRow>(&row.input) {
@@ -55,7 +56,7 @@ impl Inputs {
     }
 
     /// A row's approver change, for the second pass.
-    pub fn links(&self, row: &rows::Model) -> Result<ApproverChange, AppError> {
+    pub fn links(&self, row: &InputRow) -> Result<ApproverChange, AppError> {
         match self {
             Self::Json => {
                 let input =
@@ -77,7 +78,7 @@ impl Inputs {
     /// The row as stored, without the password or password hash it sends, when it sends
     /// one: what the row keeps once its user is written, so that a plain password is kept
     /// no longer than it is needed (a failed row keeps it, to be retried).
-    pub fn without_secrets(&self, row: &rows::Model) -> Option<String> {
+    pub fn without_secrets(&self, row: &InputRow) -> Option<String> {
         match self {
             Self::Json => {
                 if !row.input.contains("\"password") {
@@ -111,7 +112,7 @@ impl Inputs {
 
     /// Whether a row says anything about its user's approvers (so that the job's second
     /// pass has work for it).
-    pub fn sends_links(&self, row: &rows::Model) -> bool {
+    pub fn sends_links(&self, row: &InputRow) -> bool {
         match self {
             Self::Json => serde_json::from_str::<ImportRow>(&row.input)
                 .is_ok_and(|input| input.links.sends_links()),

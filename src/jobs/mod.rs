@@ -1,12 +1,14 @@
 //! Bulk imports as durable background jobs. No GraphQL here but in `graphql`.
 //!
-//! [`submit`] stores a job and every input row in one transaction and answers at once;
+//! [`submit`] stores a job and its input rows, by chunks ([`chunks`]), in one transaction
+//! and answers at once;
 //! workers ([`worker`]) claim jobs from the database under a lease and run them
 //! ([`process`]): users first, chunk by chunk, then approvers in a second pass, so a row
 //! may name a manager that comes later in the same job. Each chunk is one transaction that
 //! also records its rows' results and the job's progress, so a job resumes exactly after
 //! its last committed chunk, wherever it was stopped.
 
+mod chunks;
 pub mod csv;
 pub mod failed_rows;
 pub mod graphql;
@@ -304,36 +306,6 @@ impl RowResult {
             unblocked: false,
         }
     }
-
-    /// This result, stored as `before` was, only clears `links_pending`.
-    fn only_settles(&self, before: &RowResult) -> bool {
-        before.links_pending
-            && !self.links_pending
-            && self.index == before.index
-            && self.lookup_key == before.lookup_key
-            && self.action == before.action
-            && self.success == before.success
-            && self.user_id == before.user_id
-            && self.errors == before.errors
-    }
-
-    fn from_stored(model: &entity::import_job_results::Model) -> Self {
-        Self {
-            index: model.idx,
-            lookup_key: model.lookup_key.clone(),
-            action: RowAction::from_stored(&model.action),
-            success: model.success,
-            user_id: model.user_id,
-            errors: model
-                .errors
-                .as_deref()
-                .and_then(|json| serde_json::from_str(json).ok())
-                .unwrap_or_default(),
-            links_pending: model.links_pending,
-            blocked: false,
-            unblocked: false,
-        }
-    }
 }
 
 /// The field errors an error stands for, as a row reports them.
@@ -361,18 +333,20 @@ pub fn row_errors(error: &AppError) -> Vec<FieldError> {
 pub struct Queue {
     wake: Arc<Notify>,
     progress: broadcast::Sender<Arc<import_jobs::Model>>,
-}
-
-impl Default for Queue {
-    fn default() -> Self {
-        Self {
-            wake: Arc::new(Notify::new()),
-            progress: broadcast::channel(256).0,
-        }
-    }
+    /// Rows per chunk of the jobs submitted here.
+    chunk: usize,
 }
 
 impl Queue {
+    /// A queue whose jobs are stored, and run, `chunk` rows at a time.
+    pub fn new(chunk: usize) -> Self {
+        Self {
+            wake: Arc::new(Notify::new()),
+            progress: broadcast::channel(256).0,
+            chunk: chunk.max(1),
+        }
+    }
+
     fn job_submitted(&self) {
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -454,9 +428,6 @@ fn refused(code: &str, message: String) -> AppError {
     AppError::conflict(vec![FieldError::new("id", code, message)])
 }
 
-/// Rows a retry copies per step.
-const RETRY_BATCH: u64 = 2_000;
-
 /// `retryImportJob`: a new job, linked to `id` (`retry_of`), over the rows of that
 /// finished job that did not succeed, with its options and (for a CSV job) its columns;
 /// rows keep their line in the file. A job still queued or running, or with nothing to
@@ -503,26 +474,44 @@ pub async fn retry(
     let mut job = new_job_like(&original, &by);
     job.retry_of = Set(Some(original.id));
     let mut job = store::insert_job(&txn, job).await?;
-    let (mut total, mut links_total, mut after) = (0, 0, -1);
+    let (mut total, mut links_total, mut from) = (0, 0, 0);
+    let mut rows: Vec<chunks::NewRow> = Vec::new();
     loop {
-        let batch = store::rows_to_retry(&txn, original.id, which, after, RETRY_BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.idx;
-        links_total += batch
-            .iter()
-            .filter(|row| job.replace_fields || inputs.sends_links(row))
-            .count();
-        let first = total;
-        total += batch.len();
-        let rows = batch.into_iter().enumerate().map(|(i, row)| store::NewRow {
-            idx: (first + i) as i32,
-            input: row.input,
-            line: row.line,
-            // A retry is never a sync job: it holds only some of the users.
-            user: None,
-        });
-        store::insert_rows(&txn, by.tenant, job.id, rows).await?;
+        let chunk = match which {
+            RetryRows::Failed => chunks::next_failed(&txn, original.id, from).await?,
+            RetryRows::NotDone | RetryRows::All => {
+                chunks::next_from(&txn, original.id, from).await?
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        from = chunk.last_idx + 1;
+        for row in chunk.inputs.iter() {
+            let result = chunk
+                .results
+                .binary_search_by_key(&row.idx, |result| result.index)
+                .ok()
+                .map(|at| &chunk.results[at]);
+            if !which.includes(result) {
+                continue;
+            }
+            links_total += usize::from(job.replace_fields || inputs.sends_links(row));
+            rows.push(chunks::NewRow {
+                idx: total,
+                input: row.input.clone(),
+                line: row.line,
+                // A retry is never a sync job: it holds only some of the users.
+                user: None,
+            });
+            total += 1;
+        }
+        if rows.len() >= queue.chunk {
+            let full = rows.len() - rows.len() % queue.chunk;
+            let rest = rows.split_off(full);
+            chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;
+            rows = rest;
+        }
     }
+    chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;
     if total == 0 {
         txn.rollback().await?;
         return Err(refused(
@@ -530,7 +519,7 @@ pub async fn retry(
             "the job has no rows left to run again".to_owned(),
         ));
     }
-    job.total = i32::try_from(total).map_err(AppError::internal)?;
+    job.total = total;
     job.links_total = i32::try_from(links_total).map_err(AppError::internal)?;
     store::save(&txn, &job).await?;
     txn.commit().await?;
@@ -538,16 +527,39 @@ pub async fn retry(
     Ok(job)
 }
 
+/// Which input rows of a finished job a retry runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryRows {
+    /// Rows whose result is a failure.
+    Failed,
+    /// Rows not done: failed, never reached, or with approvers still to set (a job given
+    /// up after server failures).
+    NotDone,
+    /// Every row (an atomic job that failed, which wrote none).
+    All,
+}
+
+impl RetryRows {
+    /// Whether a row with this result (none: never reached) runs again.
+    fn includes(self, result: Option<&RowResult>) -> bool {
+        match self {
+            Self::Failed => result.is_some_and(|result| !result.success),
+            Self::NotDone => result.is_none_or(|result| !result.success || result.links_pending),
+            Self::All => true,
+        }
+    }
+}
+
 /// Which rows of a finished job a retry would run again; `None` when there are none.
-fn retry_rows(job: &import_jobs::Model) -> Option<store::RetryRows> {
+fn retry_rows(job: &import_jobs::Model) -> Option<RetryRows> {
     if JobKind::from_stored(&job.kind) == JobKind::Revert {
         return None;
     }
     match JobStatus::from_stored(&job.status) {
-        JobStatus::Failed if job.atomic && !job.dry_run => Some(store::RetryRows::All),
-        JobStatus::Failed => Some(store::RetryRows::NotDone),
+        JobStatus::Failed if job.atomic && !job.dry_run => Some(RetryRows::All),
+        JobStatus::Failed => Some(RetryRows::NotDone),
         JobStatus::CompletedWithErrors | JobStatus::Cancelled if job.failed > 0 => {
-            Some(store::RetryRows::Failed)
+            Some(RetryRows::Failed)
         }
         _ => None,
     }
@@ -671,29 +683,22 @@ pub async fn submit(
         Inserted::New(txn, job) => (txn, job),
         Inserted::Repeated(job) => return Ok(job),
     };
-    store::insert_rows(
-        &txn,
-        by.tenant,
-        job.id,
-        inputs
-            .into_iter()
-            .zip(users)
-            .enumerate()
-            .map(|(i, (input, user))| store::NewRow {
-                idx: i as i32,
-                input,
-                line: None,
-                user,
-            }),
-    )
-    .await?;
+    let rows = inputs
+        .into_iter()
+        .zip(users)
+        .enumerate()
+        .map(|(i, (input, user))| chunks::NewRow {
+            idx: i as i32,
+            input,
+            line: None,
+            user,
+        })
+        .collect();
+    chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;
     txn.commit().await?;
     submitted(queue);
     Ok(job)
 }
-
-/// Rows of a file stored per statement batch.
-const CSV_BATCH: usize = 2_000;
 
 /// `importUsersCsv`: streams the file's rows into a new job, in one transaction, and
 /// queues it; the file is read twice (its hash, then its rows), never held whole. A file
@@ -732,7 +737,9 @@ pub async fn submit_csv(
     };
     let (sender, mut batches) = tokio::sync::mpsc::channel(2);
     let keys = options.deactivate_missing;
-    let reader = tokio::task::spawn_blocking(move || opened.send_rows(CSV_BATCH, keys, &sender));
+    // A batch of the file is a chunk of the job.
+    let batch = queue.chunk;
+    let reader = tokio::task::spawn_blocking(move || opened.send_rows(batch, keys, &sender));
     let (mut total, mut links_total) = (0_usize, 0_usize);
     while let Some(batch) = batches.recv().await {
         let batch = match batch {
@@ -755,13 +762,17 @@ pub async fn submit_csv(
             .iter()
             .filter(|row| options.user.replace || row.sends_links)
             .count();
-        let rows = batch.into_iter().enumerate().map(|(i, row)| store::NewRow {
-            idx: (first + i) as i32,
-            input: row.cells,
-            line: Some(row.line),
-            user: row.user,
-        });
-        store::insert_rows(&txn, by.tenant, job.id, rows).await?;
+        let rows = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| chunks::NewRow {
+                idx: (first + i) as i32,
+                input: row.cells,
+                line: Some(row.line),
+                user: row.user,
+            })
+            .collect();
+        chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;
     }
     reader.await.map_err(AppError::internal)?;
     if total == 0 {

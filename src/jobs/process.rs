@@ -1,8 +1,8 @@
 //! Running one claimed job.
 //!
-//! A normal job runs in chunks: each chunk is one transaction that writes its users (or,
-//! in the second pass, their approvers), records the chunk's row results and moves the
-//! job's cursor, under a fence that holds only while this worker owns the job's lease. A
+//! A normal job runs in chunks, as it is stored ([`super::chunks`]): each chunk is one
+//! transaction that writes its users (or, in the second pass, their approvers), records
+//! the chunk's results and moves the job's cursor, under a fence that holds only while this worker owns the job's lease. A
 //! job stopped at any moment resumes after its last committed chunk, and nothing is applied
 //! twice.
 //!
@@ -20,12 +20,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
+use entity::import_jobs as jobs;
 use futures_util::{StreamExt, stream};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityName, TransactionTrait,
 };
 
+use super::chunks::{self, InputRow};
 use super::images::{self, Image, Taken};
 use super::input::Inputs;
 use super::{JobKind, JobStatus, Phase, RowResult, Summary, row_errors, store, sync, user_options};
@@ -141,32 +142,30 @@ impl Runner<'_> {
             statistics.refresh(self.db, &job).await?;
             job = match (Phase::from_stored(&job.phase), reverts) {
                 (Phase::Users, None) => {
-                    let read =
-                        |from| read_users(self.db.clone(), inputs.clone(), job.id, from, limit);
-                    let parsed = match Ahead::take(&mut users_ahead, job.cursor).await? {
-                        Some(parsed) => parsed,
+                    let read = |from| read_users(self.db.clone(), inputs.clone(), job.id, from);
+                    let batch = match Ahead::take(&mut users_ahead, job.cursor).await? {
+                        Some(batch) => batch,
                         None => read(job.cursor).await?,
                     };
-                    match parsed.last() {
+                    match batch {
                         None => self.advance(job, Phase::Links).await?,
-                        Some(last) => {
-                            let next = last.index + 1;
+                        Some(batch) => {
+                            let next = batch.last_idx + 1;
                             users_ahead = Some(Ahead::start(next, read(next)));
-                            self.users_chunk(job, parsed).await?
+                            self.users_chunk(job, batch).await?
                         }
                     }
                 }
                 (Phase::Links, None) => {
-                    let read =
-                        |from| read_links(self.db.clone(), inputs.clone(), job.id, from, limit);
+                    let read = |from| read_links(self.db.clone(), inputs.clone(), job.id, from);
                     let batch = match Ahead::take(&mut links_ahead, job.cursor).await? {
                         Some(batch) => batch,
                         None => read(job.cursor).await?,
                     };
-                    match batch.results.last() {
+                    match batch {
                         None => self.advance(job, Phase::Done).await?,
-                        Some(last) => {
-                            let next = last.idx + 1;
+                        Some(batch) => {
+                            let next = batch.last_idx + 1;
                             links_ahead = Some(Ahead::start(next, read(next)));
                             self.links_chunk(job, &inputs, batch).await?
                         }
@@ -181,17 +180,17 @@ impl Runner<'_> {
                     }
                 }
                 (Phase::Links, Some(original)) => {
-                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
-                    if batch.is_empty() {
-                        self.settle_removals(job).await?
-                    } else {
-                        self.restore_links(job, original, batch).await?
+                    match chunks::next_pending(self.db, job.id, job.cursor).await? {
+                        None => self.settle_removals(job).await?,
+                        Some(chunk) => self.restore_links(job, original, chunk).await?,
                     }
                 }
                 (Phase::Removals, reverts) => {
-                    let batch = store::pending_links(self.db, job.id, job.cursor, limit).await?;
-                    match (batch.is_empty(), reverts) {
-                        (false, Some(original)) => self.remove_users(job, original, batch).await?,
+                    let chunk = chunks::next_pending(self.db, job.id, job.cursor).await?;
+                    match (chunk, reverts) {
+                        (Some(chunk), Some(original)) => {
+                            self.remove_users(job, original, chunk).await?
+                        }
                         _ => self.advance(job, Phase::Done).await?,
                     }
                 }
@@ -213,15 +212,14 @@ impl Runner<'_> {
     /// Decides and writes one chunk of users, in one transaction with its results (see
     /// [`decide_chunk_in_savepoint`]: a database error, such as a unique value taken by a
     /// concurrent `importUser`, fails only its row).
-    async fn users_chunk(
-        &self,
-        job: jobs::Model,
-        parsed: Vec<Prepared>,
-    ) -> Result<jobs::Model, Stop> {
+    async fn users_chunk(&self, job: jobs::Model, batch: UsersBatch) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let prepared = hash_passwords(self.db, &tenant, parsed).await;
-        let job = self.write_users(&job, &tenant, &prepared).await?;
+        let UsersBatch {
+            inputs, prepared, ..
+        } = batch;
+        let prepared = hash_passwords(self.db, &tenant, prepared).await;
+        let job = self.write_users(&job, &tenant, &inputs, &prepared).await?;
         self.committed(&job, started);
         Ok(job)
     }
@@ -230,6 +228,7 @@ impl Runner<'_> {
         &self,
         job: &jobs::Model,
         tenant: &TenantId,
+        inputs: &[InputRow],
         prepared: &[Prepared],
     ) -> Result<jobs::Model, Stop> {
         let txn = db::begin_write_in_turn(self.db).await?;
@@ -250,15 +249,14 @@ impl Runner<'_> {
             }
             summary.count(result);
         }
-        store::upsert_results(&txn, tenant, job.id, &batch).await?;
-        let done: Vec<(i32, &str)> = prepared
+        let first = inputs.first().map_or(job.cursor, |row| row.idx);
+        let without: Vec<Option<String>> = prepared
             .iter()
-            .zip(&batch)
-            .filter(|(_, result)| result.success)
-            .filter_map(|(row, _)| Some((row.index, row.without_secrets.as_deref()?)))
+            .map(|row| row.without_secrets.clone())
             .collect();
-        store::forget_secrets(&txn, job.id, &done).await?;
-        let last = batch.last().map_or(job.cursor, |row| row.index);
+        let kept = forget_secrets(inputs, &without, &batch);
+        chunks::write_first_pass(&txn, job.id, first, &batch, kept.as_deref()).await?;
+        let last = inputs.last().map_or(job.cursor, |row| row.idx);
         job.cursor = last + 1;
         job.processed += batch.len() as i32;
         job.links_processed += links_settled;
@@ -279,14 +277,14 @@ impl Runner<'_> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let LinkBatch {
-            results: batch,
+            last_idx,
+            results: before,
             changes,
         } = batch;
         let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
-        let before: Vec<RowResult> = batch.iter().map(RowResult::from_stored).collect();
         let (mut after, summary) = set_links(
             &txn,
             &tenant,
@@ -298,30 +296,23 @@ impl Runner<'_> {
         )
         .await?;
         reader.name_link_errors(&mut after);
-        let cursor = batch.last().map_or(job.cursor, |r| r.idx + 1);
-        let rows = (Some(before.as_slice()), after, summary);
-        self.end_later_chunk(txn, job, cursor, rows, "links", started)
+        self.end_later_chunk(txn, job, last_idx + 1, (after, summary), "links", started)
             .await
     }
 
     /// Ends a chunk of a pass after the first (approvers, a revert's removals): its rows'
-    /// new results stored (from their stored results `before`, when given, only what
-    /// changed), the job's cursor at `cursor`, the rows counted done with their summary,
-    /// all committed with `txn`.
+    /// new results stored in place of their first ones, the job's cursor at `cursor`, the
+    /// rows counted done with their summary, all committed with `txn`.
     pub(super) async fn end_later_chunk(
         &self,
         txn: DatabaseTransaction,
         mut job: jobs::Model,
         cursor: i32,
-        (before, rows, summary): (Option<&[RowResult]>, Vec<RowResult>, Summary),
+        (rows, summary): (Vec<RowResult>, Summary),
         pass: &'static str,
         started: Instant,
     ) -> Result<jobs::Model, Stop> {
-        let tenant = tenant_of(&job)?;
-        match before {
-            Some(before) => store::settle_results(&txn, &tenant, job.id, before, &rows).await?,
-            None => store::upsert_results(&txn, &tenant, job.id, &rows).await?,
-        }
+        chunks::update_results(&txn, job.id, &rows).await?;
         job.cursor = cursor;
         job.links_processed += rows.len() as i32;
         summary.add_to(&mut job);
@@ -399,8 +390,9 @@ impl Runner<'_> {
         let now = Utc::now();
         let reader = Inputs::of(&job)?;
         let mut results: Vec<RowResult> = Vec::with_capacity(job.total.max(0) as usize);
-        // Rows that send a password, by their place in `results`, stored without it.
-        let mut secrets: Vec<(usize, String)> = Vec::new();
+        // Each chunk: its place in `results`, its first index, and when some of its rows
+        // send a password, its input rows and what each keeps once it succeeds.
+        let mut stored: Vec<(usize, i32, Option<Secrets>)> = Vec::new();
         let mut statistics = Statistics::new(self.chunk);
         let mut from = 0;
         loop {
@@ -408,18 +400,23 @@ impl Runner<'_> {
             statistics
                 .refresh_for(&txn, Phase::Users, results.len())
                 .await?;
-            let batch = store::rows_from(self.db, job.id, from, self.chunk as u64).await?;
-            let Some(last) = batch.last() else { break };
-            from = last.idx + 1;
-            let prepared = prepare(self.db, &tenant, &reader, batch).await;
+            let Some(chunk) = chunks::next_from(self.db, job.id, from).await? else {
+                break;
+            };
+            from = chunk.last_idx + 1;
+            let prepared = prepare(self.db, &tenant, &reader, &chunk.inputs).await;
             let decided =
                 decide_chunk_in_savepoint(&txn, &tenant, job.id, &prepared, &options, now).await?;
-            for (row, result) in prepared.into_iter().zip(decided) {
-                if let Some(stored) = row.without_secrets {
-                    secrets.push((results.len(), stored));
-                }
-                results.push(result);
-            }
+            let secrets = prepared.iter().any(|row| row.without_secrets.is_some());
+            let kept = secrets.then(|| Secrets {
+                inputs: chunk.inputs,
+                without: prepared
+                    .iter()
+                    .map(|row| row.without_secrets.clone())
+                    .collect(),
+            });
+            stored.push((results.len(), chunk.first_idx, kept));
+            results.extend(decided);
         }
         let pending: Vec<usize> = (0..results.len())
             .filter(|&i| results[i].links_pending)
@@ -430,7 +427,7 @@ impl Runner<'_> {
                 .refresh_for(&txn, Phase::Links, done * self.chunk)
                 .await?;
             let indexes: Vec<i32> = chunk.iter().map(|&i| results[i].index).collect();
-            let inputs = store::rows_at(self.db, job.id, &indexes).await?;
+            let inputs = chunks::inputs_at(self.db, job.id, &indexes).await?;
             let changes = link_changes(&reader, &inputs);
             let before: Vec<RowResult> = chunk.iter().map(|&i| results[i].clone()).collect();
             let (mut after, _) =
@@ -495,14 +492,18 @@ impl Runner<'_> {
             row.links_pending = false;
             summary.count(row);
         }
-        store::upsert_results(&txn, &tenant, job.id, &results).await?;
-        if !write_nothing {
-            let done: Vec<(i32, &str)> = secrets
-                .iter()
-                .filter(|(at, _)| results[*at].success)
-                .map(|(at, stored)| (results[*at].index, stored.as_str()))
-                .collect();
-            store::forget_secrets(&txn, job.id, &done).await?;
+        let ends = stored
+            .iter()
+            .skip(1)
+            .map(|(at, _, _)| *at)
+            .chain([results.len()])
+            .collect::<Vec<_>>();
+        for ((at, first, kept), end) in stored.into_iter().zip(ends) {
+            let rows = &results[at..end];
+            let kept = kept
+                .filter(|_| !write_nothing)
+                .and_then(|kept| forget_secrets(&kept.inputs, &kept.without, rows));
+            chunks::write_first_pass(&txn, job.id, first, rows, kept.as_deref()).await?;
         }
         if !atomic_failed {
             sync::record(&txn, &tenant, &mut job, &deactivated).await?;
@@ -527,9 +528,8 @@ impl Runner<'_> {
 /// scales its row estimates with a table's size, and SQLite's choice between two indexes
 /// rests on how selective each is, not on how many rows there are. Later refreshes would
 /// cost the most (the tables are biggest) and change no plan. Each pass starts over, for
-/// the tables it grows: the approver pass fills `approver_links`, empty until then. The
-/// job's input rows, stored whole at submission, are refreshed once, with the users pass's
-/// first refresh.
+/// the tables it grows: the approver pass fills `approver_links`, empty until then. A
+/// job's own chunks are read by key alone and need none.
 struct Statistics {
     chunk: i64,
     phase: Phase,
@@ -579,7 +579,6 @@ impl Statistics {
                 entity::user_tags::Entity.table_name(),
                 entity::user_attributes::Entity.table_name(),
                 entity::track_assignments::Entity.table_name(),
-                results::Entity.table_name(),
                 entity::import_job_images::Entity.table_name(),
             ][..],
             Phase::Links => &[
@@ -592,16 +591,45 @@ impl Statistics {
         if done < self.next || self.next > self.chunk * Self::LAST {
             return Ok(());
         }
-        let mut tables = tables.to_vec();
-        if phase == Phase::Users && self.next == self.chunk {
-            // Stored whole at submission: the pass reads it and never grows it.
-            tables.push(rows::Entity.table_name());
-        }
         while self.next <= done {
             self.next *= 2;
         }
-        db::analyze(conn, &tables).await
+        db::analyze(conn, tables).await
     }
+}
+
+/// A chunk's input rows and, for each, the row without the password it sends, if it sends
+/// one.
+struct Secrets {
+    inputs: Vec<InputRow>,
+    without: Vec<Option<String>>,
+}
+
+/// A chunk's input rows as they are kept once `results` are written: a row that succeeded
+/// without the password it sent (`without`), one that failed as it was, to be retried.
+/// `None` when no row changes.
+fn forget_secrets(
+    inputs: &[InputRow],
+    without: &[Option<String>],
+    results: &[RowResult],
+) -> Option<Vec<InputRow>> {
+    let mut changed = false;
+    let kept = inputs
+        .iter()
+        .zip(without)
+        .zip(results)
+        .map(|((input, without), result)| match without {
+            Some(without) if result.success => {
+                changed = true;
+                InputRow {
+                    input: without.clone(),
+                    ..input.clone()
+                }
+            }
+            _ => input.clone(),
+        })
+        .collect();
+    changed.then_some(kept)
 }
 
 /// A row of an atomic job that failed as a whole: nothing of it was written.
@@ -645,13 +673,13 @@ async fn prepare(
     db: &DatabaseConnection,
     tenant: &TenantId,
     inputs: &Inputs,
-    batch: Vec<rows::Model>,
+    batch: &[InputRow],
 ) -> Vec<Prepared> {
-    hash_passwords(db, tenant, parse(inputs, &batch)).await
+    hash_passwords(db, tenant, parse(inputs, batch)).await
 }
 
 /// A chunk's rows checked: everything about them that does not depend on the database.
-fn parse(inputs: &Inputs, batch: &[rows::Model]) -> Vec<Prepared> {
+fn parse(inputs: &Inputs, batch: &[InputRow]) -> Vec<Prepared> {
     batch
         .iter()
         .map(|row| {
@@ -729,37 +757,63 @@ impl<T> Drop for Ahead<T> {
     }
 }
 
-/// The first pass's rows from `from`, parsed.
+/// A chunk of the first pass: its input rows, parsed.
+struct UsersBatch {
+    last_idx: i32,
+    inputs: Vec<InputRow>,
+    prepared: Vec<Prepared>,
+}
+
+/// The first pass's next chunk from `from`, parsed; `None` when every chunk is written.
 async fn read_users(
     db: DatabaseConnection,
     inputs: Arc<Inputs>,
     job_id: i64,
     from: i32,
-    limit: u64,
-) -> Result<Vec<Prepared>, DbErr> {
-    let batch = store::rows_from(&db, job_id, from, limit).await?;
-    blocking(move || parse(&inputs, &batch)).await
+) -> Result<Option<UsersBatch>, DbErr> {
+    let Some(chunk) = chunks::next_unwritten(&db, job_id, from).await? else {
+        return Ok(None);
+    };
+    let last_idx = chunk.last_idx;
+    let rows = chunk.inputs;
+    let (rows, prepared) = blocking(move || {
+        let prepared = parse(&inputs, &rows);
+        (rows, prepared)
+    })
+    .await?;
+    Ok(Some(UsersBatch {
+        last_idx,
+        inputs: rows,
+        prepared,
+    }))
 }
 
 /// A chunk of the approver pass: the results of the rows it sets, and their changes.
 struct LinkBatch {
-    results: Vec<results::Model>,
+    last_idx: i32,
+    results: Vec<RowResult>,
     changes: HashMap<i32, Result<ApproverChange, AppError>>,
 }
 
-/// The approver pass's rows from `from`, parsed.
+/// The approver pass's next chunk from `from`, parsed; `None` when no row is left to set.
 async fn read_links(
     db: DatabaseConnection,
     inputs: Arc<Inputs>,
     job_id: i64,
     from: i32,
-    limit: u64,
-) -> Result<LinkBatch, DbErr> {
-    let results = store::pending_links(&db, job_id, from, limit).await?;
-    let indexes: Vec<i32> = results.iter().map(|r| r.idx).collect();
-    let rows = store::rows_at(&db, job_id, &indexes).await?;
+) -> Result<Option<LinkBatch>, DbErr> {
+    let Some(chunk) = chunks::next_pending(&db, job_id, from).await? else {
+        return Ok(None);
+    };
+    let results = chunk.pending();
+    let indexes: Vec<i32> = results.iter().map(|r| r.index).collect();
+    let rows = chunk.inputs_at(&indexes);
     let changes = blocking(move || link_changes(&inputs, &rows)).await?;
-    Ok(LinkBatch { results, changes })
+    Ok(Some(LinkBatch {
+        last_idx: chunk.last_idx,
+        results,
+        changes,
+    }))
 }
 
 /// Parsing a chunk, on a blocking thread.
@@ -1038,7 +1092,7 @@ fn row_result(
 /// Each row's approver change, by index; a row that cannot be read again fails its links.
 fn link_changes(
     inputs: &Inputs,
-    rows: &[rows::Model],
+    rows: &[InputRow],
 ) -> HashMap<i32, Result<ApproverChange, AppError>> {
     rows.iter()
         .map(|row| (row.idx, inputs.links(row)))

@@ -22,11 +22,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use entity::{import_job_images as images_table, import_job_results as results};
+use entity::import_job_images as images_table;
 use entity::{import_jobs as jobs, users};
 use sea_orm::sea_query::LockType;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait};
 
+use super::chunks::{self, Chunk};
 use super::images::{self, Image, Taken};
 use super::process::{Runner, Stop, set_links, tenant_of};
 use super::{
@@ -457,7 +458,7 @@ impl Runner<'_> {
         let mut summary = Summary::default();
         let settled = rows.iter().filter(|row| !row.links_pending).count();
         rows.iter().for_each(|row| summary.count(row));
-        store::upsert_results(&txn, tenant, job.id, &rows).await?;
+        chunks::insert_results(&txn, tenant, job.id, &rows).await?;
         job.cursor = batch.last().map_or(job.cursor, |image| image.idx + 1);
         job.processed += rows.len() as i32;
         job.links_processed += settled as i32;
@@ -526,10 +527,11 @@ impl Runner<'_> {
         &self,
         job: jobs::Model,
         original: i64,
-        batch: Vec<results::Model>,
+        chunk: Chunk,
     ) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
+        let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
         let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
@@ -559,11 +561,11 @@ impl Runner<'_> {
                 };
                 if !as_left(user.updated_at, expected, earlier) {
                     let left_at = expected.left_at.unwrap_or(user.updated_at);
-                    let mut result = RowResult::from_stored(row);
+                    let mut result = row.clone();
                     result.success = false;
                     result.links_pending = false;
                     result.errors = vec![changed_since(left_at, user.updated_at)];
-                    held.push((RowResult::from_stored(row), result));
+                    held.push((row.clone(), result));
                     continue;
                 }
             }
@@ -580,8 +582,8 @@ impl Runner<'_> {
                     (spec, format!("approvers[{i}]"))
                 })
                 .collect();
-            changes.insert(row.idx, Ok(ApproverChange::Replace(specs)));
-            before.push(RowResult::from_stored(row));
+            changes.insert(row.index, Ok(ApproverChange::Replace(specs)));
+            before.push(row.clone());
         }
         let options = UserImportOptions {
             replace: true,
@@ -601,8 +603,8 @@ impl Runner<'_> {
             summary.recount(&before, &result);
             after.push(result);
         }
-        let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        self.end_later_chunk(txn, job, cursor, (None, after, summary), "links", started)
+        let cursor = chunk.last_idx + 1;
+        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
             .await
     }
 
@@ -616,7 +618,11 @@ impl Runner<'_> {
         let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
-        let pending = store::pending_users(&txn, job.id).await?;
+        let pending: Vec<(i32, i64)> = chunks::all_pending(&txn, job.id)
+            .await?
+            .into_iter()
+            .filter_map(|row| Some((row.index, row.user_id?)))
+            .collect();
         let candidates: HashSet<i64> = pending.iter().map(|(_, user)| *user).collect();
         let ids: Vec<i64> = candidates.iter().copied().collect();
         let mut managees: HashMap<i64, Vec<i64>> = HashMap::new();
@@ -656,8 +662,8 @@ impl Runner<'_> {
         let names = user_store::by_ids(&txn, &tenant, &staying).await?;
         let mut summary = Summary::default();
         let mut after = Vec::with_capacity(indexes.len());
-        for row in store::results_at(&txn, job.id, &indexes).await? {
-            let before = RowResult::from_stored(&row);
+        for before in chunks::results_at(&txn, job.id, &indexes).await? {
+            let row = &before;
             let user = row.user_id.unwrap_or_default();
             let reason = approves_for(
                 managees
@@ -673,7 +679,7 @@ impl Runner<'_> {
             after.push(result);
         }
         job.phase = Phase::Removals.as_str().to_owned();
-        self.end_later_chunk(txn, job, 0, (None, after, summary), "removals", started)
+        self.end_later_chunk(txn, job, 0, (after, summary), "removals", started)
             .await
     }
 
@@ -693,10 +699,11 @@ impl Runner<'_> {
             .map(|image| (image.idx, image.user_id))
             .collect();
         let indexes: Vec<i32> = created.keys().copied().collect();
-        Ok(store::pending_at(conn, job_id, &indexes)
+        Ok(chunks::results_at(conn, job_id, &indexes)
             .await?
             .into_iter()
-            .filter_map(|idx| created.get(&idx).copied())
+            .filter(|row| row.links_pending)
+            .filter_map(|row| created.get(&row.index).copied())
             .collect())
     }
 
@@ -706,10 +713,11 @@ impl Runner<'_> {
         &self,
         job: jobs::Model,
         original: i64,
-        batch: Vec<results::Model>,
+        chunk: Chunk,
     ) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
+        let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
         let txn = db::begin_write_in_turn(self.db).await?;
         let job = self.fence(&txn, job.id).await?;
@@ -739,7 +747,7 @@ impl Runner<'_> {
         let mut after = Vec::with_capacity(batch.len());
         let mut removed = Vec::new();
         for row in &batch {
-            let before = RowResult::from_stored(row);
+            let before = row.clone();
             let user = row.user_id.and_then(|id| found.get(&id));
             let left_at = row
                 .user_id
@@ -795,15 +803,8 @@ impl Runner<'_> {
             .collect();
         user_store::delete_many(&txn, &tenant, &ids).await?;
         images::record(&txn, &tenant, job.id, taken).await?;
-        let cursor = batch.last().map_or(job.cursor, |row| row.idx + 1);
-        self.end_later_chunk(
-            txn,
-            job,
-            cursor,
-            (None, after, summary),
-            "removals",
-            started,
-        )
-        .await
+        let cursor = chunk.last_idx + 1;
+        self.end_later_chunk(txn, job, cursor, (after, summary), "removals", started)
+            .await
     }
 }

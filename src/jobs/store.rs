@@ -1,20 +1,17 @@
-//! Reading and writing jobs, their input rows and their results. Every read that a client
+//! Reading and writing jobs (their rows and results are [`super::chunks`]). Every read that a client
 //! can cause filters by tenant; the worker's reads go by job id, which it got by claiming.
 
 use chrono::{DateTime, Utc};
-use entity::{import_job_results as results, import_job_rows as rows, import_jobs as jobs};
+use entity::{import_job_keys as keys, import_jobs as jobs};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{JobStatus, RowResult};
+use super::JobStatus;
 use crate::auth::TenantId;
 use crate::db;
-
-/// Row indexes per `idx IN (…)` list.
-const IN_CHUNK: usize = 1_000;
 
 pub async fn find(
     conn: &impl ConnectionTrait,
@@ -217,51 +214,14 @@ pub async fn insert_job(
     jobs::Entity::insert(job).exec_with_returning(conn).await
 }
 
-/// An input row of a new job.
-pub struct NewRow {
-    pub idx: i32,
-    /// `UserImportInput` JSON, or the JSON array of a CSV row's cells.
-    pub input: String,
-    /// Where a CSV row starts in its file.
-    pub line: Option<i32>,
-    /// `(source, externalId)` the row names, kept for sync jobs only.
-    pub user: Option<(String, String)>,
-}
-
-/// Stores input rows of a new job.
-pub async fn insert_rows(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-    inputs: impl IntoIterator<Item = NewRow>,
-) -> Result<(), DbErr> {
-    let rows = inputs
-        .into_iter()
-        .map(|row| {
-            let (source, external_id) = row.user.unzip();
-            rows::ActiveModel {
-                job_id: Set(job_id),
-                idx: Set(row.idx),
-                tenant: Set(tenant.as_str().to_owned()),
-                input: Set(row.input),
-                line: Set(row.line),
-                source: Set(source),
-                external_id: Set(external_id),
-            }
-        })
-        .collect();
-    db::insert_in_chunks(conn, rows).await
-}
-
 /// The sources of the users a sync job's rows name.
 pub async fn job_sources(conn: &impl ConnectionTrait, job_id: i64) -> Result<Vec<String>, DbErr> {
-    rows::Entity::find()
+    keys::Entity::find()
         .select_only()
-        .column(rows::Column::Source)
+        .column(keys::Column::Source)
         .distinct()
-        .filter(rows::Column::JobId.eq(job_id))
-        .filter(rows::Column::Source.is_not_null())
-        .order_by_asc(rows::Column::Source)
+        .filter(keys::Column::JobId.eq(job_id))
+        .order_by_asc(keys::Column::Source)
         .into_tuple()
         .all(conn)
         .await
@@ -280,14 +240,14 @@ pub async fn users_missing_from(
 
     let named = Query::select()
         .expr(Expr::val(1))
-        .from(rows::Entity)
-        .and_where(Expr::col((rows::Entity, rows::Column::JobId)).eq(job_id))
+        .from(keys::Entity)
+        .and_where(Expr::col((keys::Entity, keys::Column::JobId)).eq(job_id))
         .and_where(
-            Expr::col((rows::Entity, rows::Column::Source))
+            Expr::col((keys::Entity, keys::Column::Source))
                 .equals((users::Entity, users::Column::Source)),
         )
         .and_where(
-            Expr::col((rows::Entity, rows::Column::ExternalId))
+            Expr::col((keys::Entity, keys::Column::ExternalId))
                 .equals((users::Entity, users::Column::ExternalId)),
         )
         .to_owned();
@@ -372,263 +332,6 @@ pub async fn deactivated_page(
         .await
 }
 
-/// Up to `limit` input rows of a job from index `from` on, in order.
-pub async fn rows_from(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    from: i32,
-    limit: u64,
-) -> Result<Vec<rows::Model>, DbErr> {
-    rows::Entity::find()
-        .filter(rows::Column::JobId.eq(job_id))
-        .filter(rows::Column::Idx.gte(from))
-        .order_by_asc(rows::Column::Idx)
-        .limit(limit)
-        .all(conn)
-        .await
-}
-
-/// The input rows of a job at these indexes, in order.
-pub async fn rows_at(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    indexes: &[i32],
-) -> Result<Vec<rows::Model>, DbErr> {
-    rows::Entity::find()
-        .filter(rows::Column::JobId.eq(job_id))
-        .filter(rows::Column::Idx.is_in(indexes.iter().copied()))
-        .order_by_asc(rows::Column::Idx)
-        .all(conn)
-        .await
-}
-
-/// Stores rows of a job again as `(idx, input)` gives them: rows whose password did its
-/// work, without it ([`super::input::Inputs::without_secrets`]). One statement per row: only
-/// rows that send a password come here, and hashing it costs far more.
-pub async fn forget_secrets(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    rows: &[(i32, &str)],
-) -> Result<(), DbErr> {
-    for &(idx, input) in rows {
-        rows::Entity::update_many()
-            .col_expr(rows::Column::Input, Expr::value(input))
-            .filter(rows::Column::JobId.eq(job_id))
-            .filter(rows::Column::Idx.eq(idx))
-            .exec(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Which of these row indexes of a job have a result whose second step is still to come.
-pub async fn pending_at(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    indexes: &[i32],
-) -> Result<Vec<i32>, DbErr> {
-    let mut pending = Vec::new();
-    for chunk in indexes.chunks(IN_CHUNK) {
-        let found: Vec<i32> = results::Entity::find()
-            .select_only()
-            .column(results::Column::Idx)
-            .filter(results::Column::JobId.eq(job_id))
-            .filter(results::Column::Idx.is_in(chunk.iter().copied()))
-            .filter(results::Column::LinksPending.eq(true))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        pending.extend(found);
-    }
-    Ok(pending)
-}
-
-/// Which input rows of a finished job a retry runs again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryRows {
-    /// Rows whose result is a failure.
-    Failed,
-    /// Rows not done: failed, never reached, or with approvers still to set (a job given
-    /// up after server failures).
-    NotDone,
-    /// Every row (an atomic job that failed, which wrote none).
-    All,
-}
-
-/// Up to `limit` input rows of a job after index `after`, of those `which` names, in order.
-pub async fn rows_to_retry(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    which: RetryRows,
-    after: i32,
-    limit: u64,
-) -> Result<Vec<rows::Model>, DbErr> {
-    let results_where = |condition: Condition| {
-        sea_orm::sea_query::Query::select()
-            .column(results::Column::Idx)
-            .from(results::Entity)
-            .cond_where(
-                Condition::all()
-                    .add(results::Column::JobId.eq(job_id))
-                    .add(condition),
-            )
-            .to_owned()
-    };
-    let mut query = rows::Entity::find()
-        .filter(rows::Column::JobId.eq(job_id))
-        .filter(rows::Column::Idx.gt(after));
-    query = match which {
-        RetryRows::Failed => query.filter(rows::Column::Idx.in_subquery(results_where(
-            Condition::all().add(results::Column::Success.eq(false)),
-        ))),
-        RetryRows::NotDone => query.filter(
-            rows::Column::Idx.not_in_subquery(results_where(
-                Condition::all()
-                    .add(results::Column::Success.eq(true))
-                    .add(results::Column::LinksPending.eq(false)),
-            )),
-        ),
-        RetryRows::All => query,
-    };
-    query
-        .order_by_asc(rows::Column::Idx)
-        .limit(limit)
-        .all(conn)
-        .await
-}
-
-/// Results whose approvers are still to be set, from index `from` on.
-pub async fn pending_links(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    from: i32,
-    limit: u64,
-) -> Result<Vec<results::Model>, DbErr> {
-    results::Entity::find()
-        .filter(results::Column::JobId.eq(job_id))
-        .filter(results::Column::LinksPending.eq(true))
-        .filter(results::Column::Idx.gte(from))
-        .order_by_asc(results::Column::Idx)
-        .limit(limit)
-        .all(conn)
-        .await
-}
-
-/// Writes the results of rows: new ones are inserted, those of a second pass replace the
-/// first pass's.
-pub async fn upsert_results(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-    batch: &[RowResult],
-) -> Result<(), DbErr> {
-    let models: Vec<results::ActiveModel> = batch
-        .iter()
-        .map(|row| results::ActiveModel {
-            job_id: Set(job_id),
-            idx: Set(row.index),
-            tenant: Set(tenant.as_str().to_owned()),
-            lookup_key: Set(row.lookup_key.clone()),
-            action: Set(row.action.as_str().to_owned()),
-            success: Set(row.success),
-            user_id: Set(row.user_id),
-            errors: Set((!row.errors.is_empty())
-                .then(|| serde_json::to_string(&row.errors).expect("field errors serialise"))),
-            links_pending: Set(row.links_pending),
-        })
-        .collect();
-    db::Insert::new()
-        .on_conflict_update(
-            &[results::Column::JobId, results::Column::Idx],
-            &[
-                results::Column::Action,
-                results::Column::Success,
-                results::Column::UserId,
-                results::Column::Errors,
-                results::Column::LinksPending,
-            ],
-        )
-        .exec(conn, models)
-        .await?;
-    Ok(())
-}
-
-/// Stores the results of a later pass over rows whose results `before` are stored, pair
-/// by pair with `after`: a row whose pass only settled it (its approvers are set and
-/// nothing else changed, as for most rows) is marked so with one update per
-/// [`IN_CHUNK`] rows, and the others are upserted whole.
-pub async fn settle_results(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-    before: &[RowResult],
-    after: &[RowResult],
-) -> Result<(), DbErr> {
-    if before.len() != after.len() {
-        return upsert_results(conn, tenant, job_id, after).await;
-    }
-    let (settled, changed): (Vec<_>, Vec<_>) = before
-        .iter()
-        .zip(after)
-        .partition(|(before, after)| after.only_settles(before));
-    let settled: Vec<i32> = settled.iter().map(|(_, after)| after.index).collect();
-    for chunk in settled.chunks(IN_CHUNK) {
-        results::Entity::update_many()
-            .col_expr(results::Column::LinksPending, Expr::value(false))
-            .filter(results::Column::JobId.eq(job_id))
-            .filter(results::Column::Idx.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
-    }
-    let changed: Vec<RowResult> = changed
-        .into_iter()
-        .map(|(_, after)| after.clone())
-        .collect();
-    upsert_results(conn, tenant, job_id, &changed).await
-}
-
-/// A page of a job's results after index `after`, in input order.
-pub async fn results_page(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-    only_failed: bool,
-    after: Option<i32>,
-    limit: u64,
-) -> Result<Vec<results::Model>, DbErr> {
-    let mut query = results::Entity::find().filter(results_condition(tenant, job_id, only_failed));
-    if let Some(after) = after {
-        query = query.filter(results::Column::Idx.gt(after));
-    }
-    query
-        .order_by_asc(results::Column::Idx)
-        .limit(limit)
-        .all(conn)
-        .await
-}
-
-pub async fn count_results(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-    only_failed: bool,
-) -> Result<u64, DbErr> {
-    results::Entity::find()
-        .filter(results_condition(tenant, job_id, only_failed))
-        .count(conn)
-        .await
-}
-
-fn results_condition(tenant: &TenantId, job_id: i64, only_failed: bool) -> Condition {
-    let mut condition = Condition::all()
-        .add(results::Column::Tenant.eq(tenant.as_str()))
-        .add(results::Column::JobId.eq(job_id));
-    if only_failed {
-        condition = condition.add(results::Column::Success.eq(false));
-    }
-    condition
-}
-
 /// A page of the tenant's jobs, newest first, before job `before`.
 pub async fn jobs_page(
     conn: &impl ConnectionTrait,
@@ -698,45 +401,4 @@ pub async fn reverts_before(
         .into_tuple()
         .all(conn)
         .await
-}
-
-/// `(idx, user)` of every result of a job whose second step is still to come.
-pub async fn pending_users(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-) -> Result<Vec<(i32, i64)>, DbErr> {
-    let rows: Vec<(i32, Option<i64>)> = results::Entity::find()
-        .select_only()
-        .column(results::Column::Idx)
-        .column(results::Column::UserId)
-        .filter(results::Column::JobId.eq(job_id))
-        .filter(results::Column::LinksPending.eq(true))
-        .order_by_asc(results::Column::Idx)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(idx, user)| Some((idx, user?)))
-        .collect())
-}
-
-/// The results of a job at these indexes, in order.
-pub async fn results_at(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    indexes: &[i32],
-) -> Result<Vec<results::Model>, DbErr> {
-    let mut found = Vec::with_capacity(indexes.len());
-    for chunk in indexes.chunks(IN_CHUNK) {
-        found.extend(
-            results::Entity::find()
-                .filter(results::Column::JobId.eq(job_id))
-                .filter(results::Column::Idx.is_in(chunk.iter().copied()))
-                .order_by_asc(results::Column::Idx)
-                .all(conn)
-                .await?,
-        );
-    }
-    Ok(found)
 }

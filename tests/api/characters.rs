@@ -108,7 +108,7 @@ fn assert_refused(response: &GraphQLResponse, fields: &[(&str, &str)]) {
 
 /// Nothing of a refused submission was kept: no job, no row, no user.
 async fn assert_nothing_stored(app: &TestApp) {
-    for table in ["import_jobs", "import_job_rows", "users"] {
+    for table in ["import_jobs", "import_job_chunks", "users"] {
         assert_eq!(app.count_rows(table).await, 0, "{table}");
     }
 }

@@ -136,7 +136,7 @@ async fn takeovers_are_no_failures(backend: Backend) {
     assert_eq!(job["processed"], 2_000);
     assert_eq!(job["summary"]["created"], 2_000, "no row written twice");
     assert_eq!(app.count_rows("users").await, 2_000);
-    assert_eq!(app.count_rows("import_job_results").await, 2_000);
+    assert_eq!(app.stored_results(&id).await, 2_000);
     assert_eq!(
         stored(&app, &id).await.attempts,
         6,

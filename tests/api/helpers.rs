@@ -282,16 +282,55 @@ impl TestApp {
     }
 
     /// How many rows a table holds, read straight from the database.
+    /// Every row edge of a job, following the pages of `query`: one that takes `$id`,
+    /// `$after` and `$onlyFailed`, and selects `importJob.rows` with `totalCount`,
+    /// `pageInfo { hasNextPage endCursor }` and `edges`.
+    pub async fn job_rows(&self, query: &str, id: &str, only_failed: bool) -> Vec<Value> {
+        let token = self.token(Role::Viewer);
+        let mut all = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let response = self
+                .graphql(
+                    &token,
+                    query,
+                    json!({ "id": id, "after": after, "onlyFailed": only_failed }),
+                )
+                .await;
+            let page = &response.data()["importJob"]["rows"];
+            all.extend(page["edges"].as_array().unwrap().iter().cloned());
+            if page["pageInfo"]["hasNextPage"] != true {
+                assert_eq!(page["totalCount"], all.len());
+                return all;
+            }
+            after = page["pageInfo"]["endCursor"].clone();
+        }
+    }
+
+    /// How many row results a job has stored, over all its chunks.
+    pub async fn stored_results(&self, job: &str) -> i64 {
+        self.scalar(&format!(
+            "SELECT CAST(COALESCE(SUM(row_count), 0) AS BIGINT) AS n FROM import_job_chunks \
+             WHERE job_id = {job} AND results IS NOT NULL"
+        ))
+        .await
+    }
+
     pub async fn count_rows(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .await
+    }
+
+    /// The integer a query's one row holds in its column `n`.
+    pub async fn scalar(&self, sql: &str) -> i64 {
         use sea_orm::{ConnectionTrait, Statement};
 
         let db = self.connect().await;
-        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
         let row = db
             .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
             .await
             .unwrap()
-            .expect("a count");
+            .expect("a row");
         let _ = db.close().await;
         row.try_get::<i64>("", "n").unwrap()
     }

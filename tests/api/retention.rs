@@ -57,8 +57,8 @@ async fn old_jobs_are_deleted_with_what_they_kept(backend: Backend) {
     let job = app.finished_job(JOB, &json!(old)).await;
     assert_eq!(job["status"], "COMPLETED_WITH_ERRORS", "{job}");
     for table in [
-        "import_job_rows",
-        "import_job_results",
+        "import_job_chunks",
+        "import_job_keys",
         "import_job_images",
         "import_job_deactivations",
     ] {
@@ -78,8 +78,8 @@ async fn old_jobs_are_deleted_with_what_they_kept(backend: Backend) {
     }
 
     for table in [
-        "import_job_rows",
-        "import_job_results",
+        "import_job_chunks",
+        "import_job_keys",
         "import_job_images",
         "import_job_deactivations",
     ] {
@@ -87,8 +87,12 @@ async fn old_jobs_are_deleted_with_what_they_kept(backend: Backend) {
     }
     // The younger job stays whole, and so does what the old one wrote.
     assert_eq!(job_of(&app, &first).await["status"], "COMPLETED");
-    assert_eq!(rows_of(&app, "import_job_rows", &first).await, 3);
-    assert_eq!(rows_of(&app, "import_job_results", &first).await, 3);
+    assert_eq!(
+        rows_of(&app, "import_job_chunks", &first).await,
+        1,
+        "its three rows' chunk"
+    );
+    assert_eq!(app.stored_results(&first).await, 3);
     assert_eq!(app.stored_user("r2").await.unwrap().first_name, "Renamed");
     assert!(!app.stored_user("r3").await.unwrap().active);
     let response = app
@@ -211,7 +215,7 @@ async fn a_revert_submitted_while_the_sweep_waits_keeps_its_job() {
 
     assert_eq!(deleted.unwrap(), 0);
     assert_eq!(job_of(&app, &original).await["status"], "COMPLETED");
-    assert_eq!(rows_of(&app, "import_job_rows", &original).await, 1);
+    assert_eq!(rows_of(&app, "import_job_chunks", &original).await, 1);
     let _ = db.close().await;
     let _ = submitter.close().await;
 }

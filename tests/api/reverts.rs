@@ -373,6 +373,23 @@ db_test! {
 }
 
 db_test! {
+    async fn a_revert_removes_a_chain_of_managers_it_created_with_those_they_manage(app) {
+        // Each of 100 people managed by the next: every manager leaves with its reports.
+        let people: Vec<Value> = (0..100)
+            .map(|i| match i {
+                99 => person(&format!("m{i}")),
+                _ => with(person(&format!("m{i}")), json!({ "managerExternalId": format!("m{}", i + 1) })),
+            })
+            .collect();
+        let id = import(&app, json!(people), json!({})).await;
+        let (_, done) = reverted(&app, &id).await;
+        assert_eq!(done["summary"]["deleted"], 100, "{}", done["summary"]);
+        assert_eq!(done["status"], "COMPLETED");
+        assert_eq!(everyone(&app).await, json!([]));
+    }
+}
+
+db_test! {
     async fn a_job_that_wrote_nobody_is_not_reverted_and_a_refusal_stores_nothing(app) {
         let admin = app.token(Role::Admin);
         let id = import(&app, json!([person("r1")]), json!({})).await;

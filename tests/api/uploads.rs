@@ -409,7 +409,7 @@ db_test! {
         assert_eq!(job_count(&app).await, 0, "no job was stored");
         assert_eq!(user_count(&app).await, 0);
         assert_eq!(
-            app.count_rows("import_job_rows").await,
+            app.count_rows("import_job_chunks").await,
             0,
             "no row of a refused file was kept"
         );
@@ -597,18 +597,22 @@ db_test! {
 
 /// The stored input of each row of a job, by index.
 async fn stored_inputs(app: &TestApp, id: &str) -> Vec<String> {
-    use entity::import_job_rows as rows;
+    use entity::import_job_chunks::{self as chunks, StoredInput, decode};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
     let db = app.connect().await;
     let job: i64 = id.parse().unwrap();
-    let stored = rows::Entity::find()
-        .filter(rows::Column::JobId.eq(job))
-        .order_by_asc(rows::Column::Idx)
+    let stored = chunks::Entity::find()
+        .filter(chunks::Column::JobId.eq(job))
+        .order_by_asc(chunks::Column::FirstIdx)
         .all(&db)
         .await
         .unwrap();
     let _ = db.close().await;
-    stored.into_iter().map(|row| row.input).collect()
+    stored
+        .into_iter()
+        .flat_map(|chunk| decode::<StoredInput>(&chunk.input.unwrap()).unwrap())
+        .map(|row| row.input.get().to_owned())
+        .collect()
 }
 
 db_test! {
