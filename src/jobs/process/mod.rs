@@ -1,0 +1,453 @@
+//! Running one claimed job.
+//!
+//! A normal job runs in chunks, as it is stored ([`super::chunks`]): each chunk is one
+//! transaction that writes its users (or, in the second pass, their approvers), records
+//! the chunk's results and moves the job's cursor, under a fence that holds only while this worker owns the job's lease. A
+//! job stopped at any moment resumes after its last committed chunk, and nothing is applied
+//! twice.
+//!
+//! Every write of a user also records its before-image ([`super::images`]) in the same
+//! transaction; a `REVERT` job runs in chunks too, over the images of its job
+//! ([`super::revert`]).
+//!
+//! A `dryRun` or `atomic` job runs whole in one transaction ([`whole`]).
+//!
+//! - [`prefetch`]: a chunk's rows read and parsed ahead, outside any transaction;
+//! - [`decide`]: how a chunk is decided and written;
+//! - [`statistics`]: planner statistics refreshed as a job grows the tables.
+
+mod decide;
+mod prefetch;
+mod statistics;
+mod whole;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use entity::import_jobs as jobs;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
+
+use super::chunks::{self, InputRow};
+use super::images;
+use super::input::Inputs;
+use super::{JobKind, JobStatus, Phase, RowResult, Summary, store, sync, user_options};
+use crate::approvers;
+use crate::auth::TenantId;
+use crate::db;
+use crate::error::AppError;
+use crate::telemetry;
+use crate::tracks;
+
+use decide::decide_chunk_in_savepoint;
+use prefetch::{Ahead, LinkBatch, Prepared, UsersBatch, hash_passwords, read_links, read_users};
+use statistics::Statistics;
+
+pub(super) use decide::set_links;
+
+/// Why a run ended before its job did.
+#[derive(Debug)]
+pub enum Stop {
+    /// Another worker holds the job now (this one's lease expired).
+    LeaseLost,
+    /// The process is shutting down.
+    ShuttingDown,
+    /// The database failed: the job is tried again later, unless its runs failed too often
+    /// in a row (see [`super::worker`]).
+    Failed(anyhow::Error),
+}
+
+impl From<DbErr> for Stop {
+    fn from(error: DbErr) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl From<AppError> for Stop {
+    fn from(error: AppError) -> Self {
+        Self::Failed(anyhow::anyhow!("{error:?}"))
+    }
+}
+
+/// What a run needs from its worker.
+pub struct Runner<'a> {
+    pub db: &'a DatabaseConnection,
+    pub queue: &'a super::Queue,
+    /// This worker's lease name.
+    pub owner: &'a str,
+    pub chunk: usize,
+    pub lease_ms: i64,
+    /// Checked between chunks: the lease was lost or the process is stopping.
+    pub should_stop: &'a (dyn Fn() -> Option<Stop> + Sync),
+}
+
+impl Runner<'_> {
+    pub async fn run(&self, job: jobs::Model) -> Result<(), Stop> {
+        if (job.dry_run || job.atomic) && JobKind::from_stored(&job.kind) != JobKind::Revert {
+            self.run_whole(job).await
+        } else {
+            self.run_chunked(job).await
+        }
+    }
+
+    fn check(&self) -> Result<(), Stop> {
+        match (self.should_stop)() {
+            Some(stop) => Err(stop),
+            None => Ok(()),
+        }
+    }
+
+    /// Begins a chunk: the job as stored, if this worker still owns it, and the planner
+    /// statistics as they stand (see [`Statistics`]).
+    pub(super) async fn fence(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: i64,
+    ) -> Result<jobs::Model, Stop> {
+        db::load_statistics(conn).await?;
+        store::fenced(conn, id, self.owner)
+            .await?
+            .ok_or(Stop::LeaseLost)
+    }
+
+    /// Ends a chunk: the job's new state, with its lease renewed. A chunk committed is a run
+    /// that works: the failures before it no longer count as in a row.
+    pub(super) async fn save(
+        &self,
+        conn: &impl ConnectionTrait,
+        job: &mut jobs::Model,
+    ) -> Result<(), Stop> {
+        job.version += 1;
+        job.failures = 0;
+        job.lease_until = Some(Utc::now().timestamp_millis() + self.lease_ms);
+        store::save(conn, job).await?;
+        Ok(())
+    }
+
+    async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
+        let limit = self.chunk as u64;
+        let mut statistics = Statistics::new(self.chunk);
+        let reverts = job
+            .revert_of
+            .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert);
+        let inputs = Arc::new(Inputs::of(&job)?);
+        let (mut users_ahead, mut links_ahead) = (None, None);
+        loop {
+            self.check()?;
+            statistics.refresh(self.db, &job).await?;
+            job = match (Phase::from_stored(&job.phase), reverts) {
+                (Phase::Users, None) => {
+                    let read = |from| read_users(self.db.clone(), inputs.clone(), job.id, from);
+                    let batch = match Ahead::take(&mut users_ahead, job.cursor).await? {
+                        Some(batch) => batch,
+                        None => read(job.cursor).await?,
+                    };
+                    match batch {
+                        None => self.advance(job, Phase::Links).await?,
+                        Some(batch) => {
+                            let next = batch.last_idx + 1;
+                            users_ahead = Some(Ahead::start(next, read(next)));
+                            self.users_chunk(job, batch).await?
+                        }
+                    }
+                }
+                (Phase::Links, None) => {
+                    let read = |from| read_links(self.db.clone(), inputs.clone(), job.id, from);
+                    let batch = match Ahead::take(&mut links_ahead, job.cursor).await? {
+                        Some(batch) => batch,
+                        None => read(job.cursor).await?,
+                    };
+                    match batch {
+                        None => self.advance(job, Phase::Done).await?,
+                        Some(batch) => {
+                            let next = batch.last_idx + 1;
+                            links_ahead = Some(Ahead::start(next, read(next)));
+                            self.links_chunk(job, &inputs, batch).await?
+                        }
+                    }
+                }
+                (Phase::Users, Some(original)) => {
+                    let batch = images::page(self.db, original, job.cursor, limit).await?;
+                    if batch.is_empty() {
+                        self.advance(job, Phase::Links).await?
+                    } else {
+                        self.restore_users(job, batch).await?
+                    }
+                }
+                (Phase::Links, Some(original)) => {
+                    match chunks::next_pending(self.db, job.id, job.cursor).await? {
+                        None => self.settle_removals(job).await?,
+                        Some(chunk) => self.restore_links(job, original, chunk).await?,
+                    }
+                }
+                (Phase::Removals, reverts) => {
+                    let chunk = chunks::next_pending(self.db, job.id, job.cursor).await?;
+                    match (chunk, reverts) {
+                        (Some(chunk), Some(original)) => {
+                            self.remove_users(job, original, chunk).await?
+                        }
+                        _ => self.advance(job, Phase::Done).await?,
+                    }
+                }
+                (Phase::Done, _) => return self.finish_chunked(job).await,
+            };
+        }
+    }
+
+    async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
+        let txn = db::begin_write_in_turn(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        job.phase = phase.as_str().to_owned();
+        job.cursor = 0;
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        Ok(job)
+    }
+
+    /// Decides and writes one chunk of users, in one transaction with its results (see
+    /// [`decide_chunk_in_savepoint`]: a database error, such as a unique value taken by a
+    /// concurrent `importUser`, fails only its row).
+    async fn users_chunk(&self, job: jobs::Model, batch: UsersBatch) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let UsersBatch {
+            inputs, prepared, ..
+        } = batch;
+        let prepared = hash_passwords(self.db, &tenant, prepared).await;
+        let job = self.write_users(&job, &tenant, &inputs, &prepared).await?;
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    async fn write_users(
+        &self,
+        job: &jobs::Model,
+        tenant: &TenantId,
+        inputs: &[InputRow],
+        prepared: &[Prepared],
+    ) -> Result<jobs::Model, Stop> {
+        let txn = db::begin_write_in_turn(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let options = user_options(&job);
+        if options.replace || prepared.iter().any(Prepared::sends_tags) {
+            db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
+        }
+        let now = Utc::now();
+        let batch =
+            decide_chunk_in_savepoint(&txn, tenant, job.id, prepared, &options, now).await?;
+        let mut summary = Summary::default();
+        let mut links_settled = 0;
+        for (row, result) in prepared.iter().zip(&batch) {
+            // A row that will not reach the second pass is done with its approvers too.
+            if row.touches_links(options.replace) && !result.links_pending {
+                links_settled += 1;
+            }
+            summary.count(result);
+        }
+        let first = inputs.first().map_or(job.cursor, |row| row.idx);
+        let without: Vec<Option<String>> = prepared
+            .iter()
+            .map(|row| row.without_secrets.clone())
+            .collect();
+        let kept = forget_secrets(inputs, &without, &batch);
+        chunks::write_first_pass(&txn, job.id, first, &batch, kept.as_deref()).await?;
+        let last = inputs.last().map_or(job.cursor, |row| row.idx);
+        job.cursor = last + 1;
+        job.processed += batch.len() as i32;
+        job.links_processed += links_settled;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        count_rows("users", &batch);
+        Ok(job)
+    }
+
+    /// Sets the approvers of one chunk of rows whose users are written.
+    async fn links_chunk(
+        &self,
+        job: jobs::Model,
+        reader: &Inputs,
+        batch: LinkBatch,
+    ) -> Result<jobs::Model, Stop> {
+        let started = Instant::now();
+        let tenant = tenant_of(&job)?;
+        let LinkBatch {
+            last_idx,
+            results: before,
+            changes,
+        } = batch;
+        let txn = db::begin_write_in_turn(self.db).await?;
+        let job = self.fence(&txn, job.id).await?;
+        let options = user_options(&job);
+        db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
+        let (mut after, summary) = set_links(
+            &txn,
+            &tenant,
+            job.id,
+            &before,
+            &changes,
+            &options,
+            Utc::now(),
+        )
+        .await?;
+        reader.name_link_errors(&mut after);
+        self.end_later_chunk(txn, job, last_idx + 1, (after, summary), "links", started)
+            .await
+    }
+
+    /// Ends a chunk of a pass after the first (approvers, a revert's removals): its rows'
+    /// new results stored in place of their first ones, the job's cursor at `cursor`, the
+    /// rows counted done with their summary, all committed with `txn`.
+    pub(super) async fn end_later_chunk(
+        &self,
+        txn: DatabaseTransaction,
+        mut job: jobs::Model,
+        cursor: i32,
+        (rows, summary): (Vec<RowResult>, Summary),
+        pass: &'static str,
+        started: Instant,
+    ) -> Result<jobs::Model, Stop> {
+        chunks::update_results(&txn, job.id, &rows).await?;
+        job.cursor = cursor;
+        job.links_processed += rows.len() as i32;
+        summary.add_to(&mut job);
+        self.save(&txn, &mut job).await?;
+        txn.commit().await?;
+        count_rows(pass, &rows);
+        self.committed(&job, started);
+        Ok(job)
+    }
+
+    /// Ends a chunked job: sync mode's deactivations, then the integrity check, which sees
+    /// them, in one transaction with the final status.
+    async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
+        let tenant = tenant_of(&job)?;
+        let txn = db::begin_write_in_turn(self.db).await?;
+        let mut job = self.fence(&txn, job.id).await?;
+        let message = match sync::plan(&txn, &tenant, &job).await? {
+            sync::Plan::Nothing => None,
+            sync::Plan::Refused(reason) => Some(reason),
+            sync::Plan::Deactivate(ids) => {
+                sync::deactivate(&txn, &tenant, &job, &ids, Utc::now()).await?;
+                sync::record(&txn, &tenant, &mut job, &ids).await?;
+                None
+            }
+        };
+        let warnings = if job.run_integrity_check {
+            integrity_warnings(&txn, &tenant).await?
+        } else {
+            Vec::new()
+        };
+        let status = if job.failed > 0 || message.is_some() {
+            JobStatus::CompletedWithErrors
+        } else {
+            JobStatus::Completed
+        };
+        self.close(&txn, &mut job, status, message, warnings)
+            .await?;
+        txn.commit().await?;
+        self.queue.finished(&job);
+        Ok(())
+    }
+
+    /// Gives a job its final status and lets go of it.
+    async fn close(
+        &self,
+        conn: &impl ConnectionTrait,
+        job: &mut jobs::Model,
+        status: JobStatus,
+        error_message: Option<String>,
+        warnings: Vec<String>,
+    ) -> Result<(), Stop> {
+        super::end(job, status);
+        job.phase = Phase::Done.as_str().to_owned();
+        job.error_message = error_message;
+        job.integrity_warnings = Some(serde_json::to_string(&warnings).map_err(anyhow_error)?);
+        store::save(conn, job).await?;
+        Ok(())
+    }
+
+    pub(super) fn committed(&self, job: &jobs::Model, started: Instant) {
+        metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(started.elapsed().as_secs_f64());
+        self.queue.published(job);
+    }
+}
+
+/// A chunk's input rows and, for each, the row without the password it sends, if it sends
+/// one.
+struct Secrets {
+    inputs: Vec<InputRow>,
+    without: Vec<Option<String>>,
+}
+
+/// A chunk's input rows as they are kept once `results` are written: a row that succeeded
+/// without the password it sent (`without`), one that failed as it was, to be retried.
+/// `None` when no row changes.
+fn forget_secrets(
+    inputs: &[InputRow],
+    without: &[Option<String>],
+    results: &[RowResult],
+) -> Option<Vec<InputRow>> {
+    let mut changed = false;
+    let kept = inputs
+        .iter()
+        .zip(without)
+        .zip(results)
+        .map(|((input, without), result)| match without {
+            Some(without) if result.success => {
+                changed = true;
+                InputRow {
+                    input: without.clone(),
+                    ..input.clone()
+                }
+            }
+            _ => input.clone(),
+        })
+        .collect();
+    changed.then_some(kept)
+}
+
+fn anyhow_error(error: serde_json::Error) -> Stop {
+    Stop::Failed(error.into())
+}
+
+pub(super) fn tenant_of(job: &jobs::Model) -> Result<TenantId, Stop> {
+    TenantId::parse(&job.tenant).map_err(|e| Stop::Failed(anyhow::anyhow!(e)))
+}
+
+fn count_rows(pass: &'static str, batch: &[RowResult]) {
+    for row in batch {
+        metrics::counter!(telemetry::JOB_ROWS, "pass" => pass, "action" => row.action.as_str())
+            .increment(1);
+    }
+}
+
+/// Every approver link of the tenant whose approver is inactive, described for people.
+pub async fn integrity_warnings(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<String>, DbErr> {
+    const MAX_WARNINGS: usize = 1_000;
+    let links = approvers::store::inactive_approver_links(conn, tenant).await?;
+    let total = links.len();
+    let mut warnings: Vec<String> = links
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|link| {
+            format!(
+                "{}:{} ({}) has {} {}:{} ({}), who is inactive",
+                link.user.source,
+                link.user.external_id,
+                link.user.email,
+                link.link.label,
+                link.approver.source,
+                link.approver.external_id,
+                link.approver.email,
+            )
+        })
+        .collect();
+    if total > MAX_WARNINGS {
+        warnings.push(format!("… and {} more", total - MAX_WARNINGS));
+    }
+    Ok(warnings)
+}
