@@ -15,14 +15,13 @@
 //! `ROSTER_TEST_POSTGRES_URL` the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use roster::auth::{Authenticator, Role};
 use serde_json::{Value, json};
 
-const SECRET: &str = "roster-bench-secret";
+use common::{BenchDatabase, Server};
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("ROSTER_BENCH_SIZES")
@@ -128,74 +127,16 @@ fn users_csv(n: usize) -> Vec<u8> {
 }
 
 async fn run(backend: &str, n: usize, csv: bool, options: &Value, revert: bool) -> Figures {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let (url, pg_name) = match backend {
-        "sqlite" => (
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            ),
-            None,
-        ),
-        "postgres" => {
-            let admin = std::env::var("ROSTER_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-            let name = format!("roster_bench_{}", uuid::Uuid::new_v4().simple());
-            psql(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
-            (format!("{admin}/{name}"), Some((admin, name)))
-        }
-        other => panic!("unknown backend {other}"),
-    };
-    let (mut child, base) = start(&url);
-    let token = Authenticator::hs256(SECRET.as_bytes(), None, None)
-        .mint("bench", Role::Admin, None, Duration::from_secs(3600))
-        .expect("a token");
-    let client = reqwest::Client::new();
-    let request = if csv {
-        let operations = json!({
-            "query": "mutation($f: Upload!, $o: ImportOptions) {
-                importUsersCsv(file: $f, options: $o) { id }
-            }",
-            "variables": { "f": null, "o": options },
-        });
-        let file = reqwest::multipart::Part::bytes(users_csv(n))
-            .file_name("users.csv")
-            .mime_str("text/csv")
-            .expect("a MIME type");
-        let form = reqwest::multipart::Form::new()
-            .text("operations", operations.to_string())
-            .text("map", r#"{"0":["variables.f"]}"#)
-            .part("0", file);
-        client.post(format!("{base}/graphql")).multipart(form)
-    } else {
-        let body = json!({
-            "query": "mutation($u: [UserImportInput!]!, $o: ImportOptions) {
-                importUsers(users: $u, options: $o) { id }
-            }",
-            "variables": { "u": users(n), "o": options },
-        });
-        client.post(format!("{base}/graphql")).json(&body)
-    };
+    let database = BenchDatabase::create(backend).await;
+    let server = Server::start(&database.url);
+    let api = &server.api;
     let started = Instant::now();
-    let response: Value = request
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("submitted")
-        .json()
-        .await
-        .expect("JSON");
-    let submit = started.elapsed();
-    let job = if csv { "importUsersCsv" } else { "importUsers" };
-    let id = response["data"][job]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a job: {response}"))
-        .to_owned();
-    let api = Api {
-        client,
-        url: format!("{base}/graphql"),
-        token,
+    let id = if csv {
+        api.import_csv(users_csv(n), options).await
+    } else {
+        api.import_users(&users(n), options).await
     };
+    let submit = started.elapsed();
     let users_pass = api.completed(&id, started).await;
     let total = started.elapsed();
     let revert = if revert {
@@ -215,17 +156,10 @@ async fn run(backend: &str, n: usize, csv: bool, options: &Value, revert: bool) 
     } else {
         None
     };
-    let peak_rss_kb = peak_rss_kb(child.id());
-    let server_cpu_s = cpu_seconds(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    if let Some((admin, name)) = pg_name {
-        psql(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        )
-        .await;
-    }
+    let peak_rss_kb = common::peak_rss_kb(server.pid());
+    let server_cpu_s = server.cpu_seconds();
+    drop(server);
+    database.drop_postgres().await;
     Figures {
         submit,
         users_pass: users_pass.unwrap_or(total),
@@ -234,115 +168,4 @@ async fn run(backend: &str, n: usize, csv: bool, options: &Value, revert: bool) 
         server_cpu_s,
         revert,
     }
-}
-
-/// The server's GraphQL endpoint, with an admin token.
-struct Api {
-    client: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, query: &str, variables: Value) -> Value {
-        self.client
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("JSON")
-    }
-
-    /// Waits until job `id` is `COMPLETED`; answers when every row's user was done (the
-    /// first pass), counted from `started`.
-    async fn completed(&self, id: &str, started: Instant) -> Option<Duration> {
-        let mut users_pass = None;
-        loop {
-            let job = self
-                .call(
-                    "query($id: ID!) { importJob(id: $id) { status processed total } }",
-                    json!({ "id": id }),
-                )
-                .await;
-            let job = &job["data"]["importJob"];
-            if users_pass.is_none() && job["processed"] == job["total"] {
-                users_pass = Some(started.elapsed());
-            }
-            let status = job["status"].as_str().unwrap_or("");
-            if status != "QUEUED" && status != "RUNNING" {
-                assert_eq!(status, "COMPLETED", "{job}");
-                return users_pass;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn start(url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--database-url", url])
-        .env("ROSTER_JWT_SECRET", SECRET)
-        .env(
-            "RUST_LOG",
-            std::env::var("ROSTER_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
-        .env("ROSTER_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("roster starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("a line").expect("readable");
-        if let Some(url) = line.strip_prefix("Roster is listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    let echo = std::env::var_os("ROSTER_BENCH_LOG").is_some();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok).filter(|_| echo) {
-            eprintln!("{line}");
-        }
-    });
-    (child, base)
-}
-
-/// The user and system CPU time of a process so far, in seconds (`/proc/PID/stat`, in
-/// clock ticks of 1/100 s, the value of `CLK_TCK` on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // The fields after the command name, which is in parentheses.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-            Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
-/// The process's peak resident set (`VmHWM`), in KiB.
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-async fn psql(admin: &str, sql: &str) {
-    use sea_orm::ConnectionTrait;
-    let db = sea_orm::Database::connect(format!("{admin}/postgres"))
-        .await
-        .expect("PostgreSQL answers");
-    db.execute_unprepared(sql).await.expect("admin statement");
-    let _ = db.close().await;
 }

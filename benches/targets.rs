@@ -1,0 +1,171 @@
+//! The bulk-import targets: three workloads against their floor, measured in one run.
+//!
+//! - `feed`: an HR feed of N users (default 100,000) sent as one `importUsers` request:
+//!   a manager each (every report comes before its manager), two tags, two attributes, a
+//!   phone and a department.
+//! - `sync`: the same feed again on the same server, 1% of the users changed (the
+//!   next day's feed).
+//! - `csv`: a CSV file of M rows (default 1,000,000): a manager and two tags each.
+//!
+//! The floor is what the same facts cost the database written by the cheapest client into
+//! a lean schema that holds them (`benches/floor.py`): Python's `sqlite3` with
+//! `executemany` in one transaction, or one `INSERT … SELECT generate_series` per table
+//! inside PostgreSQL. The sync is set against the floor of creating its users. Each line
+//! gives the time, users per second, the server's peak RSS so far and floor ÷ time (the
+//! target's ratio).
+//!
+//! `cargo bench --bench targets`; `ROSTER_BENCH_WORKLOADS=feed,sync,csv` (the default)
+//! picks the workloads (`sync` runs after a `feed`), `ROSTER_BENCH_BACKENDS=sqlite,postgres`
+//! the databases, `ROSTER_BENCH_USERS` N and `ROSTER_BENCH_CSV_ROWS` M.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::{BenchDatabase, Server};
+
+fn main() {
+    let workloads =
+        std::env::var("ROSTER_BENCH_WORKLOADS").unwrap_or_else(|_| "feed,sync,csv".to_owned());
+    let workloads: Vec<&str> = workloads.split(',').map(str::trim).collect();
+    let backends =
+        std::env::var("ROSTER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    let users = number("ROSTER_BENCH_USERS", 100_000);
+    let csv_rows = number("ROSTER_BENCH_CSV_ROWS", 1_000_000);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    println!("backend   workload  users     time_s    users/s   peak_rss_mb floor_s   floor/time");
+    for backend in backends.split(',').map(str::trim) {
+        if workloads.contains(&"feed") {
+            let database = runtime.block_on(BenchDatabase::create(backend));
+            let server = Server::start(&database.url);
+            let floor = floor(backend, users, 2, 2);
+            let feed = feed(users, &[]);
+            let time = runtime.block_on(import(&server, &feed));
+            report(backend, "feed", users, time, &server, floor);
+            if workloads.contains(&"sync") {
+                let changed: Vec<usize> = (0..users).step_by(100).collect();
+                let next_day = self::feed(users, &changed);
+                let time = runtime.block_on(import(&server, &next_day));
+                report(backend, "sync", users, time, &server, floor);
+            }
+            drop(server);
+            runtime.block_on(database.drop_postgres());
+        }
+        if workloads.contains(&"csv") {
+            let database = runtime.block_on(BenchDatabase::create(backend));
+            let server = Server::start(&database.url);
+            let floor = floor(backend, csv_rows, 2, 0);
+            let file = csv_file(csv_rows);
+            let time = runtime.block_on(async {
+                let started = Instant::now();
+                let id = server.api.import_csv(file, &json!({})).await;
+                server.api.completed(&id, started).await;
+                started.elapsed()
+            });
+            report(backend, "csv", csv_rows, time, &server, floor);
+            drop(server);
+            runtime.block_on(database.drop_postgres());
+        }
+    }
+}
+
+fn number(variable: &str, default: usize) -> usize {
+    std::env::var(variable).map_or(default, |v| {
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{variable}: a number"))
+    })
+}
+
+fn report(backend: &str, workload: &str, n: usize, time: Duration, server: &Server, floor: f64) {
+    let seconds = time.as_secs_f64();
+    println!(
+        "{backend:<9} {workload:<9} {n:<9} {seconds:<9.2} {:<9.0} {:<11.0} {floor:<9.2} {:.2}",
+        n as f64 / seconds,
+        server.peak_rss_mb(),
+        floor / seconds,
+    );
+}
+
+/// Seconds the floor takes for `n` users with `tags` tags and `attributes` attributes.
+fn floor(backend: &str, n: usize, tags: usize, attributes: usize) -> f64 {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/floor.py");
+    let output = Command::new("python3")
+        .args([
+            script,
+            backend,
+            &n.to_string(),
+            &tags.to_string(),
+            &attributes.to_string(),
+        ])
+        .output()
+        .expect("python3 runs benches/floor.py");
+    assert!(
+        output.status.success(),
+        "floor.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("floor.py prints seconds")
+}
+
+/// The HR feed: user `i` is managed by user `i / 10` and comes before it (the file runs
+/// from the last user to the first). The users of `changed` have moved department.
+fn feed(n: usize, changed: &[usize]) -> Vec<Value> {
+    (0..n)
+        .rev()
+        .map(|i| {
+            let department = if changed.binary_search(&i).is_ok() {
+                format!("moved-{}", i % 50)
+            } else {
+                format!("dept-{}", i % 50)
+            };
+            let mut user = json!({
+                "externalId": format!("e{i}"),
+                "email": format!("e{i}@example.com"),
+                "firstName": format!("First{i}"),
+                "lastName": "Feed",
+                "phone": format!("+4420{i:08}"),
+                "department": department,
+                "tags": ["staff", format!("team-{}", i % 20)],
+                "attributes": [
+                    { "name": "grade", "value": format!("{}", i % 12), "type": "NUMBER" },
+                    { "name": "site", "value": format!("site-{}", i % 5) },
+                ],
+            });
+            if i > 0 {
+                user["managerExternalId"] = json!(format!("e{}", i / 10));
+            }
+            user
+        })
+        .collect()
+}
+
+async fn import(server: &Server, users: &[Value]) -> Duration {
+    let started = Instant::now();
+    let id = server.api.import_users(users, &json!({})).await;
+    server.api.completed(&id, started).await;
+    started.elapsed()
+}
+
+/// `n` rows of a CSV file: a manager (reports first, as in [`feed`]) and two tags each.
+fn csv_file(n: usize) -> Vec<u8> {
+    let mut csv = String::from("externalId,email,firstName,lastName,tags,managerExternalId\n");
+    for i in (0..n).rev() {
+        let manager = if i > 0 {
+            format!("c{}", i / 10)
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!(
+            "c{i},c{i}@example.com,First{i},Csv,\"staff,team-{}\",{manager}\n",
+            i % 20
+        ));
+    }
+    csv.into_bytes()
+}
