@@ -29,8 +29,8 @@ use entity::import_jobs as jobs;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 use super::chunks::{self, InputRow};
-use super::images;
 use super::input::Inputs;
+use super::revert::Reverter;
 use super::{JobKind, JobStatus, Phase, RowResult, Summary, store, sync, user_options};
 use crate::approvers;
 use crate::auth::TenantId;
@@ -41,7 +41,7 @@ use crate::tracks;
 
 use decide::decide_chunk_in_savepoint;
 use prefetch::{Ahead, LinkBatch, Prepared, UsersBatch, hash_passwords, read_links, read_users};
-use statistics::Statistics;
+pub(super) use statistics::Statistics;
 
 pub(super) use decide::set_links;
 
@@ -90,7 +90,7 @@ impl Runner<'_> {
         }
     }
 
-    fn check(&self) -> Result<(), Stop> {
+    pub(super) fn check(&self) -> Result<(), Stop> {
         match (self.should_stop)() {
             Some(stop) => Err(stop),
             None => Ok(()),
@@ -125,18 +125,21 @@ impl Runner<'_> {
     }
 
     async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
-        let limit = self.chunk as u64;
+        let _limit = self.chunk as u64;
         let mut statistics = Statistics::new(self.chunk);
-        let reverts = job
+        if let Some(original) = job
             .revert_of
-            .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert);
+            .filter(|_| JobKind::from_stored(&job.kind) == JobKind::Revert)
+        {
+            return Reverter::new(self, original).run(job).await;
+        }
         let inputs = Arc::new(Inputs::of(&job)?);
         let (mut users_ahead, mut links_ahead) = (None, None);
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
-            job = match (Phase::from_stored(&job.phase), reverts) {
-                (Phase::Users, None) => {
+            job = match Phase::from_stored(&job.phase) {
+                Phase::Users => {
                     let read = |from| read_users(self.db.clone(), inputs.clone(), job.id, from);
                     let batch = match Ahead::take(&mut users_ahead, job.cursor).await? {
                         Some(batch) => batch,
@@ -151,7 +154,7 @@ impl Runner<'_> {
                         }
                     }
                 }
-                (Phase::Links, None) => {
+                Phase::Links => {
                     let read = |from| read_links(self.db.clone(), inputs.clone(), job.id, from);
                     let batch = match Ahead::take(&mut links_ahead, job.cursor).await? {
                         Some(batch) => batch,
@@ -166,35 +169,18 @@ impl Runner<'_> {
                         }
                     }
                 }
-                (Phase::Users, Some(original)) => {
-                    let batch = images::page(self.db, original, job.cursor, limit).await?;
-                    if batch.is_empty() {
-                        self.advance(job, Phase::Links).await?
-                    } else {
-                        self.restore_users(job, batch).await?
-                    }
-                }
-                (Phase::Links, Some(original)) => {
-                    match chunks::next_pending(self.db, job.id, job.cursor).await? {
-                        None => self.settle_removals(job).await?,
-                        Some(chunk) => self.restore_links(job, original, chunk).await?,
-                    }
-                }
-                (Phase::Removals, reverts) => {
-                    let chunk = chunks::next_pending(self.db, job.id, job.cursor).await?;
-                    match (chunk, reverts) {
-                        (Some(chunk), Some(original)) => {
-                            self.remove_users(job, original, chunk).await?
-                        }
-                        _ => self.advance(job, Phase::Done).await?,
-                    }
-                }
-                (Phase::Done, _) => return self.finish_chunked(job).await,
+                // Only a revert removes users.
+                Phase::Removals => self.advance(job, Phase::Done).await?,
+                Phase::Done => return self.finish_chunked(job).await,
             };
         }
     }
 
-    async fn advance(&self, job: jobs::Model, phase: Phase) -> Result<jobs::Model, Stop> {
+    pub(super) async fn advance(
+        &self,
+        job: jobs::Model,
+        phase: Phase,
+    ) -> Result<jobs::Model, Stop> {
         let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;
         job.phase = phase.as_str().to_owned();
@@ -320,7 +306,7 @@ impl Runner<'_> {
 
     /// Ends a chunked job: sync mode's deactivations, then the integrity check, which sees
     /// them, in one transaction with the final status.
-    async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
+    pub(super) async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
         let txn = db::begin_write_in_turn(self.db).await?;
         let mut job = self.fence(&txn, job.id).await?;

@@ -15,7 +15,7 @@ use crate::jobs::Phase;
 /// cost the most (the tables are biggest) and change no plan. Each pass starts over, for
 /// the tables it grows: the approver pass fills `approver_links`, empty until then. A
 /// job's own chunks are read by key alone and need none.
-pub(super) struct Statistics {
+pub(in crate::jobs) struct Statistics {
     chunk: i64,
     phase: Phase,
     next: i64,
@@ -24,7 +24,7 @@ pub(super) struct Statistics {
 impl Statistics {
     const LAST: i64 = 16;
 
-    pub(super) fn new(chunk: usize) -> Self {
+    pub(in crate::jobs) fn new(chunk: usize) -> Self {
         let chunk = chunk as i64;
         Self {
             chunk,
@@ -33,7 +33,7 @@ impl Statistics {
         }
     }
 
-    pub(super) async fn refresh(
+    pub(in crate::jobs) async fn refresh(
         &mut self,
         db: &DatabaseConnection,
         job: &jobs::Model,

@@ -1,22 +1,5 @@
-//! Undoing a job: `revertImportJob` queues a `REVERT` job that puts every user the job
-//! wrote back as its before-image shows it ([`super::images`]).
-//!
-//! A revert runs in chunks like an import, over the images of its job in order:
-//!
-//! 1. **Users.** A user changed again since the job (its `updated_at` is not the one the
-//!    job left), or gone, is skipped and reported. Otherwise its row, tags and attributes
-//!    are put back; a user the job removed is put back with its id; a user the job created
-//!    is marked for removal.
-//! 2. **Links.** Approver sets are put back, checked as any new set is (the approver must
-//!    exist and be active, no `MANAGER` cycle), unless the user changed meanwhile.
-//! 3. **Removals.** Decided first for all of them at once: a user the job created stays
-//!    while a user who stays has it as an approver (a link made since, a user the revert
-//!    skipped, or another created user who stays), or when it has track completions;
-//!    removing it would take those along. Then the others are removed, chunk by chunk.
-//!
-//! A revert keeps images of what it writes, like any job, so reverting it applies its job
-//! again. A revert after one that was cancelled or failed counts the users that one wrote
-//! as unchanged since, and does the rest.
+//! Running a `REVERT` job (see [`super`]): users put back, then their approver sets, then
+//! the users the job created removed.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -24,300 +7,75 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use entity::import_job_images as images_table;
 use entity::{import_jobs as jobs, users};
-use sea_orm::sea_query::LockType;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use super::chunks::{self, Chunk};
-use super::images::{self, Image, Taken};
-use super::process::{Runner, Stop, set_links, tenant_of};
-use super::{
-    JobKind, JobOptions, JobStatus, Phase, Queue, RowResult, Submitter, Summary, new_job,
-    not_found, refused, store, submitted,
+use super::plan::{
+    Step, approves_for, as_left, changed_since, earlier_images, has_completions, locked_users,
+    problem, result, skipped,
 };
 use crate::approvers::{self, ApproverChange, ApproverSpec};
 use crate::auth::TenantId;
 use crate::db;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::FieldError;
+use crate::jobs::chunks::{self, Chunk};
+use crate::jobs::images::{self, Image, Taken};
+use crate::jobs::process::{Runner, Statistics, Stop, set_links, tenant_of};
+use crate::jobs::{Phase, RowResult, Summary};
 use crate::tracks;
 use crate::users::import::{self, RowAction, UserImportOptions};
 use crate::users::lookup::UserKey;
 use crate::users::profile::Profile;
 use crate::users::store as user_store;
 
-/// `revertImportJob`: queues a `REVERT` job for the finished job `id`, unless [`check`]
-/// refuses it.
-pub async fn submit(
-    db: &DatabaseConnection,
-    queue: &Queue,
-    by: Submitter<'_>,
-    id: i64,
-) -> AppResult<jobs::Model> {
-    // Checked before waiting for the job's lock: a whole-job transaction holds it to the end.
-    let original = store::find(db, by.tenant, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let total = check(db, by.tenant, &original).await?;
-    let txn = db::begin_write(db).await?;
-    // Two reverts of one job take turns here; the second sees the first. A job deleted
-    // meanwhile (past its retention) has no images left to put back.
-    store::find_for_update(&txn, by.tenant, id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    not_reverted(&txn, by.tenant, id).await?;
-    let options = JobOptions {
-        description: Some(format!("revert of job {id}")),
-        ..JobOptions::default()
-    };
-    // Every user has a second step: its approvers, its removal, or nothing to do.
-    let mut job = new_job(&by, &options, String::new(), total, total);
-    job.kind = Set(JobKind::Revert.as_str().to_owned());
-    job.payload_hash = Set(None);
-    job.revert_of = Set(Some(id));
-    let job = store::insert_job(&txn, job).await?;
-    txn.commit().await?;
-    submitted(queue);
-    Ok(job)
-}
-
-/// Whether `job` can be reverted now: the number of users it wrote, or the `CONFLICT` a
-/// revert meets. A job not finished yet (`NOT_FINISHED`), a dry run or a job that wrote no
-/// user (`NOTHING_TO_REVERT`), and a job already reverted by a revert that was not
-/// cancelled and did not fail (`ALREADY_REVERTED`) cannot.
-pub async fn check(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job: &jobs::Model,
-) -> AppResult<i32> {
-    let status = JobStatus::from_stored(&job.status);
-    if !status.is_final() {
-        return Err(refused(
-            "NOT_FINISHED",
-            format!(
-                "the job is {}; revert it once it has finished (or cancel it)",
-                status.as_str()
-            ),
-        ));
-    }
-    if job.dry_run {
-        return Err(refused(
-            "NOTHING_TO_REVERT",
-            "a dry run writes nothing".to_owned(),
-        ));
-    }
-    not_reverted(conn, tenant, job.id).await?;
-    let total = images::count(conn, job.id).await?;
-    if total == 0 {
-        return Err(refused(
-            "NOTHING_TO_REVERT",
-            "the job changed no user".to_owned(),
-        ));
-    }
-    i32::try_from(total).map_err(AppError::internal)
-}
-
-/// `ALREADY_REVERTED` while job `id` has a revert that was not cancelled and did not fail.
-async fn not_reverted(conn: &impl ConnectionTrait, tenant: &TenantId, id: i64) -> AppResult<()> {
-    match store::latest_revert(conn, tenant, id).await? {
-        Some(revert)
-            if !matches!(
-                JobStatus::from_stored(&revert.status),
-                JobStatus::Cancelled | JobStatus::Failed
-            ) =>
-        {
-            Err(refused(
-                "ALREADY_REVERTED",
-                format!(
-                    "job {} reverts this job already ({}); revert job {} to apply this job again",
-                    revert.id, revert.status, revert.id
-                ),
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// What a revert does with one user in its first pass.
-enum Step {
-    /// Left as it is, for this reason.
-    Skip(FieldError),
-    /// Its row, tags and attributes become the image's (its approvers follow in the second
-    /// pass).
-    Restore { now: Box<Image>, then: Box<Image> },
-    /// Put back as the image shows it (the job removed it).
-    Reinsert(Box<Image>),
-    /// Removed in the last pass (the job created it).
-    Remove,
-    /// An earlier revert of the job (cancelled, or failed) removed it already.
-    Removed,
-}
-
-impl Step {
-    /// Decides from the job's image of a user, the images of earlier reverts of the job
-    /// (cancelled or failed: they did part of the work) and the user as stored now.
-    fn plan(
-        image: &images_table::Model,
-        earlier: &[images_table::Model],
-        now: Option<&Image>,
-    ) -> Self {
-        let before = match image.before.as_deref().map(Image::from_json).transpose() {
-            Ok(before) => before,
-            Err(error) => {
-                tracing::error!(job = image.job_id, user = image.user_id, %error, "unreadable image");
-                return Self::Skip(problem(
-                    "UNREADABLE",
-                    "the user's before-image cannot be read",
-                ));
-            }
-        };
-        match (before, image.left_at, now) {
-            (_, Some(_), None) if earlier.iter().any(|e| e.left_at.is_none()) => Self::Removed,
-            (_, Some(_), None) => Self::Skip(problem("GONE", "the user no longer exists")),
-            (_, Some(left_at), Some(now)) if !as_left(now.user.updated_at, image, earlier) => {
-                Self::Skip(changed_since(left_at, now.user.updated_at))
-            }
-            (None, Some(_), Some(_)) => Self::Remove,
-            (Some(then), Some(_), Some(now)) => Self::Restore {
-                now: Box::new(now.clone()),
-                then: Box::new(then),
-            },
-            (Some(then), None, None) => Self::Reinsert(Box::new(then)),
-            (_, None, Some(_)) => Self::Skip(problem(
-                "EXISTS",
-                "the job removed this user, but a user with its id exists again",
-            )),
-            (None, None, None) => Self::Skip(problem("GONE", "the user no longer exists")),
-        }
-    }
-
-    /// The profile this step writes, if any.
-    fn target(&self) -> Option<Profile> {
-        match self {
-            Self::Restore { now, then } => {
-                let target = then.profile();
-                (target != now.profile()).then_some(target)
-            }
-            Self::Reinsert(then) => Some(then.profile()),
-            Self::Skip(_) | Self::Remove | Self::Removed => None,
-        }
-    }
-}
-
-/// Whether a user's `updated_at` is the one the job left it with, or an earlier revert of
-/// the job did: nobody else changed it since.
-fn as_left(
-    updated_at: DateTime<Utc>,
-    image: &images_table::Model,
-    earlier: &[images_table::Model],
-) -> bool {
-    std::iter::once(image)
-        .chain(earlier)
-        .any(|image| image.left_at == Some(updated_at))
-}
-
-/// The images earlier reverts of job `original` (before `job_id`) kept of these users.
-async fn earlier_images(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
+/// A `REVERT` job's run: its passes over its job's images, each chunk in the runner's
+/// chunk transactions (fenced by the lease, saved with the job's progress).
+pub(in crate::jobs) struct Reverter<'r, 'a> {
+    runner: &'r Runner<'a>,
+    /// The job being reverted.
     original: i64,
-    users: &[i64],
-) -> Result<HashMap<i64, Vec<images_table::Model>>, Stop> {
-    let mut found: HashMap<i64, Vec<images_table::Model>> = HashMap::new();
-    for revert in store::reverts_before(conn, tenant, original, job_id).await? {
-        for (user, image) in images::of_users(conn, revert, users).await? {
-            found.entry(user).or_default().push(image);
+}
+
+impl<'r, 'a> Reverter<'r, 'a> {
+    pub(in crate::jobs) fn new(runner: &'r Runner<'a>, original: i64) -> Self {
+        Self { runner, original }
+    }
+
+    /// Runs the revert from where it stands to its end.
+    pub(in crate::jobs) async fn run(&self, mut job: jobs::Model) -> Result<(), Stop> {
+        let runner = self.runner;
+        let mut statistics = Statistics::new(runner.chunk);
+        loop {
+            runner.check()?;
+            statistics.refresh(runner.db, &job).await?;
+            job = match Phase::from_stored(&job.phase) {
+                Phase::Users => {
+                    let limit = runner.chunk as u64;
+                    let batch = images::page(runner.db, self.original, job.cursor, limit).await?;
+                    if batch.is_empty() {
+                        runner.advance(job, Phase::Links).await?
+                    } else {
+                        self.restore_users(job, batch).await?
+                    }
+                }
+                Phase::Links => match chunks::next_pending(runner.db, job.id, job.cursor).await? {
+                    None => self.settle_removals(job).await?,
+                    Some(chunk) => self.restore_links(job, self.original, chunk).await?,
+                },
+                Phase::Removals => {
+                    match chunks::next_pending(runner.db, job.id, job.cursor).await? {
+                        None => runner.advance(job, Phase::Done).await?,
+                        Some(chunk) => self.remove_users(job, self.original, chunk).await?,
+                    }
+                }
+                Phase::Done => return runner.finish_chunked(job).await,
+            };
         }
     }
-    Ok(found)
-}
 
-fn problem(code: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: None,
-        code: code.to_owned(),
-        message: message.into(),
-    }
-}
-
-/// Why a user the job created stays: it approves for users who stay (external ids).
-fn approves_for(mut names: Vec<&str>) -> FieldError {
-    const SHOWN: usize = 10;
-    names.sort_unstable();
-    names.dedup();
-    let more = names.len().saturating_sub(SHOWN);
-    let mut shown = names[..names.len().min(SHOWN)].join(", ");
-    if more > 0 {
-        shown.push_str(&format!(" and {more} more"));
-    }
-    problem(
-        "APPROVES_FOR",
-        format!(
-            "the user approves for {} user(s) who stay: {shown}; it was left in place",
-            names.len()
-        ),
-    )
-}
-
-fn has_completions() -> FieldError {
-    problem(
-        "HAS_COMPLETIONS",
-        "the user has learning-track completions recorded since the job; it was left in place",
-    )
-}
-
-fn changed_since(left_at: DateTime<Utc>, updated_at: DateTime<Utc>) -> FieldError {
-    problem(
-        "CHANGED_SINCE",
-        format!(
-            "the user changed again since the job (updated at {}, the job left it at {}); it was left as it is",
-            updated_at.to_rfc3339(),
-            left_at.to_rfc3339()
-        ),
-    )
-}
-
-/// The users of `ids` as stored, locked until the transaction ends (PostgreSQL).
-async fn locked_users(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    ids: &[i64],
-) -> Result<HashMap<i64, users::Model>, Stop> {
-    let keys: Vec<UserKey> = ids.iter().map(|&id| UserKey::Id(id)).collect();
-    let keys: Vec<&UserKey> = keys.iter().collect();
-    let found = user_store::find_many(conn, tenant, &keys, Some(LockType::Update)).await?;
-    Ok(ids
-        .iter()
-        .filter_map(|id| Some((*id, found.get(&UserKey::Id(*id))?.clone())))
-        .collect())
-}
-
-fn result(image: &images_table::Model, action: RowAction, user_id: Option<i64>) -> RowResult {
-    RowResult {
-        index: image.idx,
-        lookup_key: image.lookup_key.clone(),
-        action,
-        success: true,
-        user_id,
-        errors: Vec::new(),
-        links_pending: false,
-        blocked: false,
-        unblocked: false,
-    }
-}
-
-fn skipped(mut row: RowResult, errors: Vec<FieldError>) -> RowResult {
-    row.action = RowAction::Skipped;
-    row.success = false;
-    row.links_pending = false;
-    row.errors = errors;
-    row
-}
-
-impl Runner<'_> {
     /// The first pass over a chunk of the job's images. A database error (a unique value
     /// that two users of the chunk swap, say) rolls the chunk back; it is then run again
     /// with a savepoint per user, so that the user alone fails.
-    pub(super) async fn restore_users(
+    async fn restore_users(
         &self,
         job: jobs::Model,
         batch: Vec<images_table::Model>,
@@ -331,7 +89,7 @@ impl Runner<'_> {
             }
             other => other?,
         };
-        self.committed(&job, started);
+        self.runner.committed(&job, started);
         Ok(job)
     }
 
@@ -342,8 +100,8 @@ impl Runner<'_> {
         batch: &[images_table::Model],
         careful: bool,
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let txn = db::begin_write_in_turn(self.runner.db).await?;
+        let mut job = self.runner.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
         let now = Utc::now();
         let ids: Vec<i64> = batch.iter().map(|image| image.user_id).collect();
@@ -463,7 +221,7 @@ impl Runner<'_> {
         job.processed += rows.len() as i32;
         job.links_processed += settled as i32;
         summary.add_to(&mut job);
-        self.save(&txn, &mut job).await?;
+        self.runner.save(&txn, &mut job).await?;
         txn.commit().await?;
         Ok(job)
     }
@@ -523,7 +281,7 @@ impl Runner<'_> {
 
     /// The second pass over a chunk of rows: their approver sets put back. Rows of users
     /// to remove wait for the last pass.
-    pub(super) async fn restore_links(
+    async fn restore_links(
         &self,
         job: jobs::Model,
         original: i64,
@@ -533,8 +291,8 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let job = self.fence(&txn, job.id).await?;
+        let txn = db::begin_write_in_turn(self.runner.db).await?;
+        let job = self.runner.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let stored = images::of_users(&txn, original, &ids).await?;
         // The first pass was another transaction: a user changed since keeps its approvers.
@@ -604,7 +362,8 @@ impl Runner<'_> {
             after.push(result);
         }
         let cursor = chunk.last_idx + 1;
-        self.end_later_chunk(txn, job, cursor, (after, summary), "links", started)
+        self.runner
+            .end_later_chunk(txn, job, cursor, (after, summary), "links", started)
             .await
     }
 
@@ -612,11 +371,11 @@ impl Runner<'_> {
     /// last pass: a user the revert would remove stays when a user who stays has it as an
     /// approver (removing it would take the link along), found over every user to remove
     /// at once, as often as needed (a user kept keeps its own approvers).
-    pub(super) async fn settle_removals(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
+    async fn settle_removals(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let txn = db::begin_write_in_turn(self.runner.db).await?;
+        let mut job = self.runner.fence(&txn, job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let pending: Vec<(i32, i64)> = chunks::all_pending(&txn, job.id)
             .await?
@@ -679,7 +438,8 @@ impl Runner<'_> {
             after.push(result);
         }
         job.phase = Phase::Removals.as_str().to_owned();
-        self.end_later_chunk(txn, job, 0, (after, summary), "removals", started)
+        self.runner
+            .end_later_chunk(txn, job, 0, (after, summary), "removals", started)
             .await
     }
 
@@ -709,7 +469,7 @@ impl Runner<'_> {
 
     /// The last pass over a chunk of rows: the users the job created are removed, unless
     /// they changed since, approve for someone or have track completions.
-    pub(super) async fn remove_users(
+    async fn remove_users(
         &self,
         job: jobs::Model,
         original: i64,
@@ -719,8 +479,8 @@ impl Runner<'_> {
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let job = self.fence(&txn, job.id).await?;
+        let txn = db::begin_write_in_turn(self.runner.db).await?;
+        let job = self.runner.fence(&txn, job.id).await?;
         // Removing a user removes links and track assignments with it.
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
@@ -804,7 +564,8 @@ impl Runner<'_> {
         user_store::delete_many(&txn, &tenant, &ids).await?;
         images::record(&txn, &tenant, job.id, taken).await?;
         let cursor = chunk.last_idx + 1;
-        self.end_later_chunk(txn, job, cursor, (after, summary), "removals", started)
+        self.runner
+            .end_later_chunk(txn, job, cursor, (after, summary), "removals", started)
             .await
     }
 }
