@@ -110,6 +110,28 @@ impl Runner<'_> {
             .ok_or(Stop::LeaseLost)
     }
 
+    /// Begins a chunk: its write transaction, in its turn (see [`db::begin_write_in_turn`]),
+    /// and the job as stored, if this worker still owns it ([`Self::fence`]).
+    pub(in crate::jobs) async fn begin(
+        &self,
+        id: i64,
+    ) -> Result<(DatabaseTransaction, jobs::Model), Stop> {
+        let txn = db::begin_write_in_turn(self.db).await?;
+        let job = self.fence(&txn, id).await?;
+        Ok((txn, job))
+    }
+
+    /// Commits a chunk with the job's new state ([`Self::save`]).
+    pub(in crate::jobs) async fn commit(
+        &self,
+        txn: DatabaseTransaction,
+        job: &mut jobs::Model,
+    ) -> Result<(), Stop> {
+        self.save(&txn, job).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Ends a chunk: the job's new state, with its lease renewed. A chunk committed is a run
     /// that works: the failures before it no longer count as in a row.
     pub(super) async fn save(
@@ -181,12 +203,10 @@ impl Runner<'_> {
         job: jobs::Model,
         phase: Phase,
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.begin(job.id).await?;
         job.phase = phase.as_str().to_owned();
         job.cursor = 0;
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
+        self.commit(txn, &mut job).await?;
         Ok(job)
     }
 
@@ -212,8 +232,7 @@ impl Runner<'_> {
         inputs: &[InputRow],
         prepared: &[Prepared],
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.begin(job.id).await?;
         let options = user_options(&job);
         if options.replace || prepared.iter().any(Prepared::sends_tags) {
             db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
@@ -242,8 +261,7 @@ impl Runner<'_> {
         job.processed += batch.len() as i32;
         job.links_processed += links_settled;
         summary.add_to(&mut job);
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
+        self.commit(txn, &mut job).await?;
         count_rows("users", &batch);
         Ok(job)
     }
@@ -262,8 +280,7 @@ impl Runner<'_> {
             results: before,
             changes,
         } = batch;
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let job = self.fence(&txn, job.id).await?;
+        let (txn, job) = self.begin(job.id).await?;
         let options = user_options(&job);
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let (mut after, summary) = set_links(
@@ -297,8 +314,7 @@ impl Runner<'_> {
         job.cursor = cursor;
         job.links_processed += rows.len() as i32;
         summary.add_to(&mut job);
-        self.save(&txn, &mut job).await?;
-        txn.commit().await?;
+        self.commit(txn, &mut job).await?;
         count_rows(pass, &rows);
         self.committed(&job, started);
         Ok(job)
@@ -308,8 +324,7 @@ impl Runner<'_> {
     /// them, in one transaction with the final status.
     pub(super) async fn finish_chunked(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.begin(job.id).await?;
         let message = match sync::plan(&txn, &tenant, &job).await? {
             sync::Plan::Nothing => None,
             sync::Plan::Refused(reason) => Some(reason),

@@ -25,8 +25,7 @@ impl Runner<'_> {
     /// results stored (and, for an atomic job without failures, the writes committed).
     pub(super) async fn run_whole(&self, job: jobs::Model) -> Result<(), Stop> {
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write_in_turn(self.db).await?;
-        let mut job = self.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.begin(job.id).await?;
         let options = user_options(&job);
         // The order every writer takes these locks in: approvers, tags, then rows.
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
@@ -125,8 +124,8 @@ impl Runner<'_> {
             if job.run_integrity_check && atomic_failed {
                 warnings = integrity_warnings(self.db, &tenant).await?;
             }
-            let txn = db::begin_write_in_turn(self.db).await?;
-            job = self.fence(&txn, job.id).await?;
+            let (txn, fenced) = self.begin(job.id).await?;
+            job = fenced;
             txn
         } else {
             txn

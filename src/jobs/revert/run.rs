@@ -100,8 +100,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
         batch: &[images_table::Model],
         careful: bool,
     ) -> Result<jobs::Model, Stop> {
-        let txn = db::begin_write_in_turn(self.runner.db).await?;
-        let mut job = self.runner.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.runner.begin(job.id).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
         let now = Utc::now();
         let ids: Vec<i64> = batch.iter().map(|image| image.user_id).collect();
@@ -221,8 +220,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
         job.processed += rows.len() as i32;
         job.links_processed += settled as i32;
         summary.add_to(&mut job);
-        self.runner.save(&txn, &mut job).await?;
-        txn.commit().await?;
+        self.runner.commit(txn, &mut job).await?;
         Ok(job)
     }
 
@@ -291,8 +289,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write_in_turn(self.runner.db).await?;
-        let job = self.runner.fence(&txn, job.id).await?;
+        let (txn, job) = self.runner.begin(job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let stored = images::of_users(&txn, original, &ids).await?;
         // The first pass was another transaction: a user changed since keeps its approvers.
@@ -374,8 +371,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
     async fn settle_removals(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
-        let txn = db::begin_write_in_turn(self.runner.db).await?;
-        let mut job = self.runner.fence(&txn, job.id).await?;
+        let (txn, mut job) = self.runner.begin(job.id).await?;
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         let pending: Vec<(i32, i64)> = chunks::all_pending(&txn, job.id)
             .await?
@@ -479,8 +475,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
         let ids: Vec<i64> = batch.iter().filter_map(|row| row.user_id).collect();
-        let txn = db::begin_write_in_turn(self.runner.db).await?;
-        let job = self.runner.fence(&txn, job.id).await?;
+        let (txn, job) = self.runner.begin(job.id).await?;
         // Removing a user removes links and track assignments with it.
         db::lock_tenant(&txn, approvers::LOCK_KIND, &tenant).await?;
         db::lock_tenant(&txn, tracks::TAGS_LOCK, &tenant).await?;
