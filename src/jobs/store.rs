@@ -86,7 +86,7 @@ pub async fn delete_finished(
     {
         return Ok(false);
     }
-    // Rows, results and images go with the job (their foreign keys cascade).
+    // Its chunks, sync keys, images and deactivations go with it (their foreign keys cascade).
     let deleted = jobs::Entity::delete_many()
         .filter(jobs::Column::Id.eq(id))
         .filter(expired_condition(before))
