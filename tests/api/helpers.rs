@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use roster::auth::{Authenticator, Role};
-use roster::config::{DatabaseConfig, HttpConfig, JobsConfig, JwtConfig, QueryLimits, ServeConfig};
+use roster::config::{
+    DatabaseConfig, HttpConfig, JobsConfig, JwtConfig, QueryLimits, ScimConfig, ServeConfig,
+};
 use roster::startup::Application;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -130,6 +132,7 @@ fn test_config(database_url: &str) -> ServeConfig {
             job_poll: Duration::from_millis(100),
             ..JobsConfig::default()
         },
+        scim: ScimConfig::default(),
     }
 }
 

@@ -1,0 +1,432 @@
+//! `/scim/v2`: the SCIM 2.0 routes. The same bearer tokens as GraphQL: any role reads, an
+//! admin writes, everything within the token's tenant. Bodies are `application/scim+json`
+//! both ways; every error is a SCIM error body.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::AppState;
+use super::graphql::authenticate;
+use crate::auth::{AuthError, Principal, Role};
+use crate::scim::schemas;
+use crate::scim::service::{self, Context, MAX_RESULTS};
+use crate::scim::{ERROR, ScimError, ScimResult, ScimType};
+use crate::telemetry::SCIM_REQUESTS;
+
+const MEDIA_TYPE: &str = "application/scim+json";
+/// The largest request body: a user is a few kilobytes; a PATCH of many group members is
+/// the largest thing a provider sends.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(resource_type))
+        .route("/scim/v2/Schemas", get(schemas_list))
+        .route("/scim/v2/Schemas/{id}", get(schema))
+        .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route(
+            "/scim/v2/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+}
+
+/// The answer of one operation: a status and a resource (or nothing, for 204).
+struct Answer {
+    status: StatusCode,
+    body: Option<Json>,
+}
+
+impl Answer {
+    fn ok(body: Json) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Some(body),
+        }
+    }
+}
+
+/// Authenticates, runs `op`, counts it in `roster_scim_requests_total` and writes its
+/// answer or its SCIM error.
+async fn answer<F, Fut>(
+    state: &AppState,
+    headers: &HeaderMap,
+    op: &'static str,
+    write: bool,
+    run: F,
+) -> Response
+where
+    F: FnOnce(Principal, String) -> Fut,
+    Fut: Future<Output = ScimResult<Answer>>,
+{
+    let result = match authenticate(state, headers) {
+        Err(error) => Err(Unauthorized(error)),
+        Ok(principal) if write && !principal.role.satisfies(Role::Admin) => {
+            Ok(Err(ScimError::status(
+                403,
+                "writing needs the admin role; this token is a viewer's",
+            )))
+        }
+        Ok(principal) => Ok(run(principal, base_url(headers)).await),
+    };
+    let response = match result {
+        Err(Unauthorized(error)) => {
+            let mut response = error_response(&ScimError::status(401, error.to_string()));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Ok(Ok(answer)) => match answer.body {
+            Some(body) => {
+                let mut response = scim_json(answer.status, &body);
+                // A new resource's address, as RFC 7644 §3.3 asks.
+                if answer.status == StatusCode::CREATED
+                    && let Some(location) = body["meta"]["location"].as_str()
+                    && let Ok(location) = HeaderValue::from_str(location)
+                {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                response
+            }
+            None => answer.status.into_response(),
+        },
+        Ok(Err(error)) => error_response(&error),
+    };
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(SCIM_REQUESTS, "op" => op, "status" => status).increment(1);
+    response
+}
+
+struct Unauthorized(AuthError);
+
+/// `https://host/scim/v2`, from the request (a proxy's `X-Forwarded-Proto` respected).
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    format!("{scheme}://{host}/scim/v2")
+}
+
+fn scim_json(status: StatusCode, body: &Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, MEDIA_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error_response(error: &ScimError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({
+        "schemas": [ERROR],
+        "status": error.status.to_string(),
+        "detail": error.detail,
+    });
+    if let Some(scim_type) = error.scim_type {
+        body["scimType"] = json!(scim_type.as_str());
+    }
+    scim_json(status, &body)
+}
+
+/// A JSON request body of at most [`MAX_BODY`] bytes.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Json> {
+    if let Some(kind) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let essence = kind
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != MEDIA_TYPE && essence != "application/json" {
+            return Err(ScimError::status(
+                415,
+                format!("send {MEDIA_TYPE} (or application/json), not {essence}"),
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        ScimError::bad(
+            ScimType::InvalidSyntax,
+            format!("the body is not JSON: {error}"),
+        )
+    })
+}
+
+/// Reads a body up to [`MAX_BODY`]; a larger one is refused before it is parsed.
+async fn read_body(body: Body) -> ScimResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ScimError::status(
+            413,
+            format!("the body is larger than {MAX_BODY} bytes; nothing was written"),
+        )
+    })
+}
+
+fn context<'a>(state: &'a AppState, principal: &'a Principal, base: &'a str) -> Context<'a> {
+    Context {
+        db: &state.db,
+        tenant: &principal.tenant,
+        base,
+        source: &state.scim.scim_source,
+    }
+}
+
+async fn service_provider_config(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    answer(&state, &headers, "discovery", false, |_, base| async move {
+        Ok(Answer::ok(schemas::service_provider_config(
+            &base,
+            MAX_RESULTS as usize,
+        )))
+    })
+    .await
+}
+
+fn list_of(resources: Vec<Json>) -> Json {
+    json!({
+        "schemas": [crate::scim::LIST_RESPONSE],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+fn by_id(resources: Vec<Json>, id: &str, what: &str) -> ScimResult<Answer> {
+    resources
+        .into_iter()
+        .find(|r| r["id"].as_str() == Some(id))
+        .map(Answer::ok)
+        .ok_or_else(|| ScimError::not_found(format!("no {what} {id}")))
+}
+
+async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    answer(&state, &headers, "discovery", false, |_, base| async move {
+        Ok(Answer::ok(list_of(schemas::resource_types(&base))))
+    })
+    .await
+}
+
+async fn resource_type(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(&state, &headers, "discovery", false, |_, base| async move {
+        by_id(schemas::resource_types(&base), &id, "resource type")
+    })
+    .await
+}
+
+async fn schemas_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    answer(&state, &headers, "discovery", false, |_, base| async move {
+        Ok(Answer::ok(list_of(schemas::schemas(&base))))
+    })
+    .await
+}
+
+async fn schema(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(&state, &headers, "discovery", false, |_, base| async move {
+        by_id(schemas::schemas(&base), &id, "schema")
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    filter: Option<String>,
+    start_index: Option<String>,
+    count: Option<String>,
+    attributes: Option<String>,
+    excluded_attributes: Option<String>,
+}
+
+fn number(name: &str, value: Option<&str>) -> ScimResult<Option<i64>> {
+    value
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ScimError::bad(
+                    ScimType::InvalidValue,
+                    format!("{name}: {v:?} is not a number"),
+                )
+            })
+        })
+        .transpose()
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "list_users",
+        false,
+        |principal, base| async move {
+            let cx = context(state, &principal, &base);
+            let start = number("startIndex", params.start_index.as_deref())?;
+            let count = number("count", params.count.as_deref())?;
+            let mut list = service::list(&cx, params.filter.as_deref(), start, count).await?;
+            if let Some(resources) = list["Resources"].as_array_mut() {
+                for resource in resources {
+                    service::project(
+                        resource,
+                        params.attributes.as_deref(),
+                        params.excluded_attributes.as_deref(),
+                    );
+                }
+            }
+            Ok(Answer::ok(list))
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Projection {
+    attributes: Option<String>,
+    excluded_attributes: Option<String>,
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(projection): Query<Projection>,
+    headers: HeaderMap,
+) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "get_user",
+        false,
+        |principal, base| async move {
+            let cx = context(state, &principal, &base);
+            let mut user = service::get(&cx, &id).await?;
+            service::project(
+                &mut user,
+                projection.attributes.as_deref(),
+                projection.excluded_attributes.as_deref(),
+            );
+            Ok(Answer::ok(user))
+        },
+    )
+    .await
+}
+
+async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "create_user",
+        true,
+        |principal, base| async move {
+            let body = json_body(headers, &read_body(body).await?)?;
+            let cx = context(state, &principal, &base);
+            let user = service::create(&cx, &body).await?;
+            Ok(Answer {
+                status: StatusCode::CREATED,
+                body: Some(user),
+            })
+        },
+    )
+    .await
+}
+
+async fn replace_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "replace_user",
+        true,
+        |principal, base| async move {
+            let body = json_body(headers, &read_body(body).await?)?;
+            let cx = context(state, &principal, &base);
+            Ok(Answer::ok(service::replace(&cx, &id, &body).await?))
+        },
+    )
+    .await
+}
+
+async fn patch_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "patch_user",
+        true,
+        |principal, base| async move {
+            let body = json_body(headers, &read_body(body).await?)?;
+            let cx = context(state, &principal, &base);
+            Ok(Answer::ok(service::patch(&cx, &id, &body).await?))
+        },
+    )
+    .await
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "delete_user",
+        true,
+        |principal, base| async move {
+            let cx = context(state, &principal, &base);
+            service::deactivate(&cx, &id).await?;
+            Ok(Answer {
+                status: StatusCode::NO_CONTENT,
+                body: None,
+            })
+        },
+    )
+    .await
+}

@@ -1,0 +1,312 @@
+//! The SCIM operations on Users, over the domain services: reads through the users store,
+//! every write through `users::import` (the decision `importUser` makes), so validation,
+//! approver rules, tags and learning tracks are the GraphQL API's own.
+
+use std::collections::HashMap;
+
+use entity::users;
+use sea_orm::DatabaseConnection;
+use serde_json::{Value as Json, json};
+
+use super::user::{self, Stored};
+use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query};
+use crate::approvers::store::{self as approver_store, Side};
+use crate::auth::TenantId;
+use crate::users::import::{self, ImportMode, UserImportOptions};
+use crate::users::lookup::UserKey;
+use crate::users::store;
+
+/// Who asks, and where the answers point.
+pub struct Context<'a> {
+    pub db: &'a DatabaseConnection,
+    pub tenant: &'a TenantId,
+    /// `https://host/scim/v2`, for `meta.location`.
+    pub base: &'a str,
+    /// The source of the users SCIM creates (`ROSTER_SCIM_SOURCE`).
+    pub source: &'a str,
+}
+
+/// The largest page `GET /Users` answers (`filter.maxResults`).
+pub const MAX_RESULTS: u64 = 1000;
+
+/// One page of users, as a `ListResponse`. `start_index` is 1-based.
+pub async fn list(
+    cx: &Context<'_>,
+    filter: Option<&str>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+) -> ScimResult<Json> {
+    let filter = filter
+        .filter(|f| !f.trim().is_empty())
+        .map(filter::parse)
+        .transpose()?;
+    // RFC 7644 §3.4.2.4: below 1 counts as 1, a negative count as 0.
+    let start = start_index.unwrap_or(1).max(1);
+    let count = u64::try_from(count.unwrap_or(100).max(0))
+        .unwrap_or(0)
+        .min(MAX_RESULTS);
+    let offset = u64::try_from(start - 1).unwrap_or(0);
+    let (found, total) = query::page(cx.db, cx.tenant, filter.as_ref(), offset, count).await?;
+    let resources = resources(cx, &found).await?;
+    Ok(json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    }))
+}
+
+/// The users as resources, with their tags, attributes and managers read in one go.
+async fn resources(cx: &Context<'_>, found: &[users::Model]) -> ScimResult<Vec<Json>> {
+    let ids: Vec<i64> = found.iter().map(|u| u.id).collect();
+    let mut tags = store::tags_of(cx.db, cx.tenant, &ids).await?;
+    let mut attributes = store::attributes_of(cx.db, cx.tenant, &ids).await?;
+    let managers = managers_of(cx, &ids).await?;
+    Ok(found
+        .iter()
+        .map(|u| {
+            let profile = store::profile_from(
+                u,
+                tags.remove(&u.id).unwrap_or_default(),
+                attributes.remove(&u.id).unwrap_or_default(),
+            );
+            user::resource(u, &profile, managers.get(&u.id).cloned(), cx.base)
+        })
+        .collect())
+}
+
+/// Each user's `MANAGER`: id and full name.
+async fn managers_of(cx: &Context<'_>, ids: &[i64]) -> ScimResult<HashMap<i64, (i64, String)>> {
+    let links = approver_store::links_by(cx.db, cx.tenant, Side::User, ids).await?;
+    let manager_of: HashMap<i64, i64> = links
+        .into_iter()
+        .filter_map(|(user, links)| {
+            links
+                .into_iter()
+                .find(|l| l.label == crate::approvers::Label::Manager.as_str())
+                .map(|l| (user, l.approver_id))
+        })
+        .collect();
+    let manager_ids: Vec<i64> = manager_of.values().copied().collect();
+    let managers = store::by_ids(cx.db, cx.tenant, &manager_ids).await?;
+    Ok(manager_of
+        .into_iter()
+        .filter_map(|(user, manager)| {
+            let m = managers.get(&manager)?;
+            let name = match &m.middle_name {
+                Some(middle) => format!("{} {middle} {}", m.first_name, m.last_name),
+                None => format!("{} {}", m.first_name, m.last_name),
+            };
+            Some((user, (manager, name)))
+        })
+        .collect())
+}
+
+fn parse_id(id: &str) -> ScimResult<i64> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ScimError::not_found(format!("no user {id}")))
+}
+
+async fn stored(cx: &Context<'_>, id: &str) -> ScimResult<users::Model> {
+    let id = parse_id(id)?;
+    store::find(cx.db, cx.tenant, &UserKey::Id(id))
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("no user {id}")))
+}
+
+pub async fn get(cx: &Context<'_>, id: &str) -> ScimResult<Json> {
+    let user = stored(cx, id).await?;
+    one(cx, &user).await
+}
+
+async fn one(cx: &Context<'_>, user: &users::Model) -> ScimResult<Json> {
+    Ok(resources(cx, std::slice::from_ref(user))
+        .await?
+        .pop()
+        .expect("one user, one resource"))
+}
+
+/// `POST /Users`: a new user; one that exists already is a `uniqueness` error.
+pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
+    let doc = user::normalize(body)?;
+    let (changes, approvers) = user::changes(&doc, None, cx.source)?;
+    let options = UserImportOptions {
+        mode: ImportMode::CreateOnly,
+        ..UserImportOptions::default()
+    };
+    let outcome =
+        import::import_parsed(cx.db, cx.tenant, changes, &approvers, None, &options).await?;
+    let user = outcome
+        .user
+        .ok_or_else(|| ScimError::status(500, "internal error"))?;
+    one(cx, &user).await
+}
+
+/// `PUT /Users/{id}`: the resource as sent replaces the user's.
+pub async fn replace(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
+    let user = stored(cx, id).await?;
+    let doc = user::normalize(body)?;
+    write(cx, &user, &doc).await
+}
+
+/// `PATCH /Users/{id}`: the operations apply to the user as `GET` shows it; the result is
+/// written as a `PUT` would write it.
+pub async fn patch(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
+    let user = stored(cx, id).await?;
+    let mut doc = one(cx, &user).await?;
+    patch::apply(&mut doc, body)?;
+    let doc = user::normalize(&doc)?;
+    write(cx, &user, &doc).await
+}
+
+/// `DELETE /Users/{id}`: the user is deactivated and keeps its learning history.
+pub async fn deactivate(cx: &Context<'_>, id: &str) -> ScimResult<()> {
+    let user = stored(cx, id).await?;
+    let mut doc = one(cx, &user).await?;
+    doc["active"] = Json::Bool(false);
+    let doc = user::normalize(&doc)?;
+    write(cx, &user, &doc).await.map(|_| ())
+}
+
+async fn write(cx: &Context<'_>, user: &users::Model, doc: &Json) -> ScimResult<Json> {
+    let profile = store::profile_of(cx.db, cx.tenant, user).await?;
+    let stored = Stored {
+        user,
+        profile: &profile,
+    };
+    let (changes, approvers) = user::changes(doc, Some(&stored), cx.source)?;
+    let outcome = import::import_parsed(
+        cx.db,
+        cx.tenant,
+        changes,
+        &approvers,
+        Some(user.id),
+        &UserImportOptions::default(),
+    )
+    .await?;
+    let user = outcome
+        .user
+        .ok_or_else(|| ScimError::status(500, "internal error"))?;
+    one(cx, &user).await
+}
+
+/// Keeps only the `attributes` asked for, or drops the `excludedAttributes`
+/// (comma-separated paths, `name.givenName` or URN-prefixed); `id` and `schemas` stay.
+pub fn project(doc: &mut Json, attributes: Option<&str>, excluded: Option<&str>) {
+    let paths = |list: &str| -> Vec<(Option<String>, String, Option<String>)> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (urn, rest) = match super::schemas::extension(p) {
+                    Some((urn, _)) => (Some(urn.to_owned()), String::new()),
+                    None if p.to_ascii_lowercase().starts_with("urn:") => match p.rfind(':') {
+                        Some(at) => (Some(p[..at].to_owned()), p[at + 1..].to_owned()),
+                        None => (None, p.to_owned()),
+                    },
+                    None => (None, p.to_owned()),
+                };
+                let (attr, sub) = match rest.split_once('.') {
+                    Some((a, s)) => (a.to_owned(), Some(s.to_owned())),
+                    None => (rest, None),
+                };
+                (urn, attr, sub)
+            })
+            .collect()
+    };
+    let Some(object) = doc.as_object_mut() else {
+        return;
+    };
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let is_core = |urn: &Option<String>| urn.as_deref().is_none_or(|u| same(u, super::CORE_USER));
+    if let Some(list) = attributes.filter(|l| !l.trim().is_empty()) {
+        let wanted = paths(list);
+        let keep = |key: &str| {
+            same(key, "id")
+                || same(key, "schemas")
+                || wanted.iter().any(|(urn, attr, _)| {
+                    if is_core(urn) {
+                        same(attr, key)
+                    } else {
+                        urn.as_deref().is_some_and(|u| same(u, key))
+                    }
+                })
+        };
+        object.retain(|key, _| keep(key));
+        for (urn, attr, sub) in &wanted {
+            let holder = if is_core(urn) {
+                Some(&mut *object)
+            } else {
+                urn.as_deref()
+                    .and_then(|u| object.iter_mut().find(|(k, _)| same(k, u)))
+                    .and_then(|(_, v)| v.as_object_mut())
+            };
+            let Some(holder) = holder else { continue };
+            if !is_core(urn) && !attr.is_empty() {
+                let others: Vec<String> = holder
+                    .keys()
+                    .filter(|k| !wanted.iter().any(|(u, a, _)| u == urn && same(a, k)))
+                    .cloned()
+                    .collect();
+                for k in others {
+                    holder.remove(&k);
+                }
+            }
+            if sub.is_some()
+                && let Some(value) = holder
+                    .iter_mut()
+                    .find(|(k, _)| same(k, attr))
+                    .map(|(_, v)| v)
+            {
+                let subs: Vec<&str> = wanted
+                    .iter()
+                    .filter(|(u, a, _)| u == urn && same(a, attr))
+                    .filter_map(|(_, _, s)| s.as_deref())
+                    .collect();
+                let prune = |item: &mut Json| {
+                    if let Some(item) = item.as_object_mut() {
+                        item.retain(|k, _| subs.iter().any(|s| same(s, k)));
+                    }
+                };
+                match value {
+                    Json::Array(items) => items.iter_mut().for_each(prune),
+                    other => prune(other),
+                }
+            }
+        }
+    }
+    if let Some(list) = excluded.filter(|l| !l.trim().is_empty()) {
+        for (urn, attr, sub) in paths(list) {
+            let holder = if is_core(&urn) {
+                Some(&mut *object)
+            } else {
+                urn.as_deref()
+                    .and_then(|u| object.iter_mut().find(|(k, _)| same(k, u)))
+                    .and_then(|(_, v)| v.as_object_mut())
+            };
+            let Some(holder) = holder else { continue };
+            if same(&attr, "id") || same(&attr, "schemas") {
+                continue;
+            }
+            match sub {
+                None => holder.retain(|k, _| !same(k, &attr)),
+                Some(sub) => {
+                    if let Some((_, value)) = holder.iter_mut().find(|(k, _)| same(k, &attr)) {
+                        let prune = |item: &mut Json| {
+                            if let Some(item) = item.as_object_mut() {
+                                item.retain(|k, _| !same(k, &sub));
+                            }
+                        };
+                        match value {
+                            Json::Array(items) => items.iter_mut().for_each(prune),
+                            other => prune(other),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

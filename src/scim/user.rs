@@ -1,0 +1,619 @@
+//! The mapping between a SCIM `User` resource and a Roster user (the README's table).
+//!
+//! [`normalize`] checks a resource as sent against the schemas: every name in its canonical
+//! case, every unknown attribute named, read-only ones dropped. [`changes`] turns a
+//! normalized resource into the very `UserChanges` an `importUser` would make, so that the
+//! same validation and decision apply. [`resource`] is the other way round.
+
+use entity::users;
+use serde_json::{Map, Value as Json, json};
+
+use super::schemas::{
+    self, Attr, DROPPED_ENTERPRISE, DROPPED_SUB, DROPPED_USER, Kind, Mutability, USER,
+};
+use super::{CORE_USER, ENTERPRISE_USER, ROSTER_USER, ScimError, ScimResult, ScimType};
+use crate::approvers::{ApproverChange, ApproverSpec};
+use crate::error::AppError;
+use crate::users::lookup::UserKey;
+use crate::users::profile::{Gender, Language, Patch, Profile, RawAttribute, RawUser, UserChanges};
+
+/// The attribute `employeeNumber` of the enterprise extension is kept under.
+pub const EMPLOYEE_NUMBER: &str = "employeeNumber";
+/// The prefix of the input paths the domain names problems with.
+const PREFIX: &str = "user";
+
+/// The stored user a write applies to, and its manager's id.
+pub struct Stored<'a> {
+    pub user: &'a users::Model,
+    pub profile: &'a Profile,
+}
+
+/// A user as a SCIM resource.
+pub fn resource(
+    user: &users::Model,
+    profile: &Profile,
+    manager: Option<(i64, String)>,
+    base: &str,
+) -> Json {
+    let mut doc = json!({
+        "schemas": [CORE_USER, ENTERPRISE_USER, ROSTER_USER],
+        "id": user.id.to_string(),
+        "externalId": profile.external_id,
+        "userName": profile.login,
+        "name": { "givenName": profile.first_name, "familyName": profile.last_name },
+        "active": profile.active,
+        "emails": [{ "value": profile.email, "type": "work", "primary": true }],
+        "meta": {
+            "resourceType": "User",
+            "created": user.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "lastModified": user.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "location": format!("{base}/Users/{}", user.id),
+        },
+    });
+    if let Some(middle) = &profile.middle_name {
+        doc["name"]["middleName"] = json!(middle);
+    }
+    if let Some(title) = &profile.title {
+        doc["title"] = json!(title);
+    }
+    if let Some(language) = profile.language {
+        doc["preferredLanguage"] = json!(language.as_str().to_lowercase());
+    }
+    if let Some(phone) = &profile.phone {
+        // No `primary`: a value a PATCH adds (Entra's `phoneNumbers[type eq "mobile"]`)
+        // must win over this one.
+        doc["phoneNumbers"] = json!([{ "value": phone, "type": "work" }]);
+    }
+    if let Some(city) = &profile.city {
+        doc["addresses"] = json!([{ "locality": city, "type": "work" }]);
+    }
+    let mut enterprise = Map::new();
+    let put = |map: &mut Map<String, Json>, name: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), json!(value));
+        }
+    };
+    put(&mut enterprise, "department", &profile.department);
+    put(&mut enterprise, "organization", &profile.company);
+    let (employee_number, attributes): (Vec<_>, Vec<_>) = profile
+        .attributes
+        .iter()
+        .partition(|a| a.name == EMPLOYEE_NUMBER);
+    if let Some(number) = employee_number.first() {
+        enterprise.insert(EMPLOYEE_NUMBER.to_owned(), json!(number.value));
+    }
+    if let Some((id, name)) = manager {
+        enterprise.insert(
+            "manager".to_owned(),
+            json!({ "value": id.to_string(), "displayName": name }),
+        );
+    }
+    doc[ENTERPRISE_USER] = Json::Object(enterprise);
+    let mut roster = Map::new();
+    roster.insert("tags".to_owned(), json!(profile.tags));
+    roster.insert(
+        "attributes".to_owned(),
+        attributes
+            .iter()
+            .map(|a| {
+                let mut attribute = json!({
+                    "name": a.name, "value": a.value, "type": a.kind.as_str(),
+                });
+                if let Some(class) = &a.class {
+                    attribute["class"] = json!(class);
+                }
+                attribute
+            })
+            .collect(),
+    );
+    put(&mut roster, "structureUid", &profile.structure_uid);
+    put(&mut roster, "position", &profile.position);
+    put(&mut roster, "workContact", &profile.work_contact);
+    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    put(&mut roster, "birthDate", &date(profile.birth_date));
+    put(
+        &mut roster,
+        "gender",
+        &profile.gender.map(|g| g.as_str().to_owned()),
+    );
+    put(
+        &mut roster,
+        "employmentStartDate",
+        &date(profile.employment_start_date),
+    );
+    put(
+        &mut roster,
+        "employmentEndDate",
+        &date(profile.employment_end_date),
+    );
+    put(
+        &mut roster,
+        "positionAssignedDate",
+        &date(profile.position_assigned_date),
+    );
+    put(
+        &mut roster,
+        "customInfo",
+        &profile.custom_info.as_ref().map(|c| c.0.to_string()),
+    );
+    roster.insert("source".to_owned(), json!(profile.source));
+    doc[ROSTER_USER] = Json::Object(roster);
+    doc
+}
+
+/// Checks a resource as sent: its `schemas`, every attribute's name and type. Names come
+/// out in their canonical case; read-only attributes (`id`, `meta`, `source`) and the core
+/// attributes Roster does not keep are dropped. Every problem is named at once.
+pub fn normalize(doc: &Json) -> ScimResult<Json> {
+    let Some(object) = doc.as_object() else {
+        return Err(ScimError::bad(
+            ScimType::InvalidSyntax,
+            "the body must be a JSON object",
+        ));
+    };
+    let mut problems = Vec::new();
+    check_schemas(object.get("schemas"), &mut problems);
+    let mut out = Map::new();
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        if key.eq_ignore_ascii_case("id") || key.eq_ignore_ascii_case("meta") {
+            continue; // read-only: ignored on input, as RFC 7643 §2.2 says
+        }
+        if key.eq_ignore_ascii_case("externalId") {
+            match value {
+                Json::String(_) | Json::Null => {
+                    out.insert("externalId".to_owned(), value.clone());
+                }
+                _ => problems.push("externalId: must be a string".to_owned()),
+            }
+            continue;
+        }
+        if key.to_ascii_lowercase().starts_with("urn:") {
+            match schemas::extension(key) {
+                Some((urn, attrs)) => {
+                    let dropped = if urn == ENTERPRISE_USER {
+                        DROPPED_ENTERPRISE
+                    } else {
+                        &[]
+                    };
+                    match value {
+                        Json::Object(ext) => {
+                            let ext = attributes(ext, attrs, dropped, urn, &mut problems);
+                            out.insert(urn.to_owned(), Json::Object(ext));
+                        }
+                        Json::Null => {}
+                        _ => problems.push(format!("{urn}: must be an object")),
+                    }
+                }
+                None => problems.push(format!("{key}: unknown schema extension")),
+            }
+            continue;
+        }
+        one(key, value, &USER, DROPPED_USER, "", &mut out, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(Json::Object(out))
+    } else {
+        Err(ScimError::many(ScimType::InvalidValue, &problems))
+    }
+}
+
+fn check_schemas(schemas: Option<&Json>, problems: &mut Vec<String>) {
+    let Some(Json::Array(urns)) = schemas else {
+        problems.push(format!("schemas: must be a list that holds {CORE_USER}"));
+        return;
+    };
+    let mut core = false;
+    for urn in urns {
+        match urn.as_str() {
+            Some(urn) if urn.eq_ignore_ascii_case(CORE_USER) => core = true,
+            Some(urn) if schemas::extension(urn).is_some() => {}
+            Some(urn) => problems.push(format!("schemas: {urn:?} is not a schema of Users")),
+            None => problems.push("schemas: must hold strings".to_owned()),
+        }
+    }
+    if !core {
+        problems.push(format!("schemas: must hold {CORE_USER}"));
+    }
+}
+
+fn attributes(
+    object: &Map<String, Json>,
+    attrs: &'static [Attr],
+    dropped: &[&str],
+    path: &str,
+    problems: &mut Vec<String>,
+) -> Map<String, Json> {
+    let mut out = Map::new();
+    for (key, value) in object {
+        one(key, value, attrs, dropped, path, &mut out, problems);
+    }
+    out
+}
+
+/// Checks one attribute of an object into `out`.
+fn one(
+    key: &str,
+    value: &Json,
+    attrs: &'static [Attr],
+    dropped: &[&str],
+    parent: &str,
+    out: &mut Map<String, Json>,
+    problems: &mut Vec<String>,
+) {
+    let path = if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}:{key}")
+    };
+    let Some(attr) = schemas::find(attrs, key) else {
+        if !dropped.iter().any(|d| d.eq_ignore_ascii_case(key)) {
+            problems.push(format!("{path}: unknown attribute"));
+        }
+        return;
+    };
+    if attr.mutability == Mutability::ReadOnly {
+        return;
+    }
+    if let Some(value) = checked(attr, value, &path, problems) {
+        out.insert(attr.name.to_owned(), value);
+    }
+}
+
+/// A value of `attr` in its canonical form, or `None` with the problem recorded.
+pub fn checked(
+    attr: &'static Attr,
+    value: &Json,
+    path: &str,
+    problems: &mut Vec<String>,
+) -> Option<Json> {
+    if value.is_null() {
+        return Some(Json::Null);
+    }
+    if attr.multi {
+        let items = match value {
+            Json::Array(items) => items.clone(),
+            single => vec![single.clone()],
+        };
+        let before = problems.len();
+        let items: Vec<Json> = items
+            .iter()
+            .filter_map(|item| single(attr, item, path, problems))
+            .collect();
+        return (problems.len() == before).then_some(Json::Array(items));
+    }
+    single(attr, value, path, problems)
+}
+
+fn single(
+    attr: &'static Attr,
+    value: &Json,
+    path: &str,
+    problems: &mut Vec<String>,
+) -> Option<Json> {
+    match (attr.kind, value) {
+        (Kind::Complex, Json::Object(object)) => {
+            let mut out = Map::new();
+            for (key, value) in object {
+                match attr.sub_attr(key) {
+                    Some(sub) if sub.mutability == Mutability::ReadOnly => {}
+                    Some(sub) => {
+                        if let Some(value) =
+                            checked(sub, value, &format!("{path}.{}", sub.name), problems)
+                        {
+                            out.insert(sub.name.to_owned(), value);
+                        }
+                    }
+                    None if DROPPED_SUB.iter().any(|d| d.eq_ignore_ascii_case(key)) => {}
+                    None => problems.push(format!("{path}.{key}: unknown attribute")),
+                }
+            }
+            Some(Json::Object(out))
+        }
+        (Kind::Complex, _) => {
+            problems.push(format!("{path}: must be an object"));
+            None
+        }
+        (Kind::Boolean, Json::Bool(_)) => Some(value.clone()),
+        // Entra sends `"active": "False"`.
+        (Kind::Boolean, Json::String(text)) => match text.to_ascii_lowercase().as_str() {
+            "true" => Some(Json::Bool(true)),
+            "false" => Some(Json::Bool(false)),
+            _ => {
+                problems.push(format!("{path}: {text:?} is not true or false"));
+                None
+            }
+        },
+        (Kind::Boolean, _) => {
+            problems.push(format!("{path}: must be true or false"));
+            None
+        }
+        (_, Json::String(_)) => Some(value.clone()),
+        // An employee number may come as a JSON number.
+        (_, Json::Number(number)) => Some(Json::String(number.to_string())),
+        _ => {
+            problems.push(format!("{path}: must be a string"));
+            None
+        }
+    }
+}
+
+/// The SCIM attribute a domain input path names (`user.firstName` is `name.givenName`).
+pub fn scim_name(field: &str) -> String {
+    let field = field
+        .strip_prefix(PREFIX)
+        .and_then(|f| f.strip_prefix('.'))
+        .unwrap_or(field);
+    let (head, rest) = match field.find(['.', '[']) {
+        Some(at) => field.split_at(at),
+        None => (field, ""),
+    };
+    let core = |name: &str| name.to_owned();
+    let enterprise = |name: &str| format!("{ENTERPRISE_USER}:{name}");
+    let roster = |name: &str| format!("{ROSTER_USER}:{name}{rest}");
+    match head {
+        "externalId" => core("externalId"),
+        "email" => core("emails"),
+        "login" => core("userName"),
+        "firstName" => core("name.givenName"),
+        "middleName" => core("name.middleName"),
+        "lastName" => core("name.familyName"),
+        "title" => core("title"),
+        "password" | "passwordHash" => core("password"),
+        "active" => core("active"),
+        "phone" => core("phoneNumbers"),
+        "city" => core("addresses"),
+        "language" => core("preferredLanguage"),
+        "department" => enterprise("department"),
+        "company" => enterprise("organization"),
+        "managerExternalId" | "approvers" => enterprise("manager.value"),
+        EMPLOYEE_NUMBER => enterprise(EMPLOYEE_NUMBER),
+        "attributes" => roster("attributes"),
+        other => roster(other),
+    }
+}
+
+/// A normalized resource as the changes of an import: the same checks, the same decision.
+/// A new user takes `source`; a stored one keeps its own. An extension left out keeps its
+/// attributes as they are; a core attribute left out is cleared (PUT replaces).
+pub fn changes(
+    doc: &Json,
+    stored: Option<&Stored<'_>>,
+    source: &str,
+) -> ScimResult<(UserChanges, ApproverChange)> {
+    let mut problems: Vec<String> = Vec::new();
+    let text = |value: Option<&Json>| -> Patch<String> {
+        match value.and_then(Json::as_str) {
+            Some(text) if !text.trim().is_empty() => Patch::Set(text.to_owned()),
+            _ => Patch::Clear,
+        }
+    };
+    let name = doc.get("name");
+    let field = |value: Option<&Json>| value.and_then(Json::as_str).unwrap_or("").to_owned();
+    let user_name = field(doc.get("userName"));
+    if user_name.trim().is_empty() {
+        problems.push("userName: is required".to_owned());
+    }
+    let external_id = match doc.get("externalId").and_then(Json::as_str) {
+        Some(id) if !id.trim().is_empty() => id.to_owned(),
+        _ => stored.map_or_else(|| user_name.clone(), |s| s.user.external_id.clone()),
+    };
+    let emails = doc.get("emails");
+    let email = pick(emails, &["work"])
+        .and_then(|e| e.get("value"))
+        .map(|v| field(Some(v)));
+    let email = email.unwrap_or_else(|| {
+        problems.push("emails: at least one email is required".to_owned());
+        String::new()
+    });
+    let phone = pick(doc.get("phoneNumbers"), &["work", "mobile"]).and_then(|p| p.get("value"));
+    let city = pick(doc.get("addresses"), &["work"]).and_then(|a| a.get("locality"));
+    let language = match doc
+        .get("preferredLanguage")
+        .filter(|v| !v.is_null())
+        .or_else(|| doc.get("locale"))
+        .and_then(Json::as_str)
+    {
+        None => Patch::Clear,
+        Some(tag) if tag.trim().is_empty() => Patch::Clear,
+        Some(tag) => {
+            let code = tag
+                .split(['-', '_'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            match Language::from_stored(&code) {
+                Some(language) => Patch::Set(language),
+                None => {
+                    problems.push(format!(
+                        "preferredLanguage: {tag:?} is not one of en, uk, de, es, et, tr, ru, nl, fr"
+                    ));
+                    Patch::Keep
+                }
+            }
+        }
+    };
+    let mut raw = RawUser {
+        external_id,
+        source: Some(stored.map_or_else(|| source.to_owned(), |s| s.user.source.clone())),
+        email,
+        login: Patch::Set(user_name),
+        first_name: field(name.and_then(|n| n.get("givenName"))),
+        middle_name: text(name.and_then(|n| n.get("middleName"))),
+        last_name: field(name.and_then(|n| n.get("familyName"))),
+        title: text(doc.get("title")),
+        // Left out, a stored user stays as active as it is; a new one is active.
+        active: match doc.get("active") {
+            Some(Json::Bool(active)) => Patch::Set(*active),
+            _ => Patch::Keep,
+        },
+        phone: text(phone),
+        city: text(city),
+        language,
+        ..RawUser::default()
+    };
+    if let Some(password) = doc.get("password").and_then(Json::as_str) {
+        raw.password = Patch::Set(password.to_owned());
+    }
+    let enterprise = doc.get(ENTERPRISE_USER).filter(|e| e.is_object());
+    let roster = doc.get(ROSTER_USER).filter(|r| r.is_object());
+    let mut approvers = ApproverChange::Keep;
+    if let Some(enterprise) = enterprise {
+        raw.department = text(enterprise.get("department"));
+        raw.company = text(enterprise.get("organization"));
+        let manager = enterprise
+            .get("manager")
+            .and_then(|m| m.get("value"))
+            .and_then(Json::as_str)
+            .filter(|v| !v.trim().is_empty());
+        let path = format!("{PREFIX}.managerExternalId");
+        approvers = match manager {
+            None => ApproverChange::SetManager(None, path),
+            Some(id) => match id.trim().parse::<i64>().ok().filter(|id| *id > 0) {
+                Some(id) => {
+                    ApproverChange::SetManager(Some(ApproverSpec::manager(UserKey::Id(id))), path)
+                }
+                None => {
+                    problems.push(format!(
+                        "{ENTERPRISE_USER}:manager.value: {id:?} is not the id of a user"
+                    ));
+                    ApproverChange::Keep
+                }
+            },
+        };
+    }
+    if let Some(roster) = roster {
+        raw.tags = match roster.get("tags") {
+            Some(Json::Array(tags)) => Patch::Set(
+                tags.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => Patch::Clear,
+        };
+        raw.structure_uid = text(roster.get("structureUid"));
+        raw.position = text(roster.get("position"));
+        raw.work_contact = text(roster.get("workContact"));
+        raw.birth_date = text(roster.get("birthDate"));
+        raw.employment_start_date = text(roster.get("employmentStartDate"));
+        raw.employment_end_date = text(roster.get("employmentEndDate"));
+        raw.position_assigned_date = text(roster.get("positionAssignedDate"));
+        raw.gender = match text(roster.get("gender")) {
+            Patch::Set(gender) => match Gender::from_stored(&gender.to_ascii_uppercase()) {
+                Some(gender) => Patch::Set(gender),
+                None => {
+                    problems.push(format!(
+                        "{ROSTER_USER}:gender: {gender:?} is not MALE, FEMALE or OTHER"
+                    ));
+                    Patch::Keep
+                }
+            },
+            _ => Patch::Clear,
+        };
+        raw.custom_info = match text(roster.get("customInfo")) {
+            Patch::Set(info) => match serde_json::from_str::<Json>(&info) {
+                Ok(info) => Patch::Set(info),
+                Err(_) => {
+                    problems.push(format!("{ROSTER_USER}:customInfo: must be JSON text"));
+                    Patch::Keep
+                }
+            },
+            _ => Patch::Clear,
+        };
+    }
+    raw.attributes = attributes_of(enterprise, roster, stored, &mut problems);
+    let parsed = UserChanges::parse(raw, PREFIX);
+    match parsed {
+        Ok(changes) if problems.is_empty() => Ok((changes, approvers)),
+        Ok(_) => Err(ScimError::many(ScimType::InvalidValue, &problems)),
+        Err(field_errors) => {
+            let ScimError { detail, .. } = AppError::invalid_fields(field_errors).into();
+            problems.push(detail);
+            Err(ScimError::many(ScimType::InvalidValue, &problems))
+        }
+    }
+}
+
+/// The primary value of a multi-valued attribute, else the last of the first `types` that
+/// has one, else the first: Roster keeps one.
+fn pick<'a>(values: Option<&'a Json>, types: &[&str]) -> Option<&'a Json> {
+    let values = values?.as_array()?;
+    if let Some(primary) = values
+        .iter()
+        .find(|v| v.get("primary") == Some(&Json::Bool(true)))
+    {
+        return Some(primary);
+    }
+    values
+        .iter()
+        .rev()
+        .find(|v| {
+            v.get("type")
+                .and_then(Json::as_str)
+                .is_some_and(|t| types.iter().any(|w| t.eq_ignore_ascii_case(w)))
+        })
+        .or_else(|| values.first())
+}
+
+/// The attribute set after a write: `employeeNumber` from the enterprise extension, the
+/// others from Roster's; an extension left out keeps its part as stored.
+fn attributes_of(
+    enterprise: Option<&Json>,
+    roster: Option<&Json>,
+    stored: Option<&Stored<'_>>,
+    problems: &mut Vec<String>,
+) -> Patch<Vec<RawAttribute>> {
+    if enterprise.is_none() && roster.is_none() {
+        return Patch::Keep;
+    }
+    let stored: Vec<RawAttribute> = stored
+        .map(|s| {
+            s.profile
+                .attributes
+                .iter()
+                .map(|a| RawAttribute {
+                    name: a.name.clone(),
+                    value: Some(a.value.clone()),
+                    kind: a.kind,
+                    class: a.class.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let is_number = |a: &RawAttribute| a.name == EMPLOYEE_NUMBER;
+    let mut out: Vec<RawAttribute> = match roster {
+        Some(roster) => match roster.get("attributes") {
+            Some(Json::Array(items)) => items
+                .iter()
+                .filter_map(
+                    |item| match serde_json::from_value::<RawAttribute>(item.clone()) {
+                        Ok(attribute) => Some(attribute),
+                        Err(error) => {
+                            problems.push(format!("{ROSTER_USER}:attributes: {error}"));
+                            None
+                        }
+                    },
+                )
+                .filter(|a| !is_number(a))
+                .collect(),
+            _ => Vec::new(),
+        },
+        None => stored.iter().filter(|a| !is_number(a)).cloned().collect(),
+    };
+    match enterprise {
+        Some(enterprise) => {
+            if let Some(number) = enterprise.get(EMPLOYEE_NUMBER).and_then(Json::as_str) {
+                out.push(RawAttribute {
+                    name: EMPLOYEE_NUMBER.to_owned(),
+                    value: Some(number.to_owned()),
+                    kind: crate::users::domain::AttributeType::String,
+                    class: None,
+                });
+            }
+        }
+        None => out.extend(stored.iter().filter(|a| is_number(a)).cloned()),
+    }
+    Patch::Set(out)
+}
