@@ -280,6 +280,12 @@ pub fn project(doc: &mut Json, attributes: Option<&str>, excluded: Option<&str>)
     }
     if let Some(list) = excluded.filter(|l| !l.trim().is_empty()) {
         for (urn, attr, sub) in paths(list) {
+            if attr.is_empty() {
+                if let Some(urn) = &urn {
+                    object.retain(|k, _| !same(k, urn));
+                }
+                continue;
+            }
             let holder = if is_core(&urn) {
                 Some(&mut *object)
             } else {

@@ -24,6 +24,7 @@ mod retention;
 mod retries;
 mod reverts;
 mod schema;
+mod scim;
 mod sync;
 mod tracks;
 mod uploads;
