@@ -42,6 +42,14 @@ pub fn routes() -> Router<AppState> {
                 .patch(patch_user)
                 .delete(delete_user),
         )
+        .route("/scim/v2/{*rest}", axum::routing::any(unknown))
+}
+
+/// Any other path under `/scim/v2`: a SCIM 404, so a client reads it as one.
+async fn unknown(Path(rest): Path<String>) -> Response {
+    error_response(&ScimError::not_found(format!(
+        "no SCIM endpoint {rest}: Roster serves ServiceProviderConfig, ResourceTypes, Schemas and Users"
+    )))
 }
 
 /// The answer of one operation: a status and a resource (or nothing, for 204).

@@ -152,7 +152,9 @@ fn at_path(doc: &mut Json, kind: Kind, raw: &str, value: Json) -> ScimResult<()>
             ));
         }
         for (name, value) in values {
-            at_path(doc, kind, &format!("{urn}:{name}"), value)?;
+            if !name.eq_ignore_ascii_case("schemas") {
+                at_path(doc, kind, &format!("{urn}:{name}"), value)?;
+            }
         }
         return Ok(());
     }
@@ -356,6 +358,13 @@ fn filtered(
         item.insert(path.attr.clone(), named.clone());
         let mut item = Json::Object(item);
         merge_into(&mut item, sub, value);
+        // Roster keeps one value: the one just added is the one meant.
+        if attr.sub_attr("primary").is_some() {
+            for other in items.iter_mut().filter_map(Json::as_object_mut) {
+                other.remove("primary");
+            }
+            item["primary"] = Json::Bool(true);
+        }
         items.push(item);
         return Ok(());
     }
@@ -438,7 +447,11 @@ mod tests {
         let doc = patched(doc, json!([{ "op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+3802" }])).unwrap();
         assert_eq!(
             doc["phoneNumbers"][1],
-            json!({ "type": "mobile", "value": "+3802" })
+            json!({ "type": "mobile", "value": "+3802", "primary": true })
+        );
+        assert!(
+            doc["phoneNumbers"][0].get("primary").is_none(),
+            "the one meant is the new one"
         );
     }
 

@@ -148,7 +148,7 @@ impl Attr {
 }
 
 const TYPED_VALUE: [Attr; 3] = [
-    Attr::text("value", "The value."),
+    Attr::text("value", "The value.").required(),
     Attr::text(
         "type",
         "A label: Roster keeps one value, whatever its type.",
@@ -157,15 +157,27 @@ const TYPED_VALUE: [Attr; 3] = [
     Attr::text("primary", "Whether this is the value Roster keeps.").of(Kind::Boolean),
 ];
 const EMAIL: [Attr; 3] = TYPED_VALUE;
-const PHONE: [Attr; 3] = TYPED_VALUE;
+const PHONE: [Attr; 3] = [
+    Attr::text("value", "E.164, e.g. +380971234567 (or tel:+380971234567).").required(),
+    Attr::text(
+        "type",
+        "Roster keeps one value, a work one: any other type is read as work.",
+    )
+    .canonical(&["work"]),
+    Attr::text("primary", "Whether this is the value Roster keeps.").of(Kind::Boolean),
+];
 const ADDRESS: [Attr; 3] = [
     Attr::text("locality", "The city: Roster's `city`."),
-    Attr::text("type", "A label: Roster keeps one address.").canonical(&["work", "home", "other"]),
+    Attr::text(
+        "type",
+        "Roster keeps one address, a work one: any other type is read as work.",
+    )
+    .canonical(&["work"]),
     Attr::text("primary", "Whether this is the address Roster keeps.").of(Kind::Boolean),
 ];
 const NAME: [Attr; 3] = [
-    Attr::text("givenName", "Roster's `firstName` (required)."),
-    Attr::text("familyName", "Roster's `lastName` (required)."),
+    Attr::text("givenName", "Roster's `firstName`.").required(),
+    Attr::text("familyName", "Roster's `lastName`.").required(),
     Attr::text("middleName", "Roster's `middleName`."),
 ];
 
@@ -177,12 +189,15 @@ pub static USER: [Attr; 10] = [
     )
     .required()
     .unique(),
-    Attr::text("name", "The person's names.").complex(&NAME),
+    Attr::text("name", "The person's names.")
+        .complex(&NAME)
+        .required(),
     Attr::text("title", "Roster's `title`."),
     Attr::text(
         "preferredLanguage",
-        "Roster's `language`: en, uk, de, es, et, tr, ru, nl or fr (a region such as en-US is accepted).",
-    ),
+        "Roster's `language`; a region (en-US) is accepted and dropped.",
+    )
+    .canonical(LANGUAGES),
     Attr::text(
         "locale",
         "Read as `preferredLanguage` when that is not sent; never returned.",
@@ -217,8 +232,15 @@ pub static USER: [Attr; 10] = [
 
 const MANAGER: [Attr; 2] = [
     Attr::text("value", "The manager's id: the user's `MANAGER` approver.").case_exact(),
-    Attr::text("displayName", "The manager's full name.").read_only(),
+    Attr::text(
+        "$ref",
+        "The manager's URI; when sent without a value, its last segment is the id.",
+    )
+    .of(Kind::Reference),
 ];
+
+/// The languages Roster knows, as `preferredLanguage` names them.
+pub const LANGUAGES: &[&str] = &["en", "uk", "de", "es", "et", "tr", "ru", "nl", "fr"];
 
 /// The enterprise extension (RFC 7643 §4.3), as far as Roster keeps it.
 pub static ENTERPRISE: [Attr; 4] = [
@@ -243,6 +265,10 @@ const ROSTER_ATTRIBUTE: [Attr; 4] = [
     Attr::text("class", "A class the attribute belongs to."),
 ];
 
+/// Roster keeps dates, which SCIM has no type for: strings, YYYY-MM-DD (a date-time's date
+/// part is taken too).
+const DATE: &str = "A date: YYYY-MM-DD (of a date-time, its date is taken).";
+
 /// Roster's own extension: the fields no standard schema has.
 pub static ROSTER: [Attr; 12] = [
     Attr::text(
@@ -256,12 +282,15 @@ pub static ROSTER: [Attr; 12] = [
     Attr::text("structureUid", "The unit of the organisation the user belongs to."),
     Attr::text("position", "The position held."),
     Attr::text("workContact", "How to reach the user at work."),
-    Attr::text("birthDate", "YYYY-MM-DD."),
+    Attr::text("birthDate", DATE),
     Attr::text("gender", "MALE, FEMALE or OTHER.").canonical(&["MALE", "FEMALE", "OTHER"]),
-    Attr::text("employmentStartDate", "YYYY-MM-DD."),
-    Attr::text("employmentEndDate", "YYYY-MM-DD, not before the start."),
-    Attr::text("positionAssignedDate", "YYYY-MM-DD."),
-    Attr::text("customInfo", "Any JSON, as its text."),
+    Attr::text("employmentStartDate", DATE),
+    Attr::text("employmentEndDate", "A date, not before the start."),
+    Attr::text("positionAssignedDate", DATE),
+    Attr::text(
+        "customInfo",
+        "Any JSON, as its text; text that is not JSON is kept as a JSON string.",
+    ),
     Attr::text("source", "The namespace of externalId: the configured SCIM source for users created here.")
         .read_only()
         .case_exact(),
@@ -287,11 +316,11 @@ pub const DROPPED_SUB: &[&str] = &[
     "honorificPrefix",
     "honorificSuffix",
     "display",
+    "displayName",
     "streetAddress",
     "region",
     "postalCode",
     "country",
-    "$ref",
 ];
 pub const DROPPED_ENTERPRISE: &[&str] = &["costCenter", "division"];
 

@@ -71,34 +71,21 @@ async fn resources(cx: &Context<'_>, found: &[users::Model]) -> ScimResult<Vec<J
                 tags.remove(&u.id).unwrap_or_default(),
                 attributes.remove(&u.id).unwrap_or_default(),
             );
-            user::resource(u, &profile, managers.get(&u.id).cloned(), cx.base)
+            user::resource(u, &profile, managers.get(&u.id).copied(), cx.base)
         })
         .collect())
 }
 
-/// Each user's `MANAGER`: id and full name.
-async fn managers_of(cx: &Context<'_>, ids: &[i64]) -> ScimResult<HashMap<i64, (i64, String)>> {
+/// Each user's `MANAGER`, by id.
+async fn managers_of(cx: &Context<'_>, ids: &[i64]) -> ScimResult<HashMap<i64, i64>> {
     let links = approver_store::links_by(cx.db, cx.tenant, Side::User, ids).await?;
-    let manager_of: HashMap<i64, i64> = links
+    Ok(links
         .into_iter()
         .filter_map(|(user, links)| {
             links
                 .into_iter()
                 .find(|l| l.label == crate::approvers::Label::Manager.as_str())
                 .map(|l| (user, l.approver_id))
-        })
-        .collect();
-    let manager_ids: Vec<i64> = manager_of.values().copied().collect();
-    let managers = store::by_ids(cx.db, cx.tenant, &manager_ids).await?;
-    Ok(manager_of
-        .into_iter()
-        .filter_map(|(user, manager)| {
-            let m = managers.get(&manager)?;
-            let name = match &m.middle_name {
-                Some(middle) => format!("{} {middle} {}", m.first_name, m.last_name),
-                None => format!("{} {}", m.first_name, m.last_name),
-            };
-            Some((user, (manager, name)))
         })
         .collect())
 }

@@ -29,12 +29,7 @@ pub struct Stored<'a> {
 }
 
 /// A user as a SCIM resource.
-pub fn resource(
-    user: &users::Model,
-    profile: &Profile,
-    manager: Option<(i64, String)>,
-    base: &str,
-) -> Json {
+pub fn resource(user: &users::Model, profile: &Profile, manager: Option<i64>, base: &str) -> Json {
     let mut doc = json!({
         "schemas": [CORE_USER, ENTERPRISE_USER, ROSTER_USER],
         "id": user.id.to_string(),
@@ -60,12 +55,10 @@ pub fn resource(
         doc["preferredLanguage"] = json!(language.as_str().to_lowercase());
     }
     if let Some(phone) = &profile.phone {
-        // No `primary`: a value a PATCH adds (Entra's `phoneNumbers[type eq "mobile"]`)
-        // must win over this one.
-        doc["phoneNumbers"] = json!([{ "value": phone, "type": "work" }]);
+        doc["phoneNumbers"] = json!([{ "value": phone, "type": "work", "primary": true }]);
     }
     if let Some(city) = &profile.city {
-        doc["addresses"] = json!([{ "locality": city, "type": "work" }]);
+        doc["addresses"] = json!([{ "locality": city, "type": "work", "primary": true }]);
     }
     let mut enterprise = Map::new();
     let put = |map: &mut Map<String, Json>, name: &str, value: &Option<String>| {
@@ -82,10 +75,10 @@ pub fn resource(
     if let Some(number) = employee_number.first() {
         enterprise.insert(EMPLOYEE_NUMBER.to_owned(), json!(number.value));
     }
-    if let Some((id, name)) = manager {
+    if let Some(id) = manager {
         enterprise.insert(
             "manager".to_owned(),
-            json!({ "value": id.to_string(), "displayName": name }),
+            json!({ "value": id.to_string(), "$ref": format!("{base}/Users/{id}") }),
         );
     }
     doc[ENTERPRISE_USER] = Json::Object(enterprise);
@@ -134,7 +127,10 @@ pub fn resource(
     put(
         &mut roster,
         "customInfo",
-        &profile.custom_info.as_ref().map(|c| c.0.to_string()),
+        &profile.custom_info.as_ref().map(|c| match &c.0 {
+            Json::String(text) => text.clone(),
+            other => other.to_string(),
+        }),
     );
     roster.insert("source".to_owned(), json!(profile.source));
     doc[ROSTER_USER] = Json::Object(roster);
@@ -449,7 +445,8 @@ pub fn changes(
             Some(Json::Bool(active)) => Patch::Set(*active),
             _ => Patch::Keep,
         },
-        phone: text(phone),
+        // RFC 3966's form, which RFC 7643 suggests, around the E.164 number Roster keeps.
+        phone: text(phone).map(|p| p.trim().strip_prefix("tel:").unwrap_or(&p).to_owned()),
         city: text(city),
         language,
         ..RawUser::default()
@@ -463,10 +460,15 @@ pub fn changes(
     if let Some(enterprise) = enterprise {
         raw.department = text(enterprise.get("department"));
         raw.company = text(enterprise.get("organization"));
-        let manager = enterprise
-            .get("manager")
+        let manager = enterprise.get("manager");
+        let by_ref = manager
+            .and_then(|m| m.get("$ref"))
+            .and_then(Json::as_str)
+            .and_then(|r| r.trim_end_matches('/').rsplit('/').next());
+        let manager = manager
             .and_then(|m| m.get("value"))
             .and_then(Json::as_str)
+            .or(by_ref)
             .filter(|v| !v.trim().is_empty());
         let path = format!("{PREFIX}.managerExternalId");
         approvers = match manager {
@@ -496,10 +498,11 @@ pub fn changes(
         raw.structure_uid = text(roster.get("structureUid"));
         raw.position = text(roster.get("position"));
         raw.work_contact = text(roster.get("workContact"));
-        raw.birth_date = text(roster.get("birthDate"));
-        raw.employment_start_date = text(roster.get("employmentStartDate"));
-        raw.employment_end_date = text(roster.get("employmentEndDate"));
-        raw.position_assigned_date = text(roster.get("positionAssignedDate"));
+        let date = |name: &str| text(roster.get(name)).map(|d| date_part(&d));
+        raw.birth_date = date("birthDate");
+        raw.employment_start_date = date("employmentStartDate");
+        raw.employment_end_date = date("employmentEndDate");
+        raw.position_assigned_date = date("positionAssignedDate");
         raw.gender = match text(roster.get("gender")) {
             Patch::Set(gender) => match Gender::from_stored(&gender.to_ascii_uppercase()) {
                 Some(gender) => Patch::Set(gender),
@@ -512,14 +515,11 @@ pub fn changes(
             },
             _ => Patch::Clear,
         };
+        // JSON text is kept as that JSON; other text, as a JSON string.
         raw.custom_info = match text(roster.get("customInfo")) {
-            Patch::Set(info) => match serde_json::from_str::<Json>(&info) {
-                Ok(info) => Patch::Set(info),
-                Err(_) => {
-                    problems.push(format!("{ROSTER_USER}:customInfo: must be JSON text"));
-                    Patch::Keep
-                }
-            },
+            Patch::Set(info) => {
+                Patch::Set(serde_json::from_str::<Json>(&info).unwrap_or(Json::String(info)))
+            }
             _ => Patch::Clear,
         };
     }
@@ -533,6 +533,16 @@ pub fn changes(
             problems.push(detail);
             Err(ScimError::many(ScimType::InvalidValue, &problems))
         }
+    }
+}
+
+/// The date of a SCIM date-time (`1988-07-26T00:00:00Z`); other text as it is, for the
+/// domain to check.
+fn date_part(text: &str) -> String {
+    let text = text.trim();
+    match (text.get(..10), text.as_bytes().get(10)) {
+        (Some(date), Some(b'T' | b't')) => date.to_owned(),
+        _ => text.to_owned(),
     }
 }
 
