@@ -10,6 +10,7 @@ mod m20261125_000002_job_sync;
 mod m20261126_000001_job_images;
 mod m20261127_000001_approver_links_tenant_index;
 mod m20261128_000001_job_failures;
+mod m20261208_000001_scim_groups;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_job_images::Migration),
             Box::new(m20261127_000001_approver_links_tenant_index::Migration),
             Box::new(m20261128_000001_job_failures::Migration),
+            Box::new(m20261208_000001_scim_groups::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -23,6 +23,8 @@ const MEDIA_TYPE: &str = "application/scim+json";
 /// The largest request body: a user is a few kilobytes; a PATCH of many group members is
 /// the largest thing a provider sends.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+mod groups;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,13 +44,24 @@ pub fn routes() -> Router<AppState> {
                 .patch(patch_user)
                 .delete(delete_user),
         )
+        .route("/scim/v2/Users/.search", post(search_users))
+        .merge(groups::routes())
+        .route("/scim/v2/.search", post(search_everything))
         .route("/scim/v2/{*rest}", axum::routing::any(unknown))
+}
+
+/// `POST /.search` across resource types: not served (501, as RFC 7644 §3.4.3 allows).
+async fn search_everything() -> Response {
+    error_response(&ScimError::status(
+        501,
+        "searching several resource types at once is not supported: POST /Users/.search or /Groups/.search",
+    ))
 }
 
 /// Any other path under `/scim/v2`: a SCIM 404, so a client reads it as one.
 async fn unknown(Path(rest): Path<String>) -> Response {
     error_response(&ScimError::not_found(format!(
-        "no SCIM endpoint {rest}: Roster serves ServiceProviderConfig, ResourceTypes, Schemas and Users"
+        "no SCIM endpoint {rest}: Roster serves ServiceProviderConfig, ResourceTypes, Schemas, Users and Groups"
     )))
 }
 
@@ -437,4 +450,74 @@ async fn delete_user(
         },
     )
     .await
+}
+
+/// A `SearchRequest` body (RFC 7644 §3.4.3) as the query parameters of a list.
+fn search_params(body: &Json) -> ScimResult<ListParams> {
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let field = |name: &str| {
+        body.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v)
+    };
+    let schemas_ok = field("schemas")
+        .and_then(Json::as_array)
+        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(SEARCH)));
+    if !schemas_ok {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("schemas: must hold {SEARCH}"),
+        ));
+    }
+    let text = |name: &str| match field(name) {
+        Some(Json::String(text)) => Some(text.clone()),
+        Some(Json::Number(number)) => Some(number.to_string()),
+        Some(Json::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    };
+    Ok(ListParams {
+        filter: text("filter"),
+        start_index: text("startIndex"),
+        count: text("count"),
+        attributes: text("attributes"),
+        excluded_attributes: text("excludedAttributes"),
+    })
+}
+
+async fn search_users(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(
+        state,
+        headers,
+        "list_users",
+        false,
+        |principal, base| async move {
+            let params = search_params(&json_body(headers, &read_body(body).await?)?)?;
+            let cx = context(state, &principal, &base);
+            let start = number("startIndex", params.start_index.as_deref())?;
+            let count = number("count", params.count.as_deref())?;
+            let mut list = service::list(&cx, params.filter.as_deref(), start, count).await?;
+            project_all(&mut list, &params);
+            Ok(Answer::ok(list))
+        },
+    )
+    .await
+}
+
+fn project_all(list: &mut Json, params: &ListParams) {
+    if let Some(resources) = list["Resources"].as_array_mut() {
+        for resource in resources {
+            service::project(
+                resource,
+                params.attributes.as_deref(),
+                params.excluded_attributes.as_deref(),
+            );
+        }
+    }
 }

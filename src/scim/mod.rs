@@ -4,6 +4,7 @@
 //! here: `crate::http::scim` serves it.
 
 pub mod filter;
+pub mod group;
 pub mod patch;
 pub mod query;
 pub mod schemas;
@@ -14,6 +15,7 @@ use crate::error::{AppError, FieldError};
 
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ROSTER_USER: &str = "urn:roster:params:scim:schemas:extension:2.0:User";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

@@ -69,7 +69,7 @@ impl From<QueryError> for ScimError {
     }
 }
 
-fn invalid(message: String) -> ScimError {
+pub(super) fn invalid(message: String) -> ScimError {
     ScimError::bad(ScimType::InvalidFilter, message)
 }
 
@@ -354,7 +354,7 @@ impl Target {
     }
 }
 
-fn id_value(value: &Json, path: &AttrPath) -> Result<i64, ScimError> {
+pub(super) fn id_value(value: &Json, path: &AttrPath) -> Result<i64, ScimError> {
     let text = match value {
         Json::String(text) => text.clone(),
         Json::Number(number) => number.to_string(),
@@ -365,7 +365,7 @@ fn id_value(value: &Json, path: &AttrPath) -> Result<i64, ScimError> {
         .map_err(|_| invalid(format!("{path}: {value} is not a user id")))
 }
 
-fn ordered(
+pub(super) fn ordered(
     col: SimpleExpr,
     op: Op,
     value: sea_orm::Value,
@@ -386,7 +386,7 @@ fn ordered(
     })
 }
 
-fn text_compare(
+pub(super) fn text_compare(
     col: SimpleExpr,
     op: Op,
     value: &Json,
@@ -398,7 +398,7 @@ fn text_compare(
     like_or_order(col, op, &text.to_lowercase(), path)
 }
 
-fn exact_compare(
+pub(super) fn exact_compare(
     col: SimpleExpr,
     op: Op,
     value: &Json,

@@ -4,7 +4,7 @@
 
 use serde_json::{Value as Json, json};
 
-use super::{CORE_USER, ENTERPRISE_USER, ROSTER_USER};
+use super::{CORE_USER, ENTERPRISE_USER, GROUP, ROSTER_USER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -296,6 +296,25 @@ pub static ROSTER: [Attr; 12] = [
         .case_exact(),
 ];
 
+const MEMBER: [Attr; 3] = [
+    Attr::text("value", "The member's user id.").case_exact(),
+    Attr::text("$ref", "The member's URI.").of(Kind::Reference),
+    Attr::text("type", "Members are users.").canonical(&["User"]),
+];
+
+/// The core `Group` schema: a group is a tag, its members the users carrying it.
+pub static GROUP_ATTRS: [Attr; 2] = [
+    Attr::text(
+        "displayName",
+        "The group's name; lower-cased, it is the tag its members carry (at most 100 characters).",
+    )
+    .required()
+    .unique(),
+    Attr::text("members", "The users carrying the group's tag.")
+        .complex(&MEMBER)
+        .multi(),
+];
+
 /// Attributes RFC 7643 defines that Roster does not keep: identity providers send them,
 /// and they are accepted and dropped rather than refused (they are not in `Schemas`).
 pub const DROPPED_USER: &[&str] = &[
@@ -368,23 +387,41 @@ pub fn schemas(base: &str) -> Vec<Json> {
             &ROSTER,
             base,
         ),
+        schema(
+            GROUP,
+            "Group",
+            "A group: its members carry its name as a tag, which assigns learning tracks.",
+            &GROUP_ATTRS,
+            base,
+        ),
     ]
 }
 
 pub fn resource_types(base: &str) -> Vec<Json> {
-    vec![json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "A person of the tenant; DELETE deactivates.",
-        "schema": CORE_USER,
-        "schemaExtensions": [
-            { "schema": ENTERPRISE_USER, "required": false },
-            { "schema": ROSTER_USER, "required": false },
-        ],
-        "meta": { "resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User") },
-    })]
+    vec![
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "User",
+            "name": "User",
+            "endpoint": "/Users",
+            "description": "A person of the tenant; DELETE deactivates.",
+            "schema": CORE_USER,
+            "schemaExtensions": [
+                { "schema": ENTERPRISE_USER, "required": false },
+                { "schema": ROSTER_USER, "required": false },
+            ],
+            "meta": { "resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User") },
+        }),
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "A group: its members carry its name as a tag.",
+            "schema": GROUP,
+            "meta": { "resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group") },
+        }),
+    ]
 }
 
 /// What this provider supports, and nothing it does not.

@@ -1,6 +1,6 @@
 """A round trip through scim2-client against a running Roster (ROSTER_SCIM_URL,
 ROSTER_TOKEN): discover, create a manager and a user, find the user by filter, patch it,
-put it in a group (Roster's tags: Groups are not served), deactivate it. One line per step;
+put it in a group (whose name becomes its tag), deactivate it. One line per step;
 exits 1 at the first step that goes wrong."""
 
 import os
@@ -80,19 +80,22 @@ def main():
         repr(patched),
     )
 
-    grouped = scim.modify(
-        User,
-        ann.id,
-        PatchOp[User].model_validate(
-            {"Operations": [{"op": "add", "path": f"{ROSTER}:tags", "value": ["Safety-Team"]}]}
+    Group = scim.get_resource_model("Group")
+    group = scim.create(Group.model_validate({"schemas": [Group.__schema__], "displayName": f"Safety {run}"}))
+    scim.modify(
+        Group,
+        group.id,
+        PatchOp[Group].model_validate(
+            {"Operations": [{"op": "add", "path": "members", "value": [{"value": ann.id}]}]}
         ),
     )
-    grouped = grouped or scim.query(User, ann.id)
-    members = scim.query(User, query_parameters=SearchRequest(filter=f'{ROSTER}:tags eq "safety-team"'))
+    tagged = scim.query(User, ann.id)
+    found = scim.query(Group, query_parameters=SearchRequest(filter=f'displayName eq "safety {run}"'))
     step(
-        "group membership (tags)",
-        grouped[ROSTER].tags == ["safety-team"] and [u.id for u in members.resources] == [ann.id],
-        repr(members),
+        "group membership",
+        f"safety {run}" in tagged[ROSTER].tags
+        and [m.value for m in found.resources[0].members] == [ann.id],
+        repr(found),
     )
 
     scim.delete(User, ann.id)
