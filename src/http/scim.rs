@@ -14,14 +14,14 @@ use serde_json::{Value as Json, json};
 use super::AppState;
 use super::graphql::authenticate;
 use crate::auth::{AuthError, Principal, Role};
-use crate::scim::schemas;
 use crate::scim::service::{self, Context, MAX_RESULTS};
-use crate::scim::{ERROR, ScimError, ScimResult, ScimType};
+use crate::scim::{ScimError, ScimResult, ScimType};
+use crate::scim::{bulk, schemas};
 use crate::telemetry::SCIM_REQUESTS;
 
 const MEDIA_TYPE: &str = "application/scim+json";
-/// The largest request body: a user is a few kilobytes; a PATCH of many group members is
-/// the largest thing a provider sends.
+/// The largest request body (`bulk.maxPayloadSize` too): a user is a few kilobytes; a bulk
+/// request or a PATCH of many group members is the largest thing a provider sends.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 mod groups;
@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/scim/v2/Users/.search", post(search_users))
         .merge(groups::routes())
+        .route("/scim/v2/Bulk", post(run_bulk))
         .route("/scim/v2/.search", post(search_everything))
         .route("/scim/v2/{*rest}", axum::routing::any(unknown))
 }
@@ -159,15 +160,7 @@ fn scim_json(status: StatusCode, body: &Json) -> Response {
 
 fn error_response(error: &ScimError) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = json!({
-        "schemas": [ERROR],
-        "status": error.status.to_string(),
-        "detail": error.detail,
-    });
-    if let Some(scim_type) = error.scim_type {
-        body["scimType"] = json!(scim_type.as_str());
-    }
-    scim_json(status, &body)
+    scim_json(status, &error.body())
 }
 
 /// A JSON request body of at most [`MAX_BODY`] bytes.
@@ -221,6 +214,8 @@ async fn service_provider_config(State(state): State<AppState>, headers: HeaderM
         Ok(Answer::ok(schemas::service_provider_config(
             &base,
             MAX_RESULTS as usize,
+            bulk::MAX_OPERATIONS,
+            MAX_BODY,
         )))
     })
     .await
@@ -520,4 +515,17 @@ fn project_all(list: &mut Json, params: &ListParams) {
             );
         }
     }
+}
+
+/// `POST /Bulk`: every operation's result, synchronously; a body over
+/// `bulk.maxPayloadSize` or with more than `bulk.maxOperations` operations is 413 and runs
+/// nothing.
+async fn run_bulk(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let (state, headers) = (&state, &headers);
+    answer(state, headers, "bulk", true, |principal, base| async move {
+        let body = json_body(headers, &read_body(body).await?)?;
+        let cx = context(state, &principal, &base);
+        Ok(Answer::ok(bulk::run(&cx, &body).await?))
+    })
+    .await
 }

@@ -3,6 +3,7 @@
 //! the same import decision (validation, approver rules, tenants, learning tracks). No HTTP
 //! here: `crate::http::scim` serves it.
 
+pub mod bulk;
 pub mod filter;
 pub mod group;
 pub mod patch;
@@ -19,6 +20,8 @@ pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ROSTER_USER: &str = "urn:roster:params:scim:schemas:extension:2.0:User";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// The `scimType` of a 400 (RFC 7644 §3.12).
@@ -84,6 +87,19 @@ impl ScimError {
             scim_type: None,
             detail: detail.into(),
         }
+    }
+
+    /// The error body (RFC 7644 §3.12).
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "schemas": [ERROR],
+            "status": self.status.to_string(),
+            "detail": self.detail,
+        });
+        if let Some(scim_type) = self.scim_type {
+            body["scimType"] = serde_json::json!(scim_type.as_str());
+        }
+        body
     }
 
     /// Several problems of one kind, each on its own clause.

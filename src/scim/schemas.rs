@@ -425,11 +425,20 @@ pub fn resource_types(base: &str) -> Vec<Json> {
 }
 
 /// What this provider supports, and nothing it does not.
-pub fn service_provider_config(base: &str, max_results: usize) -> Json {
+pub fn service_provider_config(
+    base: &str,
+    max_results: usize,
+    max_operations: usize,
+    max_payload: usize,
+) -> Json {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": { "supported": true },
-        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "bulk": {
+            "supported": true,
+            "maxOperations": max_operations,
+            "maxPayloadSize": max_payload,
+        },
         "filter": { "supported": true, "maxResults": max_results },
         "changePassword": { "supported": true },
         "sort": { "supported": false },

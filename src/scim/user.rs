@@ -400,10 +400,8 @@ pub fn changes(
     let email = pick(emails, &["work"])
         .and_then(|e| e.get("value"))
         .map(|v| field(Some(v)));
-    let email = email.unwrap_or_else(|| {
-        problems.push("emails: at least one email is required".to_owned());
-        String::new()
-    });
+    // None: the domain names `emails` as required.
+    let email = email.unwrap_or_default();
     let phone = pick(doc.get("phoneNumbers"), &["work", "mobile"]).and_then(|p| p.get("value"));
     let city = pick(doc.get("addresses"), &["work"]).and_then(|a| a.get("locality"));
     let language = match doc

@@ -25,6 +25,7 @@ mod retries;
 mod reverts;
 mod schema;
 mod scim;
+mod scim_bulk;
 mod sync;
 mod tracks;
 mod uploads;

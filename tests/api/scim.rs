@@ -8,19 +8,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, db_test};
 
-const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const ROSTER: &str = "urn:roster:params:scim:schemas:extension:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// A SCIM answer: status, `Content-Type`, and the JSON body (`Null` when empty).
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    content_type: String,
-    location: Option<String>,
-    body: Value,
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub location: Option<String>,
+    pub body: Value,
 }
 
 impl Answer {
@@ -45,7 +45,7 @@ impl Answer {
     }
 }
 
-async fn send(
+pub async fn send(
     app: &TestApp,
     token: &str,
     method: Method,
@@ -86,12 +86,12 @@ async fn send(
     }
 }
 
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
+pub async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
     send(app, &app.token(Role::Admin), method, path, body).await
 }
 
 /// A user as Okta sends it.
-fn okta_user(name: &str) -> Value {
+pub fn okta_user(name: &str) -> Value {
     json!({
         "schemas": [CORE],
         "userName": format!("{name}@example.com"),
@@ -119,7 +119,7 @@ fn patch_op(operations: Value) -> Value {
 }
 
 /// The user as GraphQL sees it, by its SCIM id.
-async fn graphql_user(app: &TestApp, id: &str) -> Value {
+pub async fn graphql_user(app: &TestApp, id: &str) -> Value {
     let query = "query($l: UserLookup!) { user(lookup: $l) {
         externalId source email login firstName lastName active phone department company
         tags attributes { name value } approvers { approver { id } label }
@@ -142,7 +142,9 @@ db_test! {
         assert!(config.content_type.starts_with("application/scim+json"), "{}", config.content_type);
         assert_eq!(config.body["patch"]["supported"], true);
         assert_eq!(config.body["filter"]["supported"], true);
-        assert_eq!(config.body["bulk"]["supported"], false);
+        assert_eq!(config.body["bulk"]["supported"], true);
+        assert_eq!(config.body["bulk"]["maxOperations"], 1000);
+        assert_eq!(config.body["bulk"]["maxPayloadSize"], 1024 * 1024);
         assert_eq!(config.body["etag"]["supported"], false);
         assert_eq!(config.body["sort"]["supported"], false);
         let schemas = admin(&app, Method::GET, "/Schemas", None).await;
@@ -157,8 +159,8 @@ db_test! {
         assert_eq!(user.body["endpoint"], "/Users");
         let groups = admin(&app, Method::GET, "/ResourceTypes/Group", None).await;
         assert_eq!(groups.body["endpoint"], "/Groups");
-        let elsewhere = admin(&app, Method::GET, "/Bulk", None).await;
-        assert_eq!(elsewhere.status, 404, "Bulk is not served, so not advertised");
+        let elsewhere = admin(&app, Method::GET, "/Me", None).await;
+        assert_eq!(elsewhere.status, 404, "/Me is not served");
         assert_eq!(elsewhere.body["status"], "404");
     }
 }

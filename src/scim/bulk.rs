@@ -1,0 +1,284 @@
+//! `POST /Bulk` (RFC 7644 §3.7): many operations in one request, answered synchronously with
+//! a result for each. Each operation runs through the very service a request of its own
+//! would, and stands alone: one failing writes nothing of its own and leaves the others.
+//! `bulkId:x` anywhere in a path or a value names the resource the operation of `bulkId` x
+//! created, whatever their order: an operation waits for the ones it names.
+
+use std::collections::HashMap;
+
+use serde_json::{Value as Json, json};
+
+use super::service::{self, Context};
+use super::{BULK_REQUEST, BULK_RESPONSE, ScimError, ScimResult, ScimType, group};
+
+/// The most operations one request may carry (`bulk.maxOperations`).
+pub const MAX_OPERATIONS: usize = 1000;
+
+/// One operation as sent.
+struct Operation {
+    method: String,
+    bulk_id: Option<String>,
+    path: String,
+    data: Json,
+}
+
+/// Runs a `BulkRequest`; the answer is a `BulkResponse` whatever the operations did.
+pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
+    let (operations, fail_on_errors) = parse(body)?;
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results: Vec<Option<Json>> = vec![None; operations.len()];
+    let mut errors = 0usize;
+    // Each pass runs every operation whose bulkIds are resolved; an operation named by
+    // none that runs (a cycle, or an id no operation declares) is an error.
+    loop {
+        let mut progressed = false;
+        for (index, operation) in operations.iter().enumerate() {
+            if results[index].is_some() || fail_on_errors.is_some_and(|limit| errors >= limit) {
+                continue;
+            }
+            let named = named_ids(operation);
+            if named
+                .iter()
+                .any(|id| !ids.contains_key(id) && declared(&operations, id))
+            {
+                continue; // waits for the operation that creates it
+            }
+            progressed = true;
+            let outcome = match named.iter().find(|id| !ids.contains_key(*id)) {
+                Some(id) => Err(ScimError::bad(
+                    ScimType::InvalidValue,
+                    format!("bulkId:{id} names no operation of this request"),
+                )),
+                None => {
+                    let path = resolve(&Json::String(operation.path.clone()), &ids);
+                    let data = resolve(&operation.data, &ids);
+                    dispatch(cx, &operation.method, path.as_str().unwrap_or(""), &data).await
+                }
+            };
+            results[index] = Some(result(operation, outcome, &mut ids, &mut errors));
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let stopped = fail_on_errors.is_some_and(|limit| errors >= limit);
+    let answers: Vec<Json> = operations
+        .iter()
+        .zip(results)
+        .filter_map(|(operation, result)| match result {
+            Some(result) => Some(result),
+            None if stopped => None, // not run: failOnErrors was reached
+            None => Some(failed(
+                operation,
+                &ScimError::bad(
+                    ScimType::InvalidValue,
+                    "its bulkIds wait on each other in a cycle",
+                ),
+            )),
+        })
+        .collect();
+    Ok(json!({ "schemas": [BULK_RESPONSE], "Operations": answers }))
+}
+
+fn parse(body: &Json) -> ScimResult<(Vec<Operation>, Option<usize>)> {
+    let field = |object: &Json, name: &str| {
+        object
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.clone())
+    };
+    let schemas_ok = field(body, "schemas")
+        .and_then(|s| s.as_array().cloned())
+        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(BULK_REQUEST)));
+    if !schemas_ok {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("schemas: must hold {BULK_REQUEST}"),
+        ));
+    }
+    let fail_on_errors = match field(body, "failOnErrors") {
+        None | Some(Json::Null) => None,
+        Some(Json::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
+            n.as_u64().and_then(|n| usize::try_from(n).ok())
+        }
+        Some(other) => {
+            return Err(ScimError::bad(
+                ScimType::InvalidValue,
+                format!("failOnErrors: {other} is not a number above 0"),
+            ));
+        }
+    };
+    let Some(Json::Array(items)) = field(body, "Operations") else {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            "Operations: must be a list",
+        ));
+    };
+    if items.len() > MAX_OPERATIONS {
+        return Err(ScimError {
+            status: 413,
+            scim_type: Some(ScimType::TooMany),
+            detail: format!(
+                "{} operations; at most {MAX_OPERATIONS} in one request (bulk.maxOperations), nothing was written",
+                items.len()
+            ),
+        });
+    }
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut operations = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let text = |name: &str| field(item, name).and_then(|v| v.as_str().map(str::to_owned));
+        let method = text("method").unwrap_or_default().to_ascii_uppercase();
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+            problems.push(format!(
+                "Operations[{index}].method: {method:?} is not POST, PUT, PATCH or DELETE"
+            ));
+        }
+        let bulk_id = text("bulkId");
+        if method == "POST" && bulk_id.is_none() {
+            problems.push(format!("Operations[{index}].bulkId: a POST needs one"));
+        }
+        if let Some(id) = &bulk_id
+            && !seen.insert(id.clone())
+        {
+            problems.push(format!(
+                "Operations[{index}].bulkId: {id:?} names two operations"
+            ));
+        }
+        let Some(path) = text("path") else {
+            problems.push(format!("Operations[{index}].path: is required"));
+            continue;
+        };
+        operations.push(Operation {
+            method,
+            bulk_id,
+            path,
+            data: field(item, "data").unwrap_or(Json::Null),
+        });
+    }
+    if problems.is_empty() {
+        Ok((operations, fail_on_errors))
+    } else {
+        Err(ScimError::many(ScimType::InvalidValue, &problems))
+    }
+}
+
+/// Every `bulkId:x` an operation names, in its path or anywhere in its data.
+fn named_ids(operation: &Operation) -> Vec<String> {
+    fn walk(value: &Json, out: &mut Vec<String>) {
+        match value {
+            Json::String(text) => {
+                if let Some(id) = reference(text) {
+                    out.push(id.to_owned());
+                }
+            }
+            Json::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            Json::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Json::String(operation.path.clone()), &mut out);
+    walk(&operation.data, &mut out);
+    out
+}
+
+/// The bulkId a text names: `bulkId:x`, alone or as the last segment of a path.
+fn reference(text: &str) -> Option<&str> {
+    let last = text.rsplit('/').next().unwrap_or(text);
+    last.strip_prefix("bulkId:")
+}
+
+fn declared(operations: &[Operation], id: &str) -> bool {
+    operations
+        .iter()
+        .any(|o| o.method == "POST" && o.bulk_id.as_deref() == Some(id))
+}
+
+/// `value` with every `bulkId:x` replaced by the id x's operation created.
+fn resolve(value: &Json, ids: &HashMap<String, String>) -> Json {
+    match value {
+        Json::String(text) => match reference(text).and_then(|id| ids.get(id)) {
+            Some(id) => {
+                let prefix = &text[..text.len() - text.rsplit('/').next().unwrap_or("").len()];
+                Json::String(format!("{prefix}{id}"))
+            }
+            None => value.clone(),
+        },
+        Json::Array(items) => Json::Array(items.iter().map(|v| resolve(v, ids)).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve(v, ids)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Runs one operation as its own request would; the answer's status and resource.
+async fn dispatch(
+    cx: &Context<'_>,
+    method: &str,
+    path: &str,
+    data: &Json,
+) -> ScimResult<(u16, Option<Json>)> {
+    let path = path.trim_matches('/');
+    let (kind, id) = match path.split_once('/') {
+        Some((kind, id)) => (kind, Some(id)),
+        None => (path, None),
+    };
+    match (kind, method, id) {
+        ("Users", "POST", None) => Ok((201, Some(service::create(cx, data).await?))),
+        ("Users", "PUT", Some(id)) => Ok((200, Some(service::replace(cx, id, data).await?))),
+        ("Users", "PATCH", Some(id)) => Ok((200, Some(service::patch(cx, id, data).await?))),
+        ("Users", "DELETE", Some(id)) => service::deactivate(cx, id).await.map(|()| (204, None)),
+        ("Groups", "POST", None) => Ok((201, Some(group::create(cx, data).await?))),
+        ("Groups", "PUT", Some(id)) => Ok((200, Some(group::replace(cx, id, data).await?))),
+        ("Groups", "PATCH", Some(id)) => Ok((200, Some(group::patch(cx, id, data).await?))),
+        ("Groups", "DELETE", Some(id)) => group::delete(cx, id).await.map(|()| (204, None)),
+        _ => Err(ScimError::bad(
+            ScimType::InvalidPath,
+            format!("{method} /{path} is not an operation of Users or Groups"),
+        )),
+    }
+}
+
+fn result(
+    operation: &Operation,
+    outcome: ScimResult<(u16, Option<Json>)>,
+    ids: &mut HashMap<String, String>,
+    errors: &mut usize,
+) -> Json {
+    match outcome {
+        Ok((status, resource)) => {
+            let mut answer = json!({ "method": operation.method, "status": status.to_string() });
+            if let Some(bulk_id) = &operation.bulk_id {
+                answer["bulkId"] = json!(bulk_id);
+            }
+            if let Some(resource) = resource {
+                if let (Some(bulk_id), Some(id)) = (&operation.bulk_id, resource["id"].as_str()) {
+                    ids.insert(bulk_id.clone(), id.to_owned());
+                }
+                answer["location"] = resource["meta"]["location"].clone();
+            }
+            answer
+        }
+        Err(error) => {
+            *errors += 1;
+            failed(operation, &error)
+        }
+    }
+}
+
+fn failed(operation: &Operation, error: &ScimError) -> Json {
+    let mut answer = json!({
+        "method": operation.method,
+        "status": error.status.to_string(),
+        "response": error.body(),
+    });
+    if let Some(bulk_id) = &operation.bulk_id {
+        answer["bulkId"] = json!(bulk_id);
+    }
+    answer
+}

@@ -1,0 +1,125 @@
+//! `POST /scim/v2/Bulk` (RFC 7644 §3.7): bulkIds between operations, failOnErrors, and the
+//! limits discovery advertises, on SQLite and PostgreSQL.
+
+use reqwest::Method;
+use roster::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, db_test};
+use crate::scim::{ENTERPRISE, GROUP, admin, graphql_user, okta_user, send};
+
+const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+
+fn bulk(operations: Value) -> Value {
+    json!({ "schemas": [BULK], "Operations": operations })
+}
+
+fn post_user(bulk_id: &str, user: Value) -> Value {
+    json!({ "method": "POST", "bulkId": bulk_id, "path": "/Users", "data": user })
+}
+
+async fn user_count(app: &TestApp) -> i64 {
+    app.count_rows("users").await
+}
+
+db_test! {
+    async fn bulk_ids_link_operations_whatever_their_order(app) {
+        let mut bob = okta_user("bob");
+        bob[ENTERPRISE] = json!({ "manager": { "value": "bulkId:ann" } });
+        let operations = json!([
+            post_user("bob", bob),
+            { "method": "POST", "bulkId": "sales", "path": "/Groups", "data": {
+                "schemas": [GROUP], "displayName": "Sales",
+                "members": [{ "value": "bulkId:ann" }, { "value": "bulkId:bob" }],
+            } },
+            post_user("ann", okta_user("ann")),
+            { "method": "PATCH", "path": "/Users/bulkId:ann", "data": {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "path": "title", "value": "Boss" }],
+            } },
+        ]);
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(operations))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:BulkResponse"]));
+        let results = answer.body["Operations"].as_array().unwrap();
+        let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["201", "201", "201", "200"]);
+        let id_of = |bulk_id: &str| {
+            let result = results.iter().find(|r| r["bulkId"] == bulk_id).unwrap();
+            result["location"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+        };
+        let (ann, bob) = (id_of("ann"), id_of("bob"));
+        let bob = graphql_user(&app, &bob).await;
+        assert_eq!(bob["approvers"], json!([{ "approver": { "id": ann }, "label": "MANAGER" }]));
+        assert_eq!(bob["tags"], json!(["sales"]));
+        assert_eq!(graphql_user(&app, &ann).await["tags"], json!(["sales"]));
+    }
+}
+
+db_test! {
+    async fn each_operation_stands_alone_and_fail_on_errors_stops_the_rest(app) {
+        let mut bad = okta_user("bad");
+        bad["emails"] = json!([{ "value": "not-an-email" }]);
+        let operations = json!([
+            post_user("a", okta_user("ann")),
+            post_user("b", bad.clone()),
+            post_user("c", bad),
+            post_user("d", okta_user("dan")),
+        ]);
+        let mut request = bulk(operations);
+        request["failOnErrors"] = json!(2);
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(request)).await;
+
+        let results = answer.body["Operations"].as_array().unwrap();
+        let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["201", "400", "400"], "the second error stops the request");
+        assert_eq!(results[1]["response"]["scimType"], "invalidValue");
+        assert!(results[1]["response"]["detail"].as_str().unwrap().contains("emails"));
+        assert_eq!(user_count(&app).await, 1, "ann only: dan was never run");
+    }
+}
+
+db_test! {
+    async fn a_ten_megabyte_bulk_payload_is_refused_and_nothing_is_written(app) {
+        let mut big = okta_user("ann");
+        big["title"] = json!("x".repeat(10 * 1024 * 1024));
+        let before = app.snapshot().await;
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(json!([post_user("a", big), post_user("b", okta_user("bob"))])))).await;
+
+        assert_eq!(answer.status, 413);
+        assert_eq!(answer.body["status"], "413");
+        assert!(answer.body["detail"].as_str().unwrap().contains("nothing was written"));
+        assert_eq!(app.snapshot().await, before);
+    }
+}
+
+db_test! {
+    async fn more_operations_than_advertised_are_too_many_and_nothing_is_written(app) {
+        let operations: Vec<Value> = (0..1001)
+            .map(|i| json!({ "method": "DELETE", "path": format!("/Users/{i}") }))
+            .collect();
+        let mut operations = operations;
+        operations[0] = post_user("a", okta_user("ann"));
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(Value::Array(operations)))).await;
+
+        assert_eq!(answer.status, 413, "{:?}", answer.body);
+        assert_eq!(answer.body["scimType"], "tooMany");
+        assert_eq!(user_count(&app).await, 0);
+    }
+}
+
+db_test! {
+    async fn a_viewer_cannot_bulk(app) {
+        let request = bulk(json!([post_user("a", okta_user("ann"))]));
+
+        let answer = send(&app, &app.token(Role::Viewer), Method::POST, "/Bulk", Some(request)).await;
+
+        assert_eq!(answer.status, 403);
+        assert_eq!(user_count(&app).await, 0);
+    }
+}
