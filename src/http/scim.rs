@@ -16,7 +16,7 @@ use super::graphql::authenticate;
 use crate::auth::{AuthError, Principal, Role};
 use crate::scim::service::{self, Context, MAX_RESULTS};
 use crate::scim::{ScimError, ScimResult, ScimType};
-use crate::scim::{bulk, schemas};
+use crate::scim::{bulk, projection, schemas};
 use crate::telemetry::SCIM_REQUESTS;
 
 const MEDIA_TYPE: &str = "application/scim+json";
@@ -316,7 +316,7 @@ async fn list_users(
             let mut list = service::list(&cx, params.filter.as_deref(), start, count).await?;
             if let Some(resources) = list["Resources"].as_array_mut() {
                 for resource in resources {
-                    service::project(
+                    projection::project(
                         resource,
                         params.attributes.as_deref(),
                         params.excluded_attributes.as_deref(),
@@ -351,7 +351,7 @@ async fn get_user(
         |principal, base| async move {
             let cx = context(state, &principal, &base);
             let mut user = service::get(&cx, &id).await?;
-            service::project(
+            projection::project(
                 &mut user,
                 projection.attributes.as_deref(),
                 projection.excluded_attributes.as_deref(),
@@ -508,7 +508,7 @@ async fn search_users(State(state): State<AppState>, headers: HeaderMap, body: B
 fn project_all(list: &mut Json, params: &ListParams) {
     if let Some(resources) = list["Resources"].as_array_mut() {
         for resource in resources {
-            service::project(
+            projection::project(
                 resource,
                 params.attributes.as_deref(),
                 params.excluded_attributes.as_deref(),

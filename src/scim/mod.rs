@@ -7,10 +7,12 @@ pub mod bulk;
 pub mod filter;
 pub mod group;
 pub mod patch;
+pub mod projection;
 pub mod query;
 pub mod schemas;
 pub mod service;
 pub mod user;
+pub mod validate;
 
 use crate::error::{AppError, FieldError};
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use super::filter::{self, Filter, Op};
 use super::schemas::{self, Attr, DROPPED_ENTERPRISE, DROPPED_SUB, DROPPED_USER, Mutability, USER};
-use super::user::checked;
+use super::validate::checked;
 use super::{PATCH_OP, ScimError, ScimResult, ScimType};
 
 /// The object that holds a path's attribute, the attributes it may hold, and the names

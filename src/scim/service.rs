@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::{Value as Json, json};
 
 use super::user::{self, Stored};
-use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query};
+use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query, validate};
 use crate::approvers::store::{self as approver_store, Side};
 use crate::auth::TenantId;
 use crate::users::import::{self, ImportMode, UserImportOptions};
@@ -118,7 +118,7 @@ async fn one(cx: &Context<'_>, user: &users::Model) -> ScimResult<Json> {
 
 /// `POST /Users`: a new user; one that exists already is a `uniqueness` error.
 pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
-    let doc = user::normalize(body)?;
+    let doc = validate::normalize(body)?;
     let (changes, approvers) = user::changes(&doc, None, cx.source)?;
     let options = UserImportOptions {
         mode: ImportMode::CreateOnly,
@@ -135,7 +135,7 @@ pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
 /// `PUT /Users/{id}`: the resource as sent replaces the user's.
 pub async fn replace(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
     let user = stored(cx, id).await?;
-    let doc = user::normalize(body)?;
+    let doc = validate::normalize(body)?;
     write(cx, &user, &doc).await
 }
 
@@ -145,7 +145,7 @@ pub async fn patch(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> 
     let user = stored(cx, id).await?;
     let mut doc = one(cx, &user).await?;
     patch::apply(&mut doc, body)?;
-    let doc = user::normalize(&doc)?;
+    let doc = validate::normalize(&doc)?;
     write(cx, &user, &doc).await
 }
 
@@ -154,7 +154,7 @@ pub async fn deactivate(cx: &Context<'_>, id: &str) -> ScimResult<()> {
     let user = stored(cx, id).await?;
     let mut doc = one(cx, &user).await?;
     doc["active"] = Json::Bool(false);
-    let doc = user::normalize(&doc)?;
+    let doc = validate::normalize(&doc)?;
     write(cx, &user, &doc).await.map(|_| ())
 }
 
@@ -178,128 +178,4 @@ async fn write(cx: &Context<'_>, user: &users::Model, doc: &Json) -> ScimResult<
         .user
         .ok_or_else(|| ScimError::status(500, "internal error"))?;
     one(cx, &user).await
-}
-
-/// Keeps only the `attributes` asked for, or drops the `excludedAttributes`
-/// (comma-separated paths, `name.givenName` or URN-prefixed); `id` and `schemas` stay.
-pub fn project(doc: &mut Json, attributes: Option<&str>, excluded: Option<&str>) {
-    let paths = |list: &str| -> Vec<(Option<String>, String, Option<String>)> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (urn, rest) = match super::schemas::extension(p) {
-                    Some((urn, _)) => (Some(urn.to_owned()), String::new()),
-                    None if p.to_ascii_lowercase().starts_with("urn:") => match p.rfind(':') {
-                        Some(at) => (Some(p[..at].to_owned()), p[at + 1..].to_owned()),
-                        None => (None, p.to_owned()),
-                    },
-                    None => (None, p.to_owned()),
-                };
-                let (attr, sub) = match rest.split_once('.') {
-                    Some((a, s)) => (a.to_owned(), Some(s.to_owned())),
-                    None => (rest, None),
-                };
-                (urn, attr, sub)
-            })
-            .collect()
-    };
-    let Some(object) = doc.as_object_mut() else {
-        return;
-    };
-    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    let is_core = |urn: &Option<String>| urn.as_deref().is_none_or(|u| same(u, super::CORE_USER));
-    if let Some(list) = attributes.filter(|l| !l.trim().is_empty()) {
-        let wanted = paths(list);
-        let keep = |key: &str| {
-            same(key, "id")
-                || same(key, "schemas")
-                || wanted.iter().any(|(urn, attr, _)| {
-                    if is_core(urn) {
-                        same(attr, key)
-                    } else {
-                        urn.as_deref().is_some_and(|u| same(u, key))
-                    }
-                })
-        };
-        object.retain(|key, _| keep(key));
-        for (urn, attr, sub) in &wanted {
-            let holder = if is_core(urn) {
-                Some(&mut *object)
-            } else {
-                urn.as_deref()
-                    .and_then(|u| object.iter_mut().find(|(k, _)| same(k, u)))
-                    .and_then(|(_, v)| v.as_object_mut())
-            };
-            let Some(holder) = holder else { continue };
-            if !is_core(urn) && !attr.is_empty() {
-                let others: Vec<String> = holder
-                    .keys()
-                    .filter(|k| !wanted.iter().any(|(u, a, _)| u == urn && same(a, k)))
-                    .cloned()
-                    .collect();
-                for k in others {
-                    holder.remove(&k);
-                }
-            }
-            if sub.is_some()
-                && let Some(value) = holder
-                    .iter_mut()
-                    .find(|(k, _)| same(k, attr))
-                    .map(|(_, v)| v)
-            {
-                let subs: Vec<&str> = wanted
-                    .iter()
-                    .filter(|(u, a, _)| u == urn && same(a, attr))
-                    .filter_map(|(_, _, s)| s.as_deref())
-                    .collect();
-                let prune = |item: &mut Json| {
-                    if let Some(item) = item.as_object_mut() {
-                        item.retain(|k, _| subs.iter().any(|s| same(s, k)));
-                    }
-                };
-                match value {
-                    Json::Array(items) => items.iter_mut().for_each(prune),
-                    other => prune(other),
-                }
-            }
-        }
-    }
-    if let Some(list) = excluded.filter(|l| !l.trim().is_empty()) {
-        for (urn, attr, sub) in paths(list) {
-            if attr.is_empty() {
-                if let Some(urn) = &urn {
-                    object.retain(|k, _| !same(k, urn));
-                }
-                continue;
-            }
-            let holder = if is_core(&urn) {
-                Some(&mut *object)
-            } else {
-                urn.as_deref()
-                    .and_then(|u| object.iter_mut().find(|(k, _)| same(k, u)))
-                    .and_then(|(_, v)| v.as_object_mut())
-            };
-            let Some(holder) = holder else { continue };
-            if same(&attr, "id") || same(&attr, "schemas") {
-                continue;
-            }
-            match sub {
-                None => holder.retain(|k, _| !same(k, &attr)),
-                Some(sub) => {
-                    if let Some((_, value)) = holder.iter_mut().find(|(k, _)| same(k, &attr)) {
-                        let prune = |item: &mut Json| {
-                            if let Some(item) = item.as_object_mut() {
-                                item.retain(|k, _| !same(k, &sub));
-                            }
-                        };
-                        match value {
-                            Json::Array(items) => items.iter_mut().for_each(prune),
-                            other => prune(other),
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::http::AppState;
 use crate::scim::group;
-use crate::scim::service;
+use crate::scim::projection;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,7 +46,7 @@ async fn list_groups(
             let mut list = group::list(&cx, params.filter.as_deref(), start, count).await?;
             if let Some(resources) = list["Resources"].as_array_mut() {
                 for resource in resources {
-                    service::project(
+                    projection::project(
                         resource,
                         params.attributes.as_deref(),
                         params.excluded_attributes.as_deref(),
@@ -74,7 +74,7 @@ async fn get_group(
         |principal, base| async move {
             let cx = context(state, &principal, &base);
             let mut found = group::get(&cx, &id).await?;
-            service::project(
+            projection::project(
                 &mut found,
                 projection.attributes.as_deref(),
                 projection.excluded_attributes.as_deref(),
