@@ -181,8 +181,14 @@ const NAME: [Attr; 3] = [
     Attr::text("middleName", "Roster's `middleName`."),
 ];
 
+const USER_GROUP: [Attr; 3] = [
+    Attr::text("value", "The group's id."),
+    Attr::text("$ref", "The group's URI.").of(Kind::Reference),
+    Attr::text("display", "The group's name."),
+];
+
 /// The core `User` schema as Roster keeps it (RFC 7643 §4.1, the attributes Roster stores).
-pub static USER: [Attr; 10] = [
+pub static USER: [Attr; 11] = [
     Attr::text(
         "userName",
         "Roster's `login`; unique in the tenant, case-insensitively.",
@@ -228,6 +234,13 @@ pub static USER: [Attr; 10] = [
     )
     .complex(&ADDRESS)
     .multi(),
+    Attr::text(
+        "groups",
+        "The groups whose tag the user carries; change them through Groups.",
+    )
+    .complex(&USER_GROUP)
+    .multi()
+    .read_only(),
 ];
 
 const MANAGER: [Attr; 2] = [
@@ -328,7 +341,6 @@ pub const DROPPED_USER: &[&str] = &[
     "entitlements",
     "roles",
     "x509Certificates",
-    "groups",
 ];
 pub const DROPPED_SUB: &[&str] = &[
     "formatted",

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use entity::users;
+use entity::{scim_groups, users};
 use sea_orm::DatabaseConnection;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value as Json, json};
 
 use super::user::{self, Stored};
@@ -63,6 +64,7 @@ async fn resources(cx: &Context<'_>, found: &[users::Model]) -> ScimResult<Vec<J
     let mut tags = store::tags_of(cx.db, cx.tenant, &ids).await?;
     let mut attributes = store::attributes_of(cx.db, cx.tenant, &ids).await?;
     let managers = managers_of(cx, &ids).await?;
+    let groups = groups_of(cx, tags.values().flatten()).await?;
     Ok(found
         .iter()
         .map(|u| {
@@ -71,9 +73,45 @@ async fn resources(cx: &Context<'_>, found: &[users::Model]) -> ScimResult<Vec<J
                 tags.remove(&u.id).unwrap_or_default(),
                 attributes.remove(&u.id).unwrap_or_default(),
             );
-            user::resource(u, &profile, managers.get(&u.id).copied(), cx.base)
+            let mut doc = user::resource(u, &profile, managers.get(&u.id).copied(), cx.base);
+            let of_user: Vec<Json> = profile
+                .tags
+                .iter()
+                .filter_map(|tag| groups.get(tag))
+                .map(|(id, name)| {
+                    json!({
+                        "value": id.to_string(),
+                        "$ref": format!("{}/Groups/{id}", cx.base),
+                        "display": name,
+                    })
+                })
+                .collect();
+            if !of_user.is_empty() {
+                doc["groups"] = Json::Array(of_user);
+            }
+            doc
         })
         .collect())
+}
+
+/// The groups of the tenant whose tags are among `tags`: id and name, by tag.
+async fn groups_of(
+    cx: &Context<'_>,
+    tags: impl Iterator<Item = &String>,
+) -> ScimResult<HashMap<String, (i64, String)>> {
+    let mut tags: Vec<&String> = tags.collect();
+    tags.sort();
+    tags.dedup();
+    let mut found = HashMap::new();
+    for chunk in tags.chunks(store::IN_CHUNK) {
+        let rows = scim_groups::Entity::find()
+            .filter(scim_groups::Column::Tenant.eq(cx.tenant.as_str()))
+            .filter(scim_groups::Column::Tag.is_in(chunk.iter().map(|t| t.as_str())))
+            .all(cx.db)
+            .await?;
+        found.extend(rows.into_iter().map(|g| (g.tag, (g.id, g.display_name))));
+    }
+    Ok(found)
 }
 
 /// Each user's `MANAGER`, by id.
