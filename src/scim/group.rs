@@ -62,9 +62,38 @@ async fn members_of(cx: &Context<'_>, tag: &str) -> ScimResult<BTreeSet<i64>> {
     Ok(rows.into_iter().collect())
 }
 
+/// The members of several groups at once, by tag.
+async fn members_by_tag(
+    cx: &Context<'_>,
+    groups: &[scim_groups::Model],
+) -> ScimResult<std::collections::HashMap<String, BTreeSet<i64>>> {
+    let mut members: std::collections::HashMap<String, BTreeSet<i64>> =
+        std::collections::HashMap::new();
+    let tags: Vec<&str> = groups.iter().map(|g| g.tag.as_str()).collect();
+    for chunk in tags.chunks(store::IN_CHUNK) {
+        let rows: Vec<(i64, String)> = user_tags::Entity::find()
+            .select_only()
+            .column(user_tags::Column::UserId)
+            .column(user_tags::Column::Tag)
+            .filter(user_tags::Column::Tenant.eq(cx.tenant.as_str()))
+            .filter(user_tags::Column::Tag.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(cx.db)
+            .await?;
+        for (user, tag) in rows {
+            members.entry(tag).or_default().insert(user);
+        }
+    }
+    Ok(members)
+}
+
 async fn resource(cx: &Context<'_>, group: &scim_groups::Model) -> ScimResult<Json> {
-    let members: Vec<Json> = members_of(cx, &group.tag)
-        .await?
+    let members = members_of(cx, &group.tag).await?;
+    Ok(resource_of(cx, group, members))
+}
+
+fn resource_of(cx: &Context<'_>, group: &scim_groups::Model, members: BTreeSet<i64>) -> Json {
+    let members: Vec<Json> = members
         .into_iter()
         .map(|id| {
             json!({
@@ -90,7 +119,7 @@ async fn resource(cx: &Context<'_>, group: &scim_groups::Model) -> ScimResult<Js
     if let Some(external_id) = &group.external_id {
         doc["externalId"] = json!(external_id);
     }
-    Ok(doc)
+    doc
 }
 
 pub async fn get(cx: &Context<'_>, id: &str) -> ScimResult<Json> {
@@ -124,10 +153,11 @@ pub async fn list(
             .all(cx.db)
             .await?
     };
-    let mut resources = Vec::with_capacity(groups.len());
-    for group in &groups {
-        resources.push(resource(cx, group).await?);
-    }
+    let mut members = members_by_tag(cx, &groups).await?;
+    let resources: Vec<Json> = groups
+        .iter()
+        .map(|g| resource_of(cx, g, members.remove(&g.tag).unwrap_or_default()))
+        .collect();
     Ok(json!({
         "schemas": [LIST_RESPONSE],
         "totalResults": total,

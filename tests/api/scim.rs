@@ -672,6 +672,9 @@ db_test! {
         assert_eq!(graphql_user(&app, &bob).await["learningTrackStatus"], "NO_TRACKS_ASSIGNED");
         let read = admin(&app, Method::GET, &format!("/Groups/{group}"), None).await;
         assert_eq!(read.body["displayName"], "Safety Team");
+        let listed = admin(&app, Method::GET, "/Groups?startIndex=1&count=10", None).await;
+        assert_eq!(listed.body["Resources"][0]["members"][0]["value"], json!(ann));
+        assert_eq!(listed.body["totalResults"], 1);
         let member = admin(&app, Method::GET, &format!("/Users/{ann}"), None).await;
         assert_eq!(member.body["groups"][0]["value"], json!(group));
         assert_eq!(member.body["groups"][0]["display"], "Safety Team");
