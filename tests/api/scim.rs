@@ -776,3 +776,43 @@ db_test! {
         assert_eq!(listed.body["totalResults"], 0);
     }
 }
+
+db_test! {
+    async fn put_replaces_a_groups_name_and_members(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        let bob = create(&app, okta_user("bob")).await;
+        let group = create_group(&app, "Sales", std::slice::from_ref(&ann)).await;
+
+        let answer = admin(&app, Method::PUT, &format!("/Groups/{group}"), Some(json!({
+            "schemas": [GROUP], "displayName": "Field Sales", "members": [{ "value": bob }],
+        }))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(members(&app, &group).await, std::slice::from_ref(&bob));
+        assert_eq!(graphql_user(&app, &ann).await["tags"], json!([]));
+        assert_eq!(graphql_user(&app, &bob).await["tags"], json!(["field sales"]));
+    }
+}
+
+db_test! {
+    async fn a_search_request_lists_as_a_query_would(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        create(&app, okta_user("bob")).await;
+
+        let answer = admin(&app, Method::POST, "/Users/.search", Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": "userName sw \"ann\"",
+            "attributes": ["userName"],
+            "startIndex": 1,
+            "count": 10,
+        }))).await;
+        let across = admin(&app, Method::POST, "/.search", Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        }))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.ids(), [ann]);
+        assert!(answer.body["Resources"][0].get("emails").is_none());
+        assert_eq!(across.status, 501);
+    }
+}
