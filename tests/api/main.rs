@@ -26,6 +26,7 @@ mod reverts;
 mod schema;
 mod scim;
 mod scim_bulk;
+mod scim_groups;
 mod sync;
 mod tracks;
 mod uploads;
