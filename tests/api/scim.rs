@@ -648,3 +648,17 @@ db_test! {
         assert_eq!(across.status, 501);
     }
 }
+
+db_test! {
+    async fn meta_times_compare_as_instants(app) {
+        let id = create(&app, okta_user("ann")).await;
+
+        let after = list(&app, &[("filter", r#"meta.lastModified gt "2020-01-01T00:00:00Z""#)]).await;
+        let before = list(&app, &[("filter", r#"meta.created lt "2020-01-01T02:00:00+02:00""#)]).await;
+        let bad = list(&app, &[("filter", r#"meta.created gt "yesterday""#)]).await;
+
+        assert_eq!(after.ids(), [id]);
+        assert_eq!(before.body["totalResults"], 0);
+        assert_eq!(bad.scim_type(), "invalidFilter");
+    }
+}
