@@ -662,3 +662,14 @@ db_test! {
         assert_eq!(bad.scim_type(), "invalidFilter");
     }
 }
+
+db_test! {
+    async fn scim_users_are_in_the_users_export(app) {
+        create(&app, okta_user("ann")).await;
+
+        let export = app.get_with("/exports/users.csv", &app.token(Role::Viewer)).await;
+
+        let csv = export.text().await.unwrap();
+        assert!(csv.lines().any(|line| line.contains("ann@example.com") && line.contains("scim")), "{csv}");
+    }
+}
