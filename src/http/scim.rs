@@ -115,6 +115,13 @@ where
         Ok(Ok(answer)) => match answer.body {
             Some(body) => {
                 let mut response = scim_json(answer.status, &body);
+                // One resource's version is its entity tag (RFC 7644 §3.14).
+                if body.get("id").is_some()
+                    && let Some(version) = body["meta"]["version"].as_str()
+                    && let Ok(version) = HeaderValue::from_str(version)
+                {
+                    response.headers_mut().insert(header::ETAG, version);
+                }
                 // A new resource's address, as RFC 7644 §3.3 asks.
                 if answer.status == StatusCode::CREATED
                     && let Some(location) = body["meta"]["location"].as_str()
@@ -134,6 +141,31 @@ where
 }
 
 struct Unauthorized(AuthError);
+
+/// The `If-Match` header, when sent.
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A resource `GET` found, or 304 when `If-None-Match` names its version.
+fn unless_unchanged(headers: &HeaderMap, resource: Json) -> Answer {
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .zip(resource["meta"]["version"].as_str())
+        .is_some_and(|(tags, version)| crate::scim::matches(tags, version));
+    if unchanged {
+        Answer {
+            status: StatusCode::NOT_MODIFIED,
+            body: None,
+        }
+    } else {
+        Answer::ok(resource)
+    }
+}
 
 /// `https://host/scim/v2`, from the request (a proxy's `X-Forwarded-Proto` respected).
 fn base_url(headers: &HeaderMap) -> String {
@@ -350,13 +382,15 @@ async fn get_user(
         false,
         |principal, base| async move {
             let cx = context(state, &principal, &base);
-            let mut user = service::get(&cx, &id).await?;
-            projection::project(
-                &mut user,
-                projection.attributes.as_deref(),
-                projection.excluded_attributes.as_deref(),
-            );
-            Ok(Answer::ok(user))
+            let mut found = unless_unchanged(headers, service::get(&cx, &id).await?);
+            if let Some(user) = found.body.as_mut() {
+                projection::project(
+                    user,
+                    projection.attributes.as_deref(),
+                    projection.excluded_attributes.as_deref(),
+                );
+            }
+            Ok(found)
         },
     )
     .await
@@ -397,7 +431,9 @@ async fn replace_user(
         |principal, base| async move {
             let body = json_body(headers, &read_body(body).await?)?;
             let cx = context(state, &principal, &base);
-            Ok(Answer::ok(service::replace(&cx, &id, &body).await?))
+            Ok(Answer::ok(
+                service::replace(&cx, &id, &body, if_match(headers).as_deref()).await?,
+            ))
         },
     )
     .await
@@ -418,7 +454,9 @@ async fn patch_user(
         |principal, base| async move {
             let body = json_body(headers, &read_body(body).await?)?;
             let cx = context(state, &principal, &base);
-            Ok(Answer::ok(service::patch(&cx, &id, &body).await?))
+            Ok(Answer::ok(
+                service::patch(&cx, &id, &body, if_match(headers).as_deref()).await?,
+            ))
         },
     )
     .await
@@ -437,7 +475,7 @@ async fn delete_user(
         true,
         |principal, base| async move {
             let cx = context(state, &principal, &base);
-            service::deactivate(&cx, &id).await?;
+            service::deactivate(&cx, &id, if_match(headers).as_deref()).await?;
             Ok(Answer {
                 status: StatusCode::NO_CONTENT,
                 body: None,

@@ -20,6 +20,8 @@ struct Operation {
     bulk_id: Option<String>,
     path: String,
     data: Json,
+    /// `version`: the operation's `If-Match`.
+    version: Option<String>,
 }
 
 /// Runs a `BulkRequest`; the answer is a `BulkResponse` whatever the operations did.
@@ -52,7 +54,9 @@ pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
                 None => {
                     let path = resolve(&Json::String(operation.path.clone()), &ids);
                     let data = resolve(&operation.data, &ids);
-                    dispatch(cx, &operation.method, path.as_str().unwrap_or(""), &data).await
+                    let path = path.as_str().unwrap_or("");
+                    let version = operation.version.as_deref();
+                    dispatch(cx, &operation.method, path, &data, version).await
                 }
             };
             results[index] = Some(result(operation, outcome, &mut ids, &mut errors));
@@ -155,6 +159,7 @@ fn parse(body: &Json) -> ScimResult<(Vec<Operation>, Option<usize>)> {
             bulk_id,
             path,
             data: field(item, "data").unwrap_or(Json::Null),
+            version: text("version"),
         });
     }
     if problems.is_empty() {
@@ -222,6 +227,7 @@ async fn dispatch(
     method: &str,
     path: &str,
     data: &Json,
+    version: Option<&str>,
 ) -> ScimResult<(u16, Option<Json>)> {
     let path = path.trim_matches('/');
     let (kind, id) = match path.split_once('/') {
@@ -230,13 +236,25 @@ async fn dispatch(
     };
     match (kind, method, id) {
         ("Users", "POST", None) => Ok((201, Some(service::create(cx, data).await?))),
-        ("Users", "PUT", Some(id)) => Ok((200, Some(service::replace(cx, id, data).await?))),
-        ("Users", "PATCH", Some(id)) => Ok((200, Some(service::patch(cx, id, data).await?))),
-        ("Users", "DELETE", Some(id)) => service::deactivate(cx, id).await.map(|()| (204, None)),
+        ("Users", "PUT", Some(id)) => {
+            Ok((200, Some(service::replace(cx, id, data, version).await?)))
+        }
+        ("Users", "PATCH", Some(id)) => {
+            Ok((200, Some(service::patch(cx, id, data, version).await?)))
+        }
+        ("Users", "DELETE", Some(id)) => service::deactivate(cx, id, version)
+            .await
+            .map(|()| (204, None)),
         ("Groups", "POST", None) => Ok((201, Some(group::create(cx, data).await?))),
-        ("Groups", "PUT", Some(id)) => Ok((200, Some(group::replace(cx, id, data).await?))),
-        ("Groups", "PATCH", Some(id)) => Ok((200, Some(group::patch(cx, id, data).await?))),
-        ("Groups", "DELETE", Some(id)) => group::delete(cx, id).await.map(|()| (204, None)),
+        ("Groups", "PUT", Some(id)) => {
+            Ok((200, Some(group::replace(cx, id, data, version).await?)))
+        }
+        ("Groups", "PATCH", Some(id)) => {
+            Ok((200, Some(group::patch(cx, id, data, version).await?)))
+        }
+        ("Groups", "DELETE", Some(id)) => {
+            group::delete(cx, id, version).await.map(|()| (204, None))
+        }
         _ => Err(ScimError::bad(
             ScimType::InvalidPath,
             format!("{method} /{path} is not an operation of Users or Groups"),
@@ -261,6 +279,7 @@ fn result(
                     ids.insert(bulk_id.clone(), id.to_owned());
                 }
                 answer["location"] = resource["meta"]["location"].clone();
+                answer["version"] = resource["meta"]["version"].clone();
             }
             answer
         }

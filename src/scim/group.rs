@@ -93,6 +93,7 @@ async fn resource(cx: &Context<'_>, group: &scim_groups::Model) -> ScimResult<Js
 }
 
 fn resource_of(cx: &Context<'_>, group: &scim_groups::Model, members: BTreeSet<i64>) -> Json {
+    let version = version(group, &members);
     let members: Vec<Json> = members
         .into_iter()
         .map(|id| {
@@ -114,6 +115,7 @@ fn resource_of(cx: &Context<'_>, group: &scim_groups::Model, members: BTreeSet<i
             "created": time(&group.created_at),
             "lastModified": time(&group.updated_at),
             "location": format!("{}/Groups/{}", cx.base, group.id),
+            "version": version,
         },
     });
     if let Some(external_id) = &group.external_id {
@@ -357,38 +359,90 @@ fn taken(error: sea_orm::DbErr, name: &str) -> ScimError {
     }
 }
 
-pub async fn replace(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
+pub async fn replace(
+    cx: &Context<'_>,
+    id: &str,
+    body: &Json,
+    if_match: Option<&str>,
+) -> ScimResult<Json> {
     let group = stored(cx, id).await?;
+    precondition(cx, &group, if_match).await?;
     let state = parse(body)?;
     write(cx, group, state).await
 }
 
-pub async fn delete(cx: &Context<'_>, id: &str) -> ScimResult<()> {
+pub async fn delete(cx: &Context<'_>, id: &str, if_match: Option<&str>) -> ScimResult<()> {
     let group = stored(cx, id).await?;
+    precondition(cx, &group, if_match).await?;
+    let deleted = scim_groups::Entity::delete_many()
+        .filter(scim_groups::Column::Id.eq(group.id))
+        .filter(scim_groups::Column::UpdatedAt.eq(group.updated_at))
+        .exec(cx.db)
+        .await?;
+    if deleted.rows_affected == 0 {
+        return Err(super::changed(&format!("group {id}")));
+    }
     for user in members_of(cx, &group.tag).await? {
         retag(cx, user, Some(&group.tag), None).await?;
     }
-    scim_groups::Entity::delete_by_id(group.id)
-        .exec(cx.db)
-        .await?;
     Ok(())
 }
 
-/// Writes a group's new state: its row, then each member whose tags change.
+/// A group's version (`meta.version`, the `ETag`): its row's and its members' digest, as
+/// members change with their users' tags.
+fn version(group: &scim_groups::Model, members: &BTreeSet<i64>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(group.updated_at.timestamp_micros().to_le_bytes());
+    for member in members {
+        digest.update(member.to_le_bytes());
+    }
+    let hex: String = digest.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("W/\"{hex}\"")
+}
+
+/// Refuses a write when `If-Match` names another version than the group's.
+async fn precondition(
+    cx: &Context<'_>,
+    group: &scim_groups::Model,
+    if_match: Option<&str>,
+) -> ScimResult<()> {
+    let Some(tags) = if_match else { return Ok(()) };
+    let members = members_of(cx, &group.tag).await?;
+    if super::matches(tags, &version(group, &members)) {
+        Ok(())
+    } else {
+        Err(super::changed(&format!("group {}", group.id)))
+    }
+}
+
+/// Writes a group's new state: its row, only if no other write of the group came after
+/// `group` was read (else 412), then each member whose tags change.
 async fn write(cx: &Context<'_>, group: scim_groups::Model, state: State) -> ScimResult<Json> {
     let tag = tag_of(&state.display_name)?;
     check_members(cx, &state.members).await?;
-    let before = members_of(cx, &group.tag).await?;
-    let old_tag = group.tag.clone();
-    let mut row: scim_groups::ActiveModel = group.into();
-    row.tag = Set(tag.clone());
-    row.display_name = Set(state.display_name.trim().to_owned());
-    row.external_id = Set(state.external_id.clone());
-    row.updated_at = Set(Utc::now());
-    let group = row
-        .update(cx.db)
+    let now = Utc::now();
+    let updated = scim_groups::Entity::update_many()
+        .set(scim_groups::ActiveModel {
+            tag: Set(tag.clone()),
+            display_name: Set(state.display_name.trim().to_owned()),
+            external_id: Set(state.external_id.clone()),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+        .filter(scim_groups::Column::Id.eq(group.id))
+        .filter(scim_groups::Column::UpdatedAt.eq(group.updated_at))
+        .exec(cx.db)
         .await
         .map_err(|error| taken(error, &state.display_name))?;
+    if updated.rows_affected == 0 {
+        return Err(super::changed(&format!("group {}", group.id)));
+    }
+    let before = members_of(cx, &group.tag).await?;
+    let old_tag = group.tag.clone();
     for user in before.union(&state.members) {
         let (was, is) = (before.contains(user), state.members.contains(user));
         match (was, is) {
@@ -398,7 +452,7 @@ async fn write(cx: &Context<'_>, group: scim_groups::Model, state: State) -> Sci
             _ => {}
         }
     }
-    resource(cx, &group).await
+    get(cx, &group.id.to_string()).await
 }
 
 /// Takes `remove` from a user's tags and gives it `add`, through the import decision.
@@ -435,7 +489,10 @@ async fn retag(
         cx.tenant,
         changes,
         &ApproverChange::Keep,
-        Some(user),
+        Some(import::Target {
+            id: user,
+            read_at: None,
+        }),
         &UserImportOptions::default(),
     )
     .await?;
@@ -445,13 +502,12 @@ async fn retag(
 /// `PATCH /Groups/{id}`: `displayName`, `externalId` and `members` (add, remove — all, some,
 /// or those a `members[value eq "…"]` path names — and replace), all checked before any
 /// write.
-pub async fn patch(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
-    let group = stored(cx, id).await?;
-    let mut state = State {
-        display_name: group.display_name.clone(),
-        external_id: group.external_id.clone(),
-        members: members_of(cx, &group.tag).await?,
-    };
+pub async fn patch(
+    cx: &Context<'_>,
+    id: &str,
+    body: &Json,
+    if_match: Option<&str>,
+) -> ScimResult<Json> {
     let schemas_ok = body
         .get("schemas")
         .and_then(Json::as_array)
@@ -470,14 +526,34 @@ pub async fn patch(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> 
         .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("Operations")))
         .and_then(|(_, v)| v.as_array())
         .ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "Operations: must be a list"))?;
-    for (index, operation) in operations.iter().enumerate() {
-        apply(&mut state, operation).map_err(|mut error| {
-            error.detail = format!("Operations[{index}]: {}", error.detail);
-            error
-        })?;
+    // The operations apply to the group as read; another write coming first reads it again.
+    for _ in 0..REREADS {
+        let group = stored(cx, id).await?;
+        precondition(cx, &group, if_match).await?;
+        let mut state = State {
+            display_name: group.display_name.clone(),
+            external_id: group.external_id.clone(),
+            members: members_of(cx, &group.tag).await?,
+        };
+        for (index, operation) in operations.iter().enumerate() {
+            apply(&mut state, operation).map_err(|mut error| {
+                error.detail = format!("Operations[{index}]: {}", error.detail);
+                error
+            })?;
+        }
+        match write(cx, group, state).await {
+            Err(error) if error.status == 412 && if_match.is_none() => continue,
+            other => return other,
+        }
     }
-    write(cx, group, state).await
+    Err(ScimError::status(
+        409,
+        format!("group {id} kept changing while this request ran; send it again"),
+    ))
 }
+
+/// How many times a PATCH reads a group that changes under it again.
+const REREADS: usize = 3;
 
 fn get_field<'a>(object: &'a Json, name: &str) -> Option<&'a Json> {
     object

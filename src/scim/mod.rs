@@ -110,6 +110,27 @@ impl ScimError {
     }
 }
 
+/// A user's version (`meta.version`, the `ETag`): its `updatedAt` in microseconds, which
+/// every write of the user moves.
+pub fn user_version(updated_at: &chrono::DateTime<chrono::Utc>) -> String {
+    format!("W/\"{}\"", updated_at.timestamp_micros())
+}
+
+/// Whether an `If-Match`/`If-None-Match` value (`*`, or entity tags separated by commas)
+/// names `version`. Weak and strong tags compare alike.
+pub fn matches(header: &str, version: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    header.trim() == "*" || header.split(',').any(|tag| opaque(tag) == opaque(version))
+}
+
+/// 412: the resource is no longer at the version `If-Match` named; nothing was written.
+pub fn changed(what: &str) -> ScimError {
+    ScimError::status(
+        412,
+        format!("{what} changed since the version If-Match names; nothing was written"),
+    )
+}
+
 /// The domain's errors in SCIM terms, each bad field named by its SCIM attribute.
 impl From<AppError> for ScimError {
     fn from(error: AppError) -> Self {
@@ -129,6 +150,15 @@ impl From<AppError> for ScimError {
             } if field_errors.is_empty() => Self::bad(ScimType::InvalidValue, message),
             AppError::BadUserInput { field_errors, .. } => {
                 Self::many(ScimType::InvalidValue, &named(&field_errors))
+            }
+            AppError::Conflict {
+                message,
+                field_errors,
+            } if field_errors
+                .iter()
+                .any(|e| e.code == crate::users::import::VERSION_CHANGED) =>
+            {
+                changed(message.trim_end_matches(" changed since it was read"))
             }
             AppError::Conflict { field_errors, .. } => {
                 Self::many(ScimType::Uniqueness, &named(&field_errors))

@@ -454,7 +454,7 @@ pub fn service_provider_config(
         "filter": { "supported": true, "maxResults": max_results },
         "changePassword": { "supported": true },
         "sort": { "supported": false },
-        "etag": { "supported": false },
+        "etag": { "supported": true },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "Bearer token",

@@ -13,7 +13,7 @@ use super::user::{self, Stored};
 use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query, validate};
 use crate::approvers::store::{self as approver_store, Side};
 use crate::auth::TenantId;
-use crate::users::import::{self, ImportMode, UserImportOptions};
+use crate::users::import::{self, ImportMode, Target, UserImportOptions};
 use crate::users::lookup::UserKey;
 use crate::users::store;
 
@@ -170,45 +170,107 @@ pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
     one(cx, &user).await
 }
 
-/// `PUT /Users/{id}`: the resource as sent replaces the user's.
-pub async fn replace(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
+/// `PUT /Users/{id}`: the resource as sent replaces the user's. With `If-Match`, only the
+/// version it names.
+pub async fn replace(
+    cx: &Context<'_>,
+    id: &str,
+    body: &Json,
+    if_match: Option<&str>,
+) -> ScimResult<Json> {
     let user = stored(cx, id).await?;
+    let read_at = precondition(&user, if_match)?;
     let doc = validate::normalize(body)?;
-    write(cx, &user, &doc).await
+    write(
+        cx,
+        &user,
+        &doc,
+        read_at.then(|| user.updated_at.timestamp_micros()),
+    )
+    .await
 }
 
 /// `PATCH /Users/{id}`: the operations apply to the user as `GET` shows it; the result is
-/// written as a `PUT` would write it.
-pub async fn patch(cx: &Context<'_>, id: &str, body: &Json) -> ScimResult<Json> {
-    let user = stored(cx, id).await?;
-    let mut doc = one(cx, &user).await?;
-    patch::apply(&mut doc, body)?;
-    let doc = validate::normalize(&doc)?;
-    write(cx, &user, &doc).await
+/// written as a `PUT` would write it, if the user is still as it was read (else it is read
+/// again, or, with `If-Match`, the answer is 412).
+pub async fn patch(
+    cx: &Context<'_>,
+    id: &str,
+    body: &Json,
+    if_match: Option<&str>,
+) -> ScimResult<Json> {
+    rewrite(cx, id, if_match, |doc| patch::apply(doc, body)).await
 }
 
 /// `DELETE /Users/{id}`: the user is deactivated and keeps its learning history.
-pub async fn deactivate(cx: &Context<'_>, id: &str) -> ScimResult<()> {
-    let user = stored(cx, id).await?;
-    let mut doc = one(cx, &user).await?;
-    doc["active"] = Json::Bool(false);
-    let doc = validate::normalize(&doc)?;
-    write(cx, &user, &doc).await.map(|_| ())
+pub async fn deactivate(cx: &Context<'_>, id: &str, if_match: Option<&str>) -> ScimResult<()> {
+    rewrite(cx, id, if_match, |doc| {
+        doc["active"] = Json::Bool(false);
+        Ok(())
+    })
+    .await
+    .map(|_| ())
 }
 
-async fn write(cx: &Context<'_>, user: &users::Model, doc: &Json) -> ScimResult<Json> {
+/// Reads a user, changes its resource with `change`, and writes it unless the user changed
+/// in between: then reads it again, a few times, unless `If-Match` named the version read.
+async fn rewrite(
+    cx: &Context<'_>,
+    id: &str,
+    if_match: Option<&str>,
+    change: impl Fn(&mut Json) -> ScimResult<()>,
+) -> ScimResult<Json> {
+    for _ in 0..REREADS {
+        let user = stored(cx, id).await?;
+        precondition(&user, if_match)?;
+        let mut doc = one(cx, &user).await?;
+        change(&mut doc)?;
+        let doc = validate::normalize(&doc)?;
+        match write(cx, &user, &doc, Some(user.updated_at.timestamp_micros())).await {
+            Err(error) if error.status == 412 && if_match.is_none() => continue,
+            other => return other,
+        }
+    }
+    Err(ScimError::status(
+        409,
+        format!("user {id} kept changing while this request ran; send it again"),
+    ))
+}
+
+/// How many times a PATCH reads a user that changes under it again.
+const REREADS: usize = 3;
+
+/// Whether `If-Match` lets a write apply to the user as read; `true` when one was sent.
+fn precondition(user: &users::Model, if_match: Option<&str>) -> ScimResult<bool> {
+    match if_match {
+        None => Ok(false),
+        Some(tags) if super::matches(tags, &super::user_version(&user.updated_at)) => Ok(true),
+        Some(_) => Err(super::changed(&format!("user {}", user.id))),
+    }
+}
+
+async fn write(
+    cx: &Context<'_>,
+    user: &users::Model,
+    doc: &Json,
+    read_at: Option<i64>,
+) -> ScimResult<Json> {
     let profile = store::profile_of(cx.db, cx.tenant, user).await?;
     let stored = Stored {
         user,
         profile: &profile,
     };
     let (changes, approvers) = user::changes(doc, Some(&stored), cx.source)?;
+    let target = Target {
+        id: user.id,
+        read_at,
+    };
     let outcome = import::import_parsed(
         cx.db,
         cx.tenant,
         changes,
         &approvers,
-        Some(user.id),
+        Some(target),
         &UserImportOptions::default(),
     )
     .await?;

@@ -38,6 +38,7 @@ pub fn resource(user: &users::Model, profile: &Profile, manager: Option<i64>, ba
             "resourceType": "User",
             "created": user.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "lastModified": user.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "version": super::user_version(&user.updated_at),
             "location": format!("{base}/Users/{}", user.id),
         },
     });

@@ -187,21 +187,41 @@ pub async fn decide(
     decide_for(conn, tenant, changes, options, None, today).await
 }
 
+/// A stored user an import is about, named by its id (as a SCIM resource is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub id: i64,
+    /// The `updatedAt` (in microseconds) the writer read the user at: when set and the user
+    /// changed since, nothing is written and the answer is a [`VERSION_CHANGED`] conflict.
+    pub read_at: Option<i64>,
+}
+
+/// The code of the conflict a [`Target`] whose user changed since it was read gets.
+pub const VERSION_CHANGED: &str = "VERSION_CHANGED";
+
 /// [`decide`], or with `target`, the decision for that stored user (which takes the sent
-/// `(source, externalId)`, as a user matched by email does): a SCIM resource is named by
-/// its id. A `target` not in the tenant is not found.
+/// `(source, externalId)`, as a user matched by email does). A `target` not in the tenant
+/// is not found.
 async fn decide_for(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     changes: &UserChanges,
     options: &UserImportOptions,
-    target: Option<i64>,
+    target: Option<Target>,
     today: NaiveDate,
 ) -> AppResult<Decision> {
-    if let Some(id) = target {
+    if let Some(Target { id, read_at }) = target {
         let Some(user) = store::find_for_update(conn, tenant, &UserKey::Id(id)).await? else {
             return Err(AppError::NotFound(format!("no user {id}")));
         };
+        // Checked under the row's lock: nobody writes the user between this and the write.
+        if read_at.is_some_and(|read_at| read_at != user.updated_at.timestamp_micros()) {
+            return Err(AppError::conflict(vec![FieldError::new(
+                "version",
+                VERSION_CHANGED,
+                format!("user {id} changed since it was read"),
+            )]));
+        }
         let before = store::profile_of(conn, tenant, &user).await?;
         return match judge(changes, options, Some(user), true, Some(before), today)? {
             Judged::Done(decision) => Ok(*decision),
@@ -662,7 +682,7 @@ pub async fn import_parsed(
     tenant: &TenantId,
     mut changes: UserChanges,
     approvers: &ApproverChange,
-    target: Option<i64>,
+    target: Option<Target>,
     options: &UserImportOptions,
 ) -> AppResult<ImportOutcome> {
     prepare_password(db, tenant, &mut changes).await?;
@@ -744,7 +764,7 @@ async fn import_once(
     tenant: &TenantId,
     changes: &UserChanges,
     approvers: &ApproverChange,
-    target: Option<i64>,
+    target: Option<Target>,
     options: &UserImportOptions,
 ) -> Result<ImportOutcome, Attempt> {
     let now = Utc::now();

@@ -86,6 +86,41 @@ pub async fn send(
     }
 }
 
+/// A request with extra headers (`If-Match`, `If-None-Match`) and the answer's `ETag`.
+async fn send_with(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Option<String>, Value) {
+    let mut request = app
+        .client
+        .request(method, format!("{}/scim/v2{path}", app.address))
+        .bearer_auth(app.token(Role::Admin));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, etag, body)
+}
+
 pub async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
     send(app, &app.token(Role::Admin), method, path, body).await
 }
@@ -145,7 +180,7 @@ db_test! {
         assert_eq!(config.body["bulk"]["supported"], true);
         assert_eq!(config.body["bulk"]["maxOperations"], 1000);
         assert_eq!(config.body["bulk"]["maxPayloadSize"], 1024 * 1024);
-        assert_eq!(config.body["etag"]["supported"], false);
+        assert_eq!(config.body["etag"]["supported"], true);
         assert_eq!(config.body["sort"]["supported"], false);
         let schemas = admin(&app, Method::GET, "/Schemas", None).await;
         let ids: Vec<&str> = schemas.body["Resources"]
@@ -671,5 +706,31 @@ db_test! {
 
         let csv = export.text().await.unwrap();
         assert!(csv.lines().any(|line| line.contains("ann@example.com") && line.contains("scim")), "{csv}");
+    }
+}
+
+db_test! {
+    async fn if_match_writes_only_the_version_it_names(app) {
+        let id = create(&app, okta_user("ann")).await;
+        let path = format!("/Users/{id}");
+        let (_, read, body) = send_with(&app, Method::GET, &path, &[], None).await;
+        let read = read.expect("an ETag");
+        assert_eq!(body["meta"]["version"], json!(read));
+        let title = |t: &str| patch_op(json!([{ "op": "replace", "path": "title", "value": t }]));
+
+        let (status, written, _) = send_with(&app, Method::PATCH, &path, &[("If-Match", &read)], Some(title("Lead"))).await;
+        assert_eq!(status, 200);
+        let written = written.expect("a new ETag");
+        assert_ne!(written, read);
+        let before = app.snapshot().await;
+        let (stale, _, error) = send_with(&app, Method::PUT, &path, &[("If-Match", &read)], Some(okta_user("ann"))).await;
+
+        assert_eq!(stale, 412, "{error}");
+        assert_eq!(error["status"], "412");
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+        let (unchanged, _, empty) = send_with(&app, Method::GET, &path, &[("If-None-Match", &written)], None).await;
+        assert_eq!((unchanged, empty), (304, Value::Null));
+        let (deleted, _, _) = send_with(&app, Method::DELETE, &path, &[("If-Match", &written)], None).await;
+        assert_eq!(deleted, 204);
     }
 }

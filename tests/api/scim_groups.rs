@@ -175,3 +175,27 @@ db_test! {
         assert_eq!(graphql_user(&app, &bob).await["tags"], json!(["field sales"]));
     }
 }
+
+db_test! {
+    async fn a_groups_version_moves_with_its_members(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        let group = create_group(&app, "Sales", &[]).await;
+        let path = format!("/Groups/{group}");
+        let read = admin(&app, Method::GET, &path, None).await.body["meta"]["version"].clone();
+        let add = patch_op(json!([{ "op": "add", "path": "members", "value": [{ "value": ann }] }]));
+        let mut request = app
+            .client
+            .patch(format!("{}/scim/v2{path}", app.address))
+            .bearer_auth(app.token(Role::Admin))
+            .header("If-Match", read.as_str().unwrap())
+            .header("Content-Type", "application/scim+json");
+        let added = request.try_clone().unwrap().body(add.to_string()).send().await.unwrap();
+        assert_eq!(added.status().as_u16(), 200);
+
+        request = request.body(patch_op(json!([{ "op": "remove", "path": "members" }])).to_string());
+        let stale = request.send().await.unwrap();
+
+        assert_eq!(stale.status().as_u16(), 412, "the version read is no longer the group's");
+        assert_eq!(members(&app, &group).await, [ann]);
+    }
+}

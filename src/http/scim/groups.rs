@@ -8,8 +8,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::{
-    Answer, ListParams, Projection, answer, context, json_body, number, project_all, read_body,
-    search_params,
+    Answer, ListParams, Projection, answer, context, if_match, json_body, number, project_all,
+    read_body, search_params, unless_unchanged,
 };
 use crate::http::AppState;
 use crate::scim::group;
@@ -73,13 +73,15 @@ async fn get_group(
         false,
         |principal, base| async move {
             let cx = context(state, &principal, &base);
-            let mut found = group::get(&cx, &id).await?;
-            projection::project(
-                &mut found,
-                projection.attributes.as_deref(),
-                projection.excluded_attributes.as_deref(),
-            );
-            Ok(Answer::ok(found))
+            let mut found = unless_unchanged(headers, group::get(&cx, &id).await?);
+            if let Some(group) = found.body.as_mut() {
+                projection::project(
+                    group,
+                    projection.attributes.as_deref(),
+                    projection.excluded_attributes.as_deref(),
+                );
+            }
+            Ok(found)
         },
     )
     .await
@@ -119,7 +121,9 @@ async fn replace_group(
         |principal, base| async move {
             let body = json_body(headers, &read_body(body).await?)?;
             let cx = context(state, &principal, &base);
-            Ok(Answer::ok(group::replace(&cx, &id, &body).await?))
+            Ok(Answer::ok(
+                group::replace(&cx, &id, &body, if_match(headers).as_deref()).await?,
+            ))
         },
     )
     .await
@@ -140,7 +144,9 @@ async fn patch_group(
         |principal, base| async move {
             let body = json_body(headers, &read_body(body).await?)?;
             let cx = context(state, &principal, &base);
-            Ok(Answer::ok(group::patch(&cx, &id, &body).await?))
+            Ok(Answer::ok(
+                group::patch(&cx, &id, &body, if_match(headers).as_deref()).await?,
+            ))
         },
     )
     .await
@@ -159,7 +165,7 @@ async fn delete_group(
         true,
         |principal, base| async move {
             let cx = context(state, &principal, &base);
-            group::delete(&cx, &id).await?;
+            group::delete(&cx, &id, if_match(headers).as_deref()).await?;
             Ok(Answer {
                 status: StatusCode::NO_CONTENT,
                 body: None,
