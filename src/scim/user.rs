@@ -171,7 +171,8 @@ pub fn scim_name(field: &str) -> String {
 
 /// A normalized resource as the changes of an import: the same checks, the same decision.
 /// A new user takes `source`; a stored one keeps its own. An extension left out keeps its
-/// attributes as they are; a core attribute left out is cleared (PUT replaces).
+/// attributes as they are, and so do Roster's `tags` and `attributes` left out of it; a core
+/// attribute left out is cleared (PUT replaces).
 pub fn changes(
     doc: &Json,
     stored: Option<&Stored<'_>>,
@@ -283,13 +284,16 @@ pub fn changes(
         };
     }
     if let Some(roster) = roster {
+        // Left out, the tags stay: they are the user's groups, which a full PUT from an
+        // identity provider that knows nothing of them must not take away.
         raw.tags = match roster.get("tags") {
+            None => Patch::Keep,
             Some(Json::Array(tags)) => Patch::Set(
                 tags.iter()
                     .filter_map(|t| t.as_str().map(str::to_owned))
                     .collect(),
             ),
-            _ => Patch::Clear,
+            Some(_) => Patch::Clear,
         };
         raw.structure_uid = text(roster.get("structureUid"));
         raw.position = text(roster.get("position"));
@@ -364,7 +368,8 @@ fn pick<'a>(values: Option<&'a Json>, types: &[&str]) -> Option<&'a Json> {
 }
 
 /// The attribute set after a write: `employeeNumber` from the enterprise extension, the
-/// others from Roster's; an extension left out keeps its part as stored.
+/// others from Roster's; an extension left out, or Roster's without `attributes`, keeps
+/// its part as stored.
 fn attributes_of(
     enterprise: Option<&Json>,
     roster: Option<&Json>,
@@ -404,7 +409,9 @@ fn attributes_of(
                 )
                 .filter(|a| !is_number(a))
                 .collect(),
-            _ => Vec::new(),
+            // Left out, they stay as stored; `null`, they are cleared.
+            None => stored.iter().filter(|a| !is_number(a)).cloned().collect(),
+            Some(_) => Vec::new(),
         },
         None => stored.iter().filter(|a| !is_number(a)).cloned().collect(),
     };

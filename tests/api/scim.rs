@@ -625,6 +625,39 @@ db_test! {
 }
 
 db_test! {
+    async fn a_put_with_the_roster_extension_but_no_tags_keeps_the_tags(app) {
+        let mut user = okta_user("ann");
+        user[ROSTER] = json!({ "tags": ["Sales"] });
+        let id = create(&app, user).await;
+        let mut put = okta_user("ann");
+        put[ROSTER] = json!({ "position": "Clerk" });
+
+        let answer = admin(&app, Method::PUT, &format!("/Users/{id}"), Some(put)).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(graphql_user(&app, &id).await["tags"], json!(["sales"]));
+    }
+}
+
+db_test! {
+    async fn a_put_with_the_roster_extension_but_no_attributes_keeps_the_attributes(app) {
+        let mut user = okta_user("ann");
+        user[ROSTER] = json!({ "attributes": [{ "name": "shift", "value": "night" }] });
+        let id = create(&app, user).await;
+        let mut put = okta_user("ann");
+        put[ROSTER] = json!({ "position": "Clerk" });
+
+        let answer = admin(&app, Method::PUT, &format!("/Users/{id}"), Some(put)).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(
+            graphql_user(&app, &id).await["attributes"],
+            json!([{ "name": "shift", "value": "night" }])
+        );
+    }
+}
+
+db_test! {
     async fn tags_sent_over_scim_assign_learning_tracks(app) {
         let track = "mutation { createLearningTrack(input: { name: \"Safety\", tags: [\"sales\"] }) { id } }";
         app.graphql(&app.token(Role::Admin), track, json!({})).await.data();
