@@ -18,14 +18,14 @@ use crate::auth::TenantId;
 /// One page of the tenant's users that match, in id order, and how many match in all.
 pub async fn page(
     conn: &impl ConnectionTrait,
-    tenant: &TenantId,
+    scope: &Scope<'_>,
     filter: Option<&Filter>,
     offset: u64,
     limit: u64,
 ) -> Result<(Vec<users::Model>, u64), QueryError> {
-    let mut condition = Condition::all().add(users::Column::Tenant.eq(tenant.as_str()));
+    let mut condition = Condition::all().add(users::Column::Tenant.eq(scope.tenant.as_str()));
     if let Some(filter) = filter {
-        condition = condition.add(sql(filter, tenant)?);
+        condition = condition.add(sql(filter, scope)?);
     }
     let query = users::Entity::find().filter(condition);
     let total = query.clone().count(conn).await?;
@@ -40,6 +40,13 @@ pub async fn page(
             .await?
     };
     Ok((users, total))
+}
+
+/// Whose users a filter searches: a tenant's, and the source whose `externalId` is SCIM's.
+pub struct Scope<'a> {
+    pub tenant: &'a TenantId,
+    /// The SCIM source (`ROSTER_SCIM_SOURCE`): `externalId` names a user within it only.
+    pub source: &'a str,
 }
 
 #[derive(Debug)]
@@ -77,15 +84,15 @@ fn always(yes: bool) -> SimpleExpr {
     Expr::cust(if yes { "1 = 1" } else { "1 = 0" })
 }
 
-fn sql(filter: &Filter, tenant: &TenantId) -> Result<SimpleExpr, ScimError> {
+fn sql(filter: &Filter, scope: &Scope<'_>) -> Result<SimpleExpr, ScimError> {
     Ok(match filter {
-        Filter::And(a, b) => sql(a, tenant)?.and(sql(b, tenant)?),
-        Filter::Or(a, b) => sql(a, tenant)?.or(sql(b, tenant)?),
-        Filter::Not(inner) => sql(inner, tenant)?.not(),
-        Filter::Present(path) => target(path, tenant)?.present(),
-        Filter::Compare(path, op, value) => target(path, tenant)?.compare(*op, value, path)?,
+        Filter::And(a, b) => sql(a, scope)?.and(sql(b, scope)?),
+        Filter::Or(a, b) => sql(a, scope)?.or(sql(b, scope)?),
+        Filter::Not(inner) => sql(inner, scope)?.not(),
+        Filter::Present(path) => target(path, scope)?.present(),
+        Filter::Compare(path, op, value) => target(path, scope)?.compare(*op, value, path)?,
         Filter::ValuePath { attr, filter, then } => {
-            let within = sub_filter(attr, filter, tenant)?;
+            let within = sub_filter(attr, filter, scope)?;
             match then {
                 None => within,
                 Some((sub, op, value)) => {
@@ -94,7 +101,7 @@ fn sql(filter: &Filter, tenant: &TenantId) -> Result<SimpleExpr, ScimError> {
                         attr: attr.attr.clone(),
                         sub: Some(sub.clone()),
                     };
-                    within.and(target(&path, tenant)?.compare(*op, value, &path)?)
+                    within.and(target(&path, scope)?.compare(*op, value, &path)?)
                 }
             }
         }
@@ -106,7 +113,7 @@ fn sql(filter: &Filter, tenant: &TenantId) -> Result<SimpleExpr, ScimError> {
 fn sub_filter(
     attr: &AttrPath,
     filter: &Filter,
-    tenant: &TenantId,
+    scope: &Scope<'_>,
 ) -> Result<SimpleExpr, ScimError> {
     let inner = |path: &AttrPath| AttrPath {
         urn: attr.urn.clone(),
@@ -114,13 +121,13 @@ fn sub_filter(
         sub: Some(path.attr.clone()),
     };
     Ok(match filter {
-        Filter::And(a, b) => sub_filter(attr, a, tenant)?.and(sub_filter(attr, b, tenant)?),
-        Filter::Or(a, b) => sub_filter(attr, a, tenant)?.or(sub_filter(attr, b, tenant)?),
-        Filter::Not(f) => sub_filter(attr, f, tenant)?.not(),
-        Filter::Present(path) => target(&inner(path), tenant)?.present(),
+        Filter::And(a, b) => sub_filter(attr, a, scope)?.and(sub_filter(attr, b, scope)?),
+        Filter::Or(a, b) => sub_filter(attr, a, scope)?.or(sub_filter(attr, b, scope)?),
+        Filter::Not(f) => sub_filter(attr, f, scope)?.not(),
+        Filter::Present(path) => target(&inner(path), scope)?.present(),
         Filter::Compare(path, op, value) => {
             let path = inner(path);
-            target(&path, tenant)?.compare(*op, value, &path)?
+            target(&path, scope)?.compare(*op, value, &path)?
         }
         Filter::ValuePath { .. } => {
             return Err(invalid(format!(
@@ -140,6 +147,9 @@ enum Target {
     },
     /// A value every user has, such as an email's type.
     Constant(Json),
+    /// `externalId`, which only the users of the SCIM source (this) have: another source's
+    /// `externalId` is that source's key, not SCIM's.
+    ExternalId(String),
     /// Users with a row in another table whose column matches.
     Related(Related),
 }
@@ -211,7 +221,7 @@ impl Related {
     }
 }
 
-fn target(path: &AttrPath, tenant: &TenantId) -> Result<Target, ScimError> {
+fn target(path: &AttrPath, scope: &Scope<'_>) -> Result<Target, ScimError> {
     let column = |column, lower, kind| Target::Column {
         column,
         lower,
@@ -221,7 +231,7 @@ fn target(path: &AttrPath, tenant: &TenantId) -> Result<Target, ScimError> {
     let attr = path.attr.to_ascii_lowercase();
     let sub = path.sub.as_deref().map(str::to_ascii_lowercase);
     let unknown = || invalid(format!("{path}: Roster cannot filter on this attribute"));
-    let tenant = tenant.as_str().to_owned();
+    let tenant = scope.tenant.as_str().to_owned();
     use users::Column as C;
     let core = urn
         .as_deref()
@@ -229,7 +239,7 @@ fn target(path: &AttrPath, tenant: &TenantId) -> Result<Target, ScimError> {
     if core {
         return Ok(match (attr.as_str(), sub.as_deref()) {
             ("id", None) => column(C::Id, false, Value::Id),
-            ("externalid", None) => column(C::ExternalId, false, Value::Text),
+            ("externalid", None) => Target::ExternalId(scope.source.to_owned()),
             ("username", None) => column(C::LoginKey, true, Value::Text),
             ("name", Some("givenname")) => column(C::FirstName, true, Value::Text),
             ("name", Some("familyname")) => column(C::LastName, true, Value::Text),
@@ -282,12 +292,30 @@ impl Target {
                 .and(Expr::col(column).ne("")),
             Self::Column { column, .. } => Expr::col(column).is_not_null(),
             Self::Constant(_) => always(true),
+            Self::ExternalId(source) => users::Column::Source.eq(source).and(
+                Self::Column {
+                    column: users::Column::ExternalId,
+                    lower: false,
+                    kind: Value::Text,
+                }
+                .present(),
+            ),
             Self::Related(related) => related.subquery(None).unwrap_or_else(|_| always(false)),
         }
     }
 
     fn compare(self, op: Op, value: &Json, path: &AttrPath) -> Result<SimpleExpr, ScimError> {
         match self {
+            Self::ExternalId(source) => {
+                let column = Self::Column {
+                    column: users::Column::ExternalId,
+                    lower: false,
+                    kind: Value::Text,
+                };
+                Ok(users::Column::Source
+                    .eq(source)
+                    .and(column.compare(op, value, path)?))
+            }
             Self::Constant(constant) => Ok(always(match (op, &constant, value) {
                 (Op::Eq, Json::String(a), Json::String(b)) => a.eq_ignore_ascii_case(b),
                 (Op::Ne, Json::String(a), Json::String(b)) => !a.eq_ignore_ascii_case(b),

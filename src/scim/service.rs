@@ -27,6 +27,16 @@ pub struct Context<'a> {
     pub source: &'a str,
 }
 
+impl Context<'_> {
+    /// Whose users a filter searches.
+    pub fn scope(&self) -> query::Scope<'_> {
+        query::Scope {
+            tenant: self.tenant,
+            source: self.source,
+        }
+    }
+}
+
 /// The largest page `GET /Users` answers (`filter.maxResults`).
 pub const MAX_RESULTS: u64 = 1000;
 
@@ -47,7 +57,7 @@ pub async fn list(
         .unwrap_or(0)
         .min(MAX_RESULTS);
     let offset = u64::try_from(start - 1).unwrap_or(0);
-    let (found, total) = query::page(cx.db, cx.tenant, filter.as_ref(), offset, count).await?;
+    let (found, total) = query::page(cx.db, &cx.scope(), filter.as_ref(), offset, count).await?;
     let resources = resources(cx, &found).await?;
     Ok(json!({
         "schemas": [LIST_RESPONSE],
@@ -73,7 +83,13 @@ async fn resources(cx: &Context<'_>, found: &[users::Model]) -> ScimResult<Vec<J
                 tags.remove(&u.id).unwrap_or_default(),
                 attributes.remove(&u.id).unwrap_or_default(),
             );
-            let mut doc = user::resource(u, &profile, managers.get(&u.id).copied(), cx.base);
+            let mut doc = user::resource(
+                u,
+                &profile,
+                managers.get(&u.id).copied(),
+                cx.base,
+                cx.source,
+            );
             let of_user: Vec<Json> = profile
                 .tags
                 .iter()

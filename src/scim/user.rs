@@ -24,12 +24,18 @@ pub struct Stored<'a> {
     pub profile: &'a Profile,
 }
 
-/// A user as a SCIM resource.
-pub fn resource(user: &users::Model, profile: &Profile, manager: Option<i64>, base: &str) -> Json {
+/// A user as a SCIM resource. Only a user of the SCIM `source` has an `externalId`: another
+/// source's is that source's key, not the identity provider's.
+pub fn resource(
+    user: &users::Model,
+    profile: &Profile,
+    manager: Option<i64>,
+    base: &str,
+    source: &str,
+) -> Json {
     let mut doc = json!({
         "schemas": [CORE_USER, ENTERPRISE_USER, ROSTER_USER],
         "id": user.id.to_string(),
-        "externalId": profile.external_id,
         "userName": profile.login,
         "name": { "givenName": profile.first_name, "familyName": profile.last_name },
         "active": profile.active,
@@ -42,6 +48,9 @@ pub fn resource(user: &users::Model, profile: &Profile, manager: Option<i64>, ba
             "location": format!("{base}/Users/{}", user.id),
         },
     });
+    if profile.source == source {
+        doc["externalId"] = json!(profile.external_id);
+    }
     if let Some(middle) = &profile.middle_name {
         doc["name"]["middleName"] = json!(middle);
     }
@@ -191,8 +200,11 @@ pub fn changes(
     if user_name.trim().is_empty() {
         problems.push("userName: is required".to_owned());
     }
-    let external_id = match doc.get("externalId").and_then(Json::as_str) {
-        Some(id) if !id.trim().is_empty() => id.to_owned(),
+    // SCIM's externalId is a key in the SCIM source only: a user of another source (an HR
+    // import's) keeps that source's key, which its next import matches it by.
+    let external_id = match (stored, doc.get("externalId").and_then(Json::as_str)) {
+        (Some(s), _) if s.user.source != source => s.user.external_id.clone(),
+        (_, Some(id)) if !id.trim().is_empty() => id.to_owned(),
         _ => stored.map_or_else(|| user_name.clone(), |s| s.user.external_id.clone()),
     };
     let emails = doc.get("emails");

@@ -254,6 +254,47 @@ db_test! {
     }
 }
 
+/// A user an HR import made, in the source `hr` with the key `hr-1`; answers its id.
+async fn hr_user(app: &TestApp) -> String {
+    let import = "mutation($u: UserImportInput!) { importUser(user: $u) { user { id } } }";
+    let user = json!({
+        "source": "hr", "externalId": "hr-1", "email": "ann@example.com",
+        "login": "ann@example.com", "firstName": "ann", "lastName": "Lee",
+    });
+    let answer = app
+        .graphql(&app.token(Role::Admin), import, json!({ "u": user }))
+        .await;
+    answer.data()["importUser"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+db_test! {
+    async fn a_scim_write_keeps_the_key_of_a_user_of_another_source(app) {
+        let id = hr_user(&app).await;
+        let mut put = okta_user("ann");
+        put["externalId"] = json!("00u1abc");
+
+        let answer = admin(&app, Method::PUT, &format!("/Users/{id}"), Some(put)).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let user = graphql_user(&app, &id).await;
+        assert_eq!((&user["source"], &user["externalId"]), (&json!("hr"), &json!("hr-1")));
+    }
+}
+
+db_test! {
+    async fn external_id_eq_searches_only_the_scim_source(app) {
+        hr_user(&app).await;
+
+        let found = list(&app, &[("filter", r#"externalId eq "hr-1""#)]).await;
+
+        assert_eq!(found.status, 200, "{:?}", found.body);
+        assert!(found.ids().is_empty(), "{:?}", found.body);
+    }
+}
+
 db_test! {
     async fn a_work_email_value_path_finds_the_user(app) {
         let id = create(&app, okta_user("ann")).await;
