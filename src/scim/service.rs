@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 
 use super::user::{self, Stored};
 use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query, validate};
+use crate::approvers::ApproverChange;
 use crate::approvers::store::{self as approver_store, Side};
 use crate::auth::TenantId;
 use crate::users::import::{self, ImportMode, Target, UserImportOptions};
@@ -277,6 +278,7 @@ async fn write(
         profile: &profile,
     };
     let (changes, approvers) = user::changes(doc, Some(&stored), cx.source)?;
+    let approvers = unchanged_manager(cx, user.id, approvers).await?;
     let target = Target {
         id: user.id,
         read_at,
@@ -294,4 +296,28 @@ async fn write(
         .user
         .ok_or_else(|| ScimError::status(500, "internal error"))?;
     one(cx, &user).await
+}
+
+/// A manager sent as the one stored is no change: the approver rules (the approver exists
+/// and is active) judge a manager being set, not one a PUT sends back as it is, or that a
+/// PATCH or DELETE of other attributes carries over from the resource as read.
+async fn unchanged_manager(
+    cx: &Context<'_>,
+    user_id: i64,
+    approvers: ApproverChange,
+) -> ScimResult<ApproverChange> {
+    let sent = match &approvers {
+        ApproverChange::SetManager(None, _) => None,
+        ApproverChange::SetManager(Some(spec), _) => match spec.approver {
+            UserKey::Id(id) => Some(id),
+            _ => return Ok(approvers),
+        },
+        _ => return Ok(approvers),
+    };
+    let stored = managers_of(cx, &[user_id]).await?.get(&user_id).copied();
+    Ok(if sent == stored {
+        ApproverChange::Keep
+    } else {
+        approvers
+    })
 }

@@ -429,6 +429,55 @@ db_test! {
     }
 }
 
+/// Ann, whose manager Bob has been deactivated since; answers Ann's id.
+async fn report_of_an_inactive_manager(app: &TestApp) -> String {
+    let bob = create(app, okta_user("bob")).await;
+    let mut ann = okta_user("ann");
+    ann[ENTERPRISE] = json!({ "manager": { "value": bob } });
+    let ann = create(app, ann).await;
+    let gone = admin(app, Method::DELETE, &format!("/Users/{bob}"), None).await;
+    assert_eq!(gone.status, 204, "{:?}", gone.body);
+    ann
+}
+
+db_test! {
+    async fn a_report_of_an_inactive_manager_can_be_patched(app) {
+        let ann = report_of_an_inactive_manager(&app).await;
+
+        let answer = admin(&app, Method::PATCH, &format!("/Users/{ann}"), Some(patch_op(json!([
+            { "op": "replace", "path": "title", "value": "Clerk" },
+        ])))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body["title"], "Clerk");
+    }
+}
+
+db_test! {
+    async fn a_report_of_an_inactive_manager_can_be_deleted(app) {
+        let ann = report_of_an_inactive_manager(&app).await;
+
+        let answer = admin(&app, Method::DELETE, &format!("/Users/{ann}"), None).await;
+
+        assert_eq!(answer.status, 204, "{:?}", answer.body);
+        assert_eq!(graphql_user(&app, &ann).await["active"], false);
+    }
+}
+
+db_test! {
+    async fn a_put_that_sends_the_stored_inactive_manager_back_is_accepted(app) {
+        let ann = report_of_an_inactive_manager(&app).await;
+        let read = admin(&app, Method::GET, &format!("/Users/{ann}"), None).await;
+        let mut put = okta_user("ann");
+        put[ENTERPRISE] = read.body[ENTERPRISE].clone();
+
+        let answer = admin(&app, Method::PUT, &format!("/Users/{ann}"), Some(put)).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body[ENTERPRISE]["manager"]["value"], read.body[ENTERPRISE]["manager"]["value"]);
+    }
+}
+
 db_test! {
     async fn a_manager_in_another_tenant_is_not_found_and_nothing_is_written(app) {
         let other = send(&app, &app.token_for(Role::Admin, Some("other")), Method::POST, "/Users", Some(okta_user("boss"))).await;
