@@ -180,6 +180,12 @@ fn single(
             }
             Some(Json::Object(out))
         }
+        // Entra sends a manager as its id alone, not as `{"value": id}`.
+        (Kind::Complex, Json::String(id)) if attr.name == "manager" => {
+            let mut object = Map::new();
+            object.insert("value".to_owned(), Json::String(id.clone()));
+            single(attr, &Json::Object(object), path, problems)
+        }
         (Kind::Complex, _) => {
             problems.push(format!("{path}: must be an object"));
             None

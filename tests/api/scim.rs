@@ -429,6 +429,40 @@ db_test! {
     }
 }
 
+db_test! {
+    async fn entras_manager_patch_with_a_bare_id_sets_the_manager(app) {
+        let boss = create(&app, okta_user("boss")).await;
+        let ann = create(&app, okta_user("ann")).await;
+        let body: Value = serde_json::from_str(&format!(r#"{{
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{{
+                "op": "Add",
+                "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+                "value": "{boss}"
+            }}]
+        }}"#)).unwrap();
+
+        let answer = admin(&app, Method::PATCH, &format!("/Users/{ann}"), Some(body)).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let user = graphql_user(&app, &ann).await;
+        assert_eq!(user["approvers"], json!([{ "approver": { "id": boss }, "label": "MANAGER" }]));
+    }
+}
+
+db_test! {
+    async fn a_manager_posted_as_a_bare_id_is_the_manager(app) {
+        let boss = create(&app, okta_user("boss")).await;
+        let mut ann = okta_user("ann");
+        ann[ENTERPRISE] = json!({ "manager": boss });
+
+        let ann = create(&app, ann).await;
+
+        let user = graphql_user(&app, &ann).await;
+        assert_eq!(user["approvers"], json!([{ "approver": { "id": boss }, "label": "MANAGER" }]));
+    }
+}
+
 /// Ann, whose manager Bob has been deactivated since; answers Ann's id.
 async fn report_of_an_inactive_manager(app: &TestApp) -> String {
     let bob = create(app, okta_user("bob")).await;
