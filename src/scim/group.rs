@@ -1,7 +1,8 @@
 //! SCIM Groups are tags: a group's members are the users carrying its tag, so an identity
 //! provider's groups assign learning tracks (seed 003's rule). The group row keeps the name
 //! the provider gave and an id that outlives a rename; every change of membership is a
-//! change of the members' tags, written through the import decision like any other.
+//! change of the members' tags, written with the group's row in one transaction by
+//! `users::membership`: each member that joins or leaves gains or loses that one tag.
 
 use std::collections::BTreeSet;
 
@@ -18,11 +19,8 @@ use super::filter::{self, Filter, Op};
 use super::query::{exact_compare, id_value, invalid, ordered, text_compare};
 use super::service::{Context, MAX_RESULTS};
 use super::{GROUP, LIST_RESPONSE, PATCH_OP, ScimError, ScimResult, ScimType};
-use crate::approvers::ApproverChange;
 use crate::users::domain::Tags;
-use crate::users::import::{self, UserImportOptions};
-use crate::users::lookup::UserKey;
-use crate::users::profile::{Patch, RawUser, UserChanges};
+use crate::users::membership::{self, MembershipError};
 use crate::users::store;
 
 /// A group as a request leaves it: its name, external id and members (user ids).
@@ -310,27 +308,11 @@ fn tag_of(display_name: &str) -> ScimResult<String> {
     }
 }
 
-/// Refuses members that are not users of the tenant, naming each.
-async fn check_members(cx: &Context<'_>, members: &BTreeSet<i64>) -> ScimResult<()> {
-    let ids: Vec<i64> = members.iter().copied().collect();
-    let found = store::by_ids(cx.db, cx.tenant, &ids).await?;
-    let missing: Vec<String> = ids
-        .iter()
-        .filter(|id| !found.contains_key(id))
-        .map(|id| format!("members: no user {id}"))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ScimError::many(ScimType::InvalidValue, &missing))
-    }
-}
-
 pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
     let state = parse(body)?;
     let tag = tag_of(&state.display_name)?;
-    check_members(cx, &state.members).await?;
     let now = Utc::now();
+    let txn = begin(cx).await?;
     let group = scim_groups::ActiveModel {
         tenant: Set(cx.tenant.as_str().to_owned()),
         tag: Set(tag.clone()),
@@ -340,13 +322,44 @@ pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(cx.db)
+    .insert(&txn)
     .await
     .map_err(|error| taken(error, &state.display_name))?;
-    for user in &state.members {
-        retag(cx, *user, None, Some(&tag)).await?;
-    }
+    membership::set_holders(&txn, cx.tenant, None, Some(&tag), &state.members, now)
+        .await
+        .map_err(refused)?;
+    txn.commit().await?;
     resource(cx, &group).await
+}
+
+/// A write of groups: one transaction for the group's row and its members' tags, taking the
+/// tenant's tags lock as every writer of tags does, so that a failure anywhere writes
+/// nothing.
+async fn begin(cx: &Context<'_>) -> ScimResult<sea_orm::DatabaseTransaction> {
+    let txn = crate::db::begin_write(cx.db).await?;
+    crate::db::lock_tenant(&txn, crate::tracks::TAGS_LOCK, cx.tenant).await?;
+    Ok(txn)
+}
+
+/// Members that cannot take the group's tag, each named.
+fn refused(error: MembershipError) -> ScimError {
+    let problems: Vec<String> = match error {
+        MembershipError::Db(error) => return error.into(),
+        MembershipError::NotUsers(ids) => ids
+            .iter()
+            .map(|id| format!("members: no user {id}"))
+            .collect(),
+        MembershipError::TooManyTags(ids) => ids
+            .iter()
+            .map(|id| {
+                format!(
+                    "members: user {id} would carry more than {} tags",
+                    Tags::MAX_COUNT
+                )
+            })
+            .collect(),
+    };
+    ScimError::many(ScimType::InvalidValue, &problems)
 }
 
 fn taken(error: sea_orm::DbErr, name: &str) -> ScimError {
@@ -374,17 +387,20 @@ pub async fn replace(
 pub async fn delete(cx: &Context<'_>, id: &str, if_match: Option<&str>) -> ScimResult<()> {
     let group = stored(cx, id).await?;
     precondition(cx, &group, if_match).await?;
+    let txn = begin(cx).await?;
     let deleted = scim_groups::Entity::delete_many()
         .filter(scim_groups::Column::Id.eq(group.id))
         .filter(scim_groups::Column::UpdatedAt.eq(group.updated_at))
-        .exec(cx.db)
+        .exec(&txn)
         .await?;
     if deleted.rows_affected == 0 {
         return Err(super::changed(&format!("group {id}")));
     }
-    for user in members_of(cx, &group.tag).await? {
-        retag(cx, user, Some(&group.tag), None).await?;
-    }
+    let nobody = BTreeSet::new();
+    membership::set_holders(&txn, cx.tenant, Some(&group.tag), None, &nobody, Utc::now())
+        .await
+        .map_err(refused)?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -419,12 +435,13 @@ async fn precondition(
     }
 }
 
-/// Writes a group's new state: its row, only if no other write of the group came after
-/// `group` was read (else 412), then each member whose tags change.
+/// Writes a group's new state in one transaction: its row, only if no other write of the
+/// group came after `group` was read (else 412), and the tags of the members that join or
+/// leave (or all of them, in a rename).
 async fn write(cx: &Context<'_>, group: scim_groups::Model, state: State) -> ScimResult<Json> {
     let tag = tag_of(&state.display_name)?;
-    check_members(cx, &state.members).await?;
     let now = Utc::now();
+    let txn = begin(cx).await?;
     let updated = scim_groups::Entity::update_many()
         .set(scim_groups::ActiveModel {
             tag: Set(tag.clone()),
@@ -435,68 +452,24 @@ async fn write(cx: &Context<'_>, group: scim_groups::Model, state: State) -> Sci
         })
         .filter(scim_groups::Column::Id.eq(group.id))
         .filter(scim_groups::Column::UpdatedAt.eq(group.updated_at))
-        .exec(cx.db)
+        .exec(&txn)
         .await
         .map_err(|error| taken(error, &state.display_name))?;
     if updated.rows_affected == 0 {
         return Err(super::changed(&format!("group {}", group.id)));
     }
-    let before = members_of(cx, &group.tag).await?;
-    let old_tag = group.tag.clone();
-    for user in before.union(&state.members) {
-        let (was, is) = (before.contains(user), state.members.contains(user));
-        match (was, is) {
-            (true, false) => retag(cx, *user, Some(&old_tag), None).await?,
-            (false, true) => retag(cx, *user, None, Some(&tag)).await?,
-            (true, true) if old_tag != tag => retag(cx, *user, Some(&old_tag), Some(&tag)).await?,
-            _ => {}
-        }
-    }
-    get(cx, &group.id.to_string()).await
-}
-
-/// Takes `remove` from a user's tags and gives it `add`, through the import decision.
-async fn retag(
-    cx: &Context<'_>,
-    user: i64,
-    remove: Option<&str>,
-    add: Option<&str>,
-) -> ScimResult<()> {
-    let Some(model) = store::find(cx.db, cx.tenant, &UserKey::Id(user)).await? else {
-        return Ok(()); // removed meanwhile: nothing to tag
-    };
-    let profile = store::profile_of(cx.db, cx.tenant, &model).await?;
-    let mut tags: Vec<String> = profile
-        .tags
-        .iter()
-        .filter(|t| Some(t.as_str()) != remove)
-        .cloned()
-        .collect();
-    tags.extend(add.map(str::to_owned));
-    let raw = RawUser {
-        external_id: profile.external_id.clone(),
-        source: Some(profile.source.clone()),
-        email: profile.email.clone(),
-        first_name: profile.first_name.clone(),
-        last_name: profile.last_name.clone(),
-        tags: Patch::Set(tags),
-        ..RawUser::default()
-    };
-    let changes = UserChanges::parse(raw, "user")
-        .map_err(|errors| ScimError::from(crate::error::AppError::invalid_fields(errors)))?;
-    import::import_parsed(
-        cx.db,
+    membership::set_holders(
+        &txn,
         cx.tenant,
-        changes,
-        &ApproverChange::Keep,
-        Some(import::Target {
-            id: user,
-            read_at: None,
-        }),
-        &UserImportOptions::default(),
+        Some(&group.tag),
+        Some(&tag),
+        &state.members,
+        now,
     )
-    .await?;
-    Ok(())
+    .await
+    .map_err(refused)?;
+    txn.commit().await?;
+    get(cx, &group.id.to_string()).await
 }
 
 /// `PATCH /Groups/{id}`: `displayName`, `externalId` and `members` (add, remove — all, some,

@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, db_test};
 
 pub const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const ROSTER: &str = "urn:roster:params:scim:schemas:extension:2.0:User";
+pub const ROSTER: &str = "urn:roster:params:scim:schemas:extension:2.0:User";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 

@@ -199,3 +199,71 @@ db_test! {
         assert_eq!(members(&app, &group).await, [ann]);
     }
 }
+
+/// A user carrying as many tags as a user may; answers its id.
+async fn full_user(app: &TestApp, name: &str) -> String {
+    let mut user = okta_user(name);
+    let tags: Vec<String> = (0..roster::users::domain::Tags::MAX_COUNT)
+        .map(|i| format!("t{i}"))
+        .collect();
+    user[crate::scim::ROSTER] = json!({ "tags": tags });
+    create(app, user).await
+}
+
+db_test! {
+    async fn a_group_created_with_a_member_that_cannot_take_its_tag_writes_nothing(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        let full = full_user(&app, "bob").await;
+        let before = app.snapshot().await;
+
+        let answer = admin(&app, Method::POST, "/Groups", Some(json!({
+            "schemas": [GROUP], "displayName": "Sales",
+            "members": [{ "value": ann }, { "value": full }],
+        }))).await;
+
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert!(answer.body["detail"].as_str().unwrap().contains(&full), "{:?}", answer.body);
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}
+
+db_test! {
+    async fn a_group_patch_with_a_member_that_cannot_take_its_tag_writes_nothing(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        let full = full_user(&app, "bob").await;
+        let group = create_group(&app, "Sales", &[]).await;
+        let before = app.snapshot().await;
+
+        let answer = admin(&app, Method::PATCH, &format!("/Groups/{group}"), Some(patch_op(json!([
+            { "op": "replace", "path": "displayName", "value": "Marketing" },
+            { "op": "add", "path": "members", "value": [{ "value": ann }, { "value": full }] },
+        ])))).await;
+
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}
+
+db_test! {
+    async fn concurrent_patches_adding_a_user_to_two_groups_both_land(app) {
+        let ann = create(&app, okta_user("ann")).await;
+        for round in 0..5 {
+            let one = create_group(&app, &format!("one {round}"), &[]).await;
+            let two = create_group(&app, &format!("two {round}"), &[]).await;
+            let add = patch_op(json!([{ "op": "add", "path": "members", "value": [{ "value": ann }] }]));
+
+            let (one, two) = (format!("/Groups/{one}"), format!("/Groups/{two}"));
+
+            let (a, b) = futures_util::join!(
+                admin(&app, Method::PATCH, &one, Some(add.clone())),
+                admin(&app, Method::PATCH, &two, Some(add.clone())),
+            );
+
+            assert_eq!((a.status, b.status), (200, 200), "{:?} {:?}", a.body, b.body);
+            let tags = graphql_user(&app, &ann).await["tags"].clone();
+            for name in [format!("one {round}"), format!("two {round}")] {
+                assert!(tags.as_array().unwrap().contains(&json!(name)), "{name} in {tags}");
+            }
+        }
+    }
+}
