@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use entity::{scim_groups, user_tags};
-use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr,
@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::{Value as Json, json};
 
 use super::filter::{self, Filter, Op};
-use super::query::{exact_compare, id_value, invalid, ordered, text_compare};
+use super::query::{exact_compare, id_value, invalid, ordered};
 use super::service::{Context, MAX_RESULTS};
 use super::{GROUP, LIST_RESPONSE, PATCH_OP, ScimError, ScimResult, ScimType};
 use crate::users::domain::Tags;
@@ -186,12 +186,18 @@ fn sql(filter: &Filter) -> ScimResult<SimpleExpr> {
         },
         Filter::Compare(path, op, value) if path.sub.is_none() => {
             match path.attr.to_ascii_lowercase().as_str() {
-                "displayname" => text_compare(
-                    Func::lower(Expr::col(C::DisplayName)).into(),
-                    *op,
-                    value,
-                    path,
-                )?,
+                // The group's tag is its name as `Tags::parse` leaves it (trimmed, lower-cased
+                // in every script); SQLite's lower() folds ASCII letters only.
+                "displayname" => {
+                    let value = match value.as_str() {
+                        Some(text) if matches!(op, Op::Co | Op::Sw | Op::Ew) => {
+                            Json::String(text.to_lowercase())
+                        }
+                        Some(text) => Json::String(text.trim().to_lowercase()),
+                        None => value.clone(),
+                    };
+                    exact_compare(Expr::col(C::Tag), *op, &value, path)?
+                }
                 "externalid" => exact_compare(Expr::col(C::ExternalId), *op, value, path)?,
                 "id" => ordered(Expr::col(C::Id), *op, id_value(value, path)?.into(), path)?,
                 _ => {

@@ -110,6 +110,20 @@ db_test! {
 }
 
 db_test! {
+    async fn display_name_filters_fold_the_case_of_any_script(app) {
+        let group = create_group(&app, "Продажи", &[]).await;
+        create_group(&app, "Sales", &[]).await;
+        let query = |filter: &str| format!("/Groups?{}", serde_urlencoded::to_string([("filter", filter)]).unwrap());
+
+        let eq = admin(&app, Method::GET, &query(r#"displayName eq "ПРОДАЖИ""#), None).await;
+        let sw = admin(&app, Method::GET, &query(r#"displayName sw "ПРОД""#), None).await;
+
+        assert_eq!(eq.ids(), std::slice::from_ref(&group), "{:?}", eq.body);
+        assert_eq!(sw.ids(), [group], "{:?}", sw.body);
+    }
+}
+
+db_test! {
     async fn display_name_eq_finds_the_group_whatever_the_case(app) {
         let group = create_group(&app, "Safety Team", &[]).await;
         create_group(&app, "Sales", &[]).await;
