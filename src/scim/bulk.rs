@@ -27,7 +27,7 @@ struct Operation {
 /// Runs a `BulkRequest`; the answer is a `BulkResponse` whatever the operations did.
 pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
     let (operations, fail_on_errors) = parse(body)?;
-    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut ids: HashMap<String, Created> = HashMap::new();
     let mut results: Vec<Option<Json>> = vec![None; operations.len()];
     let mut errors = 0usize;
     // Each pass runs every operation whose bulkIds are resolved; an operation named by
@@ -41,16 +41,17 @@ pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
             let named = named_ids(operation);
             if named
                 .iter()
-                .any(|id| !ids.contains_key(id) && declared(&operations, id))
+                .any(|r| !ids.contains_key(&r.id) && declared(&operations, &r.id))
             {
                 continue; // waits for the operation that creates it
             }
             progressed = true;
-            let outcome = match named.iter().find(|id| !ids.contains_key(*id)) {
-                Some(id) => Err(ScimError::bad(
+            let outcome = match named.iter().find(|r| !ids.contains_key(&r.id)) {
+                Some(r) => Err(ScimError::bad(
                     ScimType::InvalidValue,
-                    format!("bulkId:{id} names no operation of this request"),
+                    format!("bulkId:{} names no operation of this request", r.id),
                 )),
+                None if let Err(error) = of_their_types(&named, &ids) => Err(error),
                 None => {
                     let path = resolve(&Json::String(operation.path.clone()), &ids);
                     let data = resolve(&operation.data, &ids);
@@ -169,13 +170,62 @@ fn parse(body: &Json) -> ScimResult<(Vec<Operation>, Option<usize>)> {
     }
 }
 
-/// Every `bulkId:x` an operation names, in its path or anywhere in its data.
-fn named_ids(operation: &Operation) -> Vec<String> {
-    fn walk(value: &Json, out: &mut Vec<String>) {
+/// What operation of a request created, by its bulkId: the resource type and its id.
+struct Created {
+    kind: Kind,
+    id: String,
+}
+
+/// The resource types an operation creates or names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    /// The type of the resources under a path's first segment (`/Users/…`).
+    fn of_path(path: &str) -> Option<Self> {
+        let first = path.trim_start_matches('/').split('/').next()?;
+        match first {
+            "Users" => Some(Self::User),
+            "Groups" => Some(Self::Group),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Group => "Group",
+        }
+    }
+}
+
+/// A `bulkId:x` an operation names, and the type of resource it must name there.
+struct Reference {
+    id: String,
+    kind: Kind,
+}
+
+/// Every `bulkId:x` an operation names, in its path or anywhere in its data. In a path
+/// (`/Groups/bulkId:x`, a `$ref`) the segment before names the type; alone in a value it is
+/// a user, as every value that holds an id in Roster's resources (a member, a manager) is.
+fn named_ids(operation: &Operation) -> Vec<Reference> {
+    fn walk(value: &Json, out: &mut Vec<Reference>) {
         match value {
             Json::String(text) => {
                 if let Some(id) = reference(text) {
-                    out.push(id.to_owned());
+                    let before = text[..text.len() - text.rsplit('/').next().unwrap_or("").len()]
+                        .trim_end_matches('/');
+                    let kind = match before.rsplit('/').next() {
+                        Some("Groups") => Kind::Group,
+                        _ => Kind::User,
+                    };
+                    out.push(Reference {
+                        id: id.to_owned(),
+                        kind,
+                    });
                 }
             }
             Json::Array(items) => items.iter().for_each(|v| walk(v, out)),
@@ -187,6 +237,30 @@ fn named_ids(operation: &Operation) -> Vec<String> {
     walk(&Json::String(operation.path.clone()), &mut out);
     walk(&operation.data, &mut out);
     out
+}
+
+/// Refuses a bulkId that names a resource of another type than its place calls for (a
+/// group as a member or a manager, a user in `/Groups/bulkId:x`).
+fn of_their_types(named: &[Reference], ids: &HashMap<String, Created>) -> ScimResult<()> {
+    let problems: Vec<String> = named
+        .iter()
+        .filter_map(|r| {
+            let created = ids.get(&r.id)?;
+            (created.kind != r.kind).then(|| {
+                format!(
+                    "bulkId:{} names a {}, where a {} is expected",
+                    r.id,
+                    created.kind.as_str(),
+                    r.kind.as_str()
+                )
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ScimError::many(ScimType::InvalidValue, &problems))
+    }
 }
 
 /// The bulkId a text names: `bulkId:x`, alone or as the last segment of a path.
@@ -202,10 +276,10 @@ fn declared(operations: &[Operation], id: &str) -> bool {
 }
 
 /// `value` with every `bulkId:x` replaced by the id x's operation created.
-fn resolve(value: &Json, ids: &HashMap<String, String>) -> Json {
+fn resolve(value: &Json, ids: &HashMap<String, Created>) -> Json {
     match value {
         Json::String(text) => match reference(text).and_then(|id| ids.get(id)) {
-            Some(id) => {
+            Some(Created { id, .. }) => {
                 let prefix = &text[..text.len() - text.rsplit('/').next().unwrap_or("").len()];
                 Json::String(format!("{prefix}{id}"))
             }
@@ -265,7 +339,7 @@ async fn dispatch(
 fn result(
     operation: &Operation,
     outcome: ScimResult<(u16, Option<Json>)>,
-    ids: &mut HashMap<String, String>,
+    ids: &mut HashMap<String, Created>,
     errors: &mut usize,
 ) -> Json {
     match outcome {
@@ -275,8 +349,18 @@ fn result(
                 answer["bulkId"] = json!(bulk_id);
             }
             if let Some(resource) = resource {
-                if let (Some(bulk_id), Some(id)) = (&operation.bulk_id, resource["id"].as_str()) {
-                    ids.insert(bulk_id.clone(), id.to_owned());
+                if let (Some(bulk_id), Some(id), Some(kind)) = (
+                    &operation.bulk_id,
+                    resource["id"].as_str(),
+                    Kind::of_path(&operation.path),
+                ) {
+                    ids.insert(
+                        bulk_id.clone(),
+                        Created {
+                            kind,
+                            id: id.to_owned(),
+                        },
+                    );
                 }
                 answer["location"] = resource["meta"]["location"].clone();
                 answer["version"] = resource["meta"]["version"].clone();

@@ -123,3 +123,48 @@ db_test! {
         assert_eq!(user_count(&app).await, 0);
     }
 }
+
+db_test! {
+    async fn a_bulk_id_of_a_group_where_a_user_is_expected_is_refused(app) {
+        crate::scim::create(&app, okta_user("boss")).await;
+        let mut ann = okta_user("ann");
+        ann[ENTERPRISE] = json!({ "manager": { "value": "bulkId:sales" } });
+        let operations = json!([
+            { "method": "POST", "bulkId": "sales", "path": "/Groups", "data": {
+                "schemas": [GROUP], "displayName": "Sales",
+            } },
+            post_user("ann", ann),
+        ]);
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(operations))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let ann = &answer.body["Operations"][1];
+        assert_eq!(ann["status"], "400", "{ann:?}");
+        assert_eq!(ann["response"]["scimType"], "invalidValue");
+        let detail = ann["response"]["detail"].as_str().unwrap();
+        assert!(detail.contains("bulkId:sales names a Group, where a User is expected"), "{detail}");
+        assert_eq!(user_count(&app).await, 1, "ann was not created");
+    }
+}
+
+db_test! {
+    async fn a_bulk_id_of_a_user_in_a_groups_path_is_refused(app) {
+        let sales = admin(&app, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Sales" }))).await;
+        let sales = sales.body["id"].as_str().unwrap().to_owned();
+        let operations = json!([
+            post_user("ann", okta_user("ann")),
+            { "method": "DELETE", "path": "/Groups/bulkId:ann" },
+        ]);
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(operations))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let delete = &answer.body["Operations"][1];
+        assert_eq!(delete["status"], "400", "{delete:?}");
+        let detail = delete["response"]["detail"].as_str().unwrap();
+        assert!(detail.contains("bulkId:ann names a User, where a Group is expected"), "{detail}");
+        let kept = admin(&app, Method::GET, &format!("/Groups/{sales}"), None).await;
+        assert_eq!(kept.status, 200, "the group that has the user's id is kept");
+    }
+}
