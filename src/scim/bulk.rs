@@ -2,7 +2,8 @@
 //! a result for each. Each operation runs through the very service a request of its own
 //! would, and stands alone: one failing writes nothing of its own and leaves the others.
 //! `bulkId:x` anywhere in a path or a value names the resource the operation of `bulkId` x
-//! created, whatever their order: an operation waits for the ones it names.
+//! created, whatever their order: the operations are ordered once by what they name
+//! (a topological order), and one whose creator failed is answered as such.
 
 use std::collections::HashMap;
 
@@ -27,43 +28,49 @@ struct Operation {
 /// Runs a `BulkRequest`; the answer is a `BulkResponse` whatever the operations did.
 pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
     let (operations, fail_on_errors) = parse(body)?;
+    let named: Vec<Vec<Reference>> = operations.iter().map(named_ids).collect();
+    let order = Order::of(&operations, &named);
     let mut ids: HashMap<String, Created> = HashMap::new();
     let mut results: Vec<Option<Json>> = vec![None; operations.len()];
     let mut errors = 0usize;
-    // Each pass runs every operation whose bulkIds are resolved; an operation named by
-    // none that runs (a cycle, or an id no operation declares) is an error.
-    loop {
-        let mut progressed = false;
-        for (index, operation) in operations.iter().enumerate() {
-            if results[index].is_some() || fail_on_errors.is_some_and(|limit| errors >= limit) {
-                continue;
-            }
-            let named = named_ids(operation);
-            if named
-                .iter()
-                .any(|r| !ids.contains_key(&r.id) && declared(&operations, &r.id))
-            {
-                continue; // waits for the operation that creates it
-            }
-            progressed = true;
-            let outcome = match named.iter().find(|r| !ids.contains_key(&r.id)) {
-                Some(r) => Err(ScimError::bad(
-                    ScimType::InvalidValue,
-                    format!("bulkId:{} names no operation of this request", r.id),
-                )),
-                None if let Err(error) = of_their_types(&named, &ids) => Err(error),
-                None => {
-                    let path = resolve(&Json::String(operation.path.clone()), &ids);
-                    let data = resolve(&operation.data, &ids);
-                    let path = path.as_str().unwrap_or("");
-                    let version = operation.version.as_deref();
-                    dispatch(cx, &operation.method, path, &data, version).await
-                }
-            };
-            results[index] = Some(result(operation, outcome, &mut ids, &mut errors));
-        }
-        if !progressed {
+    let mut ready = order.ready();
+    let mut waiting = order.waiting.clone();
+    // Operations run as soon as every operation they name has run, in request order
+    // where they are free to; each runs once.
+    while let Some(std::cmp::Reverse(index)) = ready.pop() {
+        if fail_on_errors.is_some_and(|limit| errors >= limit) {
             break;
+        }
+        let operation = &operations[index];
+        let named = &named[index];
+        let outcome = if let Some(r) = named.iter().find(|r| !order.creators.contains_key(&r.id)) {
+            Err(ScimError::bad(
+                ScimType::InvalidValue,
+                format!("bulkId:{} names no operation of this request", r.id),
+            ))
+        } else if let Some(r) = named.iter().find(|r| !ids.contains_key(&r.id)) {
+            Err(ScimError::bad(
+                ScimType::InvalidValue,
+                format!(
+                    "bulkId:{}: the operation that was to create it failed, so this one did not run",
+                    r.id
+                ),
+            ))
+        } else if let Err(error) = of_their_types(named, &ids) {
+            Err(error)
+        } else {
+            let path = resolve(&Json::String(operation.path.clone()), &ids);
+            let data = resolve(&operation.data, &ids);
+            let path = path.as_str().unwrap_or("");
+            let version = operation.version.as_deref();
+            dispatch(cx, &operation.method, path, &data, version).await
+        };
+        results[index] = Some(result(operation, outcome, &mut ids, &mut errors));
+        for &next in &order.dependents[index] {
+            waiting[next] -= 1;
+            if waiting[next] == 0 {
+                ready.push(std::cmp::Reverse(next));
+            }
         }
     }
     let stopped = fail_on_errors.is_some_and(|limit| errors >= limit);
@@ -83,6 +90,54 @@ pub async fn run(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
         })
         .collect();
     Ok(json!({ "schemas": [BULK_RESPONSE], "Operations": answers }))
+}
+
+/// The order of a request's operations by what they name, built once: which POST declares
+/// each bulkId, how many operations each waits for, and which wait for each.
+struct Order {
+    creators: HashMap<String, usize>,
+    waiting: Vec<usize>,
+    dependents: Vec<Vec<usize>>,
+}
+
+impl Order {
+    fn of(operations: &[Operation], named: &[Vec<Reference>]) -> Self {
+        let creators: HashMap<String, usize> = operations
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.method == "POST")
+            .filter_map(|(index, o)| o.bulk_id.clone().map(|id| (id, index)))
+            .collect();
+        let mut waiting = vec![0; operations.len()];
+        let mut dependents = vec![Vec::new(); operations.len()];
+        for (index, references) in named.iter().enumerate() {
+            let mut on: Vec<usize> = references
+                .iter()
+                .filter_map(|r| creators.get(&r.id).copied())
+                .collect();
+            on.sort_unstable();
+            on.dedup();
+            waiting[index] = on.len();
+            for creator in on {
+                dependents[creator].push(index);
+            }
+        }
+        Self {
+            creators,
+            waiting,
+            dependents,
+        }
+    }
+
+    /// The operations that wait for none, smallest index first.
+    fn ready(&self) -> std::collections::BinaryHeap<std::cmp::Reverse<usize>> {
+        self.waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, waiting)| **waiting == 0)
+            .map(|(index, _)| std::cmp::Reverse(index))
+            .collect()
+    }
 }
 
 fn parse(body: &Json) -> ScimResult<(Vec<Operation>, Option<usize>)> {
@@ -267,12 +322,6 @@ fn of_their_types(named: &[Reference], ids: &HashMap<String, Created>) -> ScimRe
 fn reference(text: &str) -> Option<&str> {
     let last = text.rsplit('/').next().unwrap_or(text);
     last.strip_prefix("bulkId:")
-}
-
-fn declared(operations: &[Operation], id: &str) -> bool {
-    operations
-        .iter()
-        .any(|o| o.method == "POST" && o.bulk_id.as_deref() == Some(id))
 }
 
 /// `value` with every `bulkId:x` replaced by the id x's operation created.

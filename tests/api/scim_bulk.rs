@@ -168,3 +168,59 @@ db_test! {
         assert_eq!(kept.status, 200, "the group that has the user's id is kept");
     }
 }
+
+db_test! {
+    async fn an_operation_whose_creator_failed_is_answered_as_such(app) {
+        let mut bad = okta_user("bad");
+        bad["emails"] = json!([{ "value": "not-an-email" }]);
+        let mut ann = okta_user("ann");
+        ann[ENTERPRISE] = json!({ "manager": { "value": "bulkId:bad" } });
+        let operations = json!([post_user("ann", ann), post_user("bad", bad)]);
+
+        let answer = admin(&app, Method::POST, "/Bulk", Some(bulk(operations))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let ann = &answer.body["Operations"][0];
+        assert_eq!(ann["status"], "400", "{ann:?}");
+        let detail = ann["response"]["detail"].as_str().unwrap();
+        assert!(detail.contains("bulkId:bad: the operation that was to create it failed"), "{detail}");
+        assert!(!detail.contains("cycle"), "{detail}");
+    }
+}
+
+db_test! {
+    async fn a_reverse_ordered_chain_of_a_thousand_operations_completes(app) {
+        const N: usize = 1000;
+        // Each user names the next one, which comes later in the request, so the operations
+        // run in the reverse of their order. The name rides on `position` (a bulkId is
+        // resolved in any value): a manager chain 1000 deep would spend the time in the
+        // approver rules' walks up the chain, not in ordering the operations.
+        let operations: Vec<Value> = (0..N)
+            .map(|i| {
+                let mut user = json!({
+                    "schemas": [crate::scim::CORE],
+                    "userName": format!("u{i}@example.com"),
+                    "name": { "givenName": "U", "familyName": "L" },
+                    "emails": [{ "value": format!("u{i}@example.com") }],
+                });
+                if i + 1 < N {
+                    user[crate::scim::ROSTER] = json!({ "position": format!("bulkId:u{}", i + 1) });
+                }
+                post_user(&format!("u{i}"), user)
+            })
+            .collect();
+
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            admin(&app, Method::POST, "/Bulk", Some(bulk(Value::Array(operations)))),
+        )
+        .await
+        .expect("the request completes in time");
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let results = answer.body["Operations"].as_array().unwrap();
+        assert_eq!(results.len(), N);
+        assert!(results.iter().all(|r| r["status"] == "201"), "{:?}", results.iter().find(|r| r["status"] != "201"));
+        assert_eq!(user_count(&app).await, N as i64);
+    }
+}
