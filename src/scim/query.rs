@@ -157,6 +157,9 @@ enum Target {
 #[derive(Clone, Copy)]
 enum Value {
     Text,
+    /// A key column, which holds its text lower-cased already: compared as it is (so its
+    /// unique index serves `eq`) with the value lower-cased.
+    Key,
     Id,
     Bool,
     Time,
@@ -240,14 +243,14 @@ fn target(path: &AttrPath, scope: &Scope<'_>) -> Result<Target, ScimError> {
         return Ok(match (attr.as_str(), sub.as_deref()) {
             ("id", None) => column(C::Id, false, Value::Id),
             ("externalid", None) => Target::ExternalId(scope.source.to_owned()),
-            ("username", None) => column(C::LoginKey, true, Value::Text),
+            ("username", None) => column(C::LoginKey, false, Value::Key),
             ("name", Some("givenname")) => column(C::FirstName, true, Value::Text),
             ("name", Some("familyname")) => column(C::LastName, true, Value::Text),
             ("name", Some("middlename")) => column(C::MiddleName, true, Value::Text),
             ("title", None) => column(C::Title, true, Value::Text),
             ("active", None) => column(C::Active, false, Value::Bool),
             ("preferredlanguage", None) => column(C::Language, false, Value::Language),
-            ("emails", None | Some("value")) => column(C::EmailKey, true, Value::Text),
+            ("emails", None | Some("value")) => column(C::EmailKey, false, Value::Key),
             ("phonenumbers", None | Some("value")) => column(C::Phone, false, Value::Text),
             ("addresses", Some("locality")) => column(C::City, true, Value::Text),
             ("emails" | "phonenumbers" | "addresses", Some("type")) => {
@@ -285,7 +288,7 @@ impl Target {
         match self {
             Self::Column {
                 column,
-                kind: Value::Text,
+                kind: Value::Text | Value::Key,
                 ..
             } => Expr::col(column)
                 .is_not_null()
@@ -350,6 +353,7 @@ impl Target {
                 match kind {
                     Value::Text if lower => text_compare(Func::lower(col).into(), op, value, path),
                     Value::Text => exact_compare(col, op, value, path),
+                    Value::Key => text_compare(col, op, value, path),
                     Value::Id => ordered(col, op, id_value(value, path)?.into(), path),
                     Value::Bool => match (op, value) {
                         (Op::Eq, Json::Bool(b)) => Ok(col.eq(*b)),
@@ -463,4 +467,47 @@ fn escape_like(text: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, EntityTrait, QueryFilter, QueryTrait};
+
+    use super::*;
+
+    /// The SQL a filter compiles to, on `backend`.
+    fn sql_of(filter: &str, backend: DbBackend) -> String {
+        let tenant = TenantId::parse("t1").expect("a tenant");
+        let scope = Scope {
+            tenant: &tenant,
+            source: "scim",
+        };
+        let filter = super::super::filter::parse(filter).expect("a filter");
+        users::Entity::find()
+            .filter(sql(&filter, &scope).expect("SQL"))
+            .build(backend)
+            .to_string()
+    }
+
+    /// `userName eq` and `emails eq`, the first call of every identity provider, compare
+    /// the lower-cased key columns as they are, so their unique indexes serve them.
+    #[test]
+    fn user_name_and_email_eq_compare_the_key_columns_as_stored() {
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let login = sql_of(r#"userName eq "Ann@Example.com""#, backend);
+            assert!(
+                login.contains(r#"WHERE "login_key" = 'ann@example.com'"#),
+                "{login}"
+            );
+            let email = sql_of(
+                r#"emails[type eq "work"].value eq "Ann@Example.com""#,
+                backend,
+            );
+            assert!(
+                email.contains(r#""email_key" = 'ann@example.com'"#),
+                "{email}"
+            );
+            assert!(!login.to_lowercase().contains("lower("), "{login}");
+        }
+    }
 }
