@@ -10,7 +10,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value as Json, json};
 
 use super::user::{self, Stored};
-use super::{LIST_RESPONSE, ScimError, ScimResult, filter, patch, query, validate};
+use super::{LIST_RESPONSE, ROSTER_USER, ScimError, ScimResult, filter, patch, query, validate};
 use crate::approvers::ApproverChange;
 use crate::approvers::store::{self as approver_store, Side};
 use crate::auth::TenantId;
@@ -242,6 +242,7 @@ async fn rewrite(
         precondition(&user, if_match)?;
         let mut doc = one(cx, &user).await?;
         change(&mut doc)?;
+        removed_means_none(&mut doc);
         let doc = validate::normalize(&doc)?;
         match write(cx, &user, &doc, Some(user.updated_at.timestamp_micros())).await {
             Err(error) if error.status == 412 && if_match.is_none() => continue,
@@ -252,6 +253,19 @@ async fn rewrite(
         409,
         format!("user {id} kept changing while this request ran; send it again"),
     ))
+}
+
+/// The resource as read always holds Roster's `tags` and `attributes`, so one that lacks
+/// them after a PATCH had them removed: they are sent as none, not left out (which a PUT
+/// takes as "keep them").
+fn removed_means_none(doc: &mut Json) {
+    if let Some(roster) = doc.get_mut(ROSTER_USER).and_then(Json::as_object_mut) {
+        for name in ["tags", "attributes"] {
+            roster
+                .entry(name)
+                .or_insert_with(|| Json::Array(Vec::new()));
+        }
+    }
 }
 
 /// How many times a PATCH reads a user that changes under it again.

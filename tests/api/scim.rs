@@ -782,6 +782,23 @@ db_test! {
 }
 
 db_test! {
+    async fn a_patch_that_removes_the_tags_clears_them(app) {
+        let mut user = okta_user("ann");
+        user[ROSTER] = json!({ "tags": ["Sales"], "attributes": [{ "name": "shift", "value": "night" }] });
+        let id = create(&app, user).await;
+
+        let answer = admin(&app, Method::PATCH, &format!("/Users/{id}"), Some(patch_op(json!([
+            { "op": "remove", "path": format!("{ROSTER}:tags") },
+            { "op": "remove", "path": format!("{ROSTER}:attributes") },
+        ])))).await;
+
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let user = graphql_user(&app, &id).await;
+        assert_eq!((&user["tags"], &user["attributes"]), (&json!([]), &json!([])));
+    }
+}
+
+db_test! {
     async fn tags_sent_over_scim_assign_learning_tracks(app) {
         let track = "mutation { createLearningTrack(input: { name: \"Safety\", tags: [\"sales\"] }) { id } }";
         app.graphql(&app.token(Role::Admin), track, json!({})).await.data();
