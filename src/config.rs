@@ -255,6 +255,23 @@ fn parse_chunk(text: &str) -> Result<usize, String> {
     }
 }
 
+/// The SCIM 2.0 service provider under `/scim/v2`.
+#[derive(Debug, Clone, Args)]
+pub struct ScimConfig {
+    /// The `source` of the users SCIM creates: their SCIM `externalId` is Roster's
+    /// `externalId` within it, apart from the ids other systems send.
+    #[arg(long, env = "ROSTER_SCIM_SOURCE", default_value = "scim")]
+    pub scim_source: String,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            scim_source: "scim".to_owned(),
+        }
+    }
+}
+
 /// Everything `roster serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -276,6 +293,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub jobs: JobsConfig,
+
+    #[command(flatten)]
+    pub scim: ScimConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

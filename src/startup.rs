@@ -43,6 +43,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             queue: Queue::new(config.jobs.job_chunk),
             limits: config.limits,
+            scim: Arc::new(config.scim),
         };
         let router = router(state.clone())?;
         Ok(Self {

@@ -33,6 +33,8 @@ pub const HTTP_DURATION: &str = "roster_http_request_duration_seconds";
 /// batching.
 pub const DB_STATEMENTS: &str = "roster_db_statements_total";
 pub const DB_DURATION: &str = "roster_db_statement_duration_seconds";
+/// SCIM requests, labelled with the operation (`op`) and the HTTP `status` answered.
+pub const SCIM_REQUESTS: &str = "roster_scim_requests_total";
 /// Bulk import jobs accepted by this process.
 pub const JOBS_SUBMITTED: &str = "roster_jobs_submitted_total";
 /// Jobs this process's workers finished, labelled with the final `status`.

@@ -9,6 +9,7 @@ pub mod import_job_keys;
 pub mod import_jobs;
 pub mod learning_track_tags;
 pub mod learning_tracks;
+pub mod scim_groups;
 pub mod track_assignments;
 pub mod track_completions;
 pub mod user_attributes;

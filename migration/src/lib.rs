@@ -11,6 +11,7 @@ mod m20261126_000001_job_images;
 mod m20261127_000001_approver_links_tenant_index;
 mod m20261128_000001_job_failures;
 mod m20261207_000001_job_chunks;
+mod m20261208_000001_scim_groups;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_approver_links_tenant_index::Migration),
             Box::new(m20261128_000001_job_failures::Migration),
             Box::new(m20261207_000001_job_chunks::Migration),
+            Box::new(m20261208_000001_scim_groups::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ mod graphiql;
 mod graphql;
 mod negotiate;
 mod ops;
+mod scim;
 pub mod serve;
 mod ws;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub queue: crate::jobs::Queue,
     pub limits: crate::config::QueryLimits,
+    pub scim: Arc<crate::config::ScimConfig>,
 }
 
 pub fn router(state: AppState) -> anyhow::Result<Router> {
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
         .route(&format!("{}/{{name}}", admin::ASSETS), get(admin::asset))
         .route("/exports/users.csv", get(exports::users_csv))
         .route("/jobs/{id}/failed-rows.csv", get(exports::failed_rows_csv))
+        .merge(scim::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -184,6 +184,53 @@ pub async fn decide(
     options: &UserImportOptions,
     today: NaiveDate,
 ) -> AppResult<Decision> {
+    decide_for(conn, tenant, changes, options, None, today).await
+}
+
+/// A stored user an import is about, named by its id (as a SCIM resource is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub id: i64,
+    /// The `updatedAt` (in microseconds) the writer read the user at: when set and the user
+    /// changed since, nothing is written and the answer is a [`VERSION_CHANGED`] conflict.
+    pub read_at: Option<i64>,
+}
+
+/// The code of the conflict a [`Target`] whose user changed since it was read gets.
+pub const VERSION_CHANGED: &str = "VERSION_CHANGED";
+
+/// [`decide`], or with `target`, the decision for that stored user (which takes the sent
+/// `(source, externalId)`, as a user matched by email does). A `target` not in the tenant
+/// is not found.
+async fn decide_for(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    changes: &UserChanges,
+    options: &UserImportOptions,
+    target: Option<Target>,
+    today: NaiveDate,
+) -> AppResult<Decision> {
+    if let Some(Target { id, read_at }) = target {
+        let Some(user) = store::find_for_update(conn, tenant, &UserKey::Id(id)).await? else {
+            return Err(AppError::NotFound(format!("no user {id}")));
+        };
+        // Checked under the row's lock: nobody writes the user between this and the write.
+        if read_at.is_some_and(|read_at| read_at != user.updated_at.timestamp_micros()) {
+            return Err(AppError::conflict(vec![FieldError::new(
+                "version",
+                VERSION_CHANGED,
+                format!("user {id} changed since it was read"),
+            )]));
+        }
+        let before = store::profile_of(conn, tenant, &user).await?;
+        return match judge(changes, options, Some(user), true, Some(before), today)? {
+            Judged::Done(decision) => Ok(*decision),
+            Judged::Write { existing, after } => {
+                let holders = store::holders_of(conn, tenant, &after, Some(id)).await?;
+                finish(changes, existing, after, &holders)
+            }
+        };
+    }
     // The matched row stays locked (on PostgreSQL) until the transaction ends, so two
     // imports of one user take turns; SQLite's write transaction already serialises them.
     let by_email = match options.match_by {
@@ -624,14 +671,26 @@ pub async fn import_user(
     row: ImportRow,
     options: &UserImportOptions,
 ) -> AppResult<ImportOutcome> {
-    let (mut changes, approvers) = row.parse("user")?;
-    let approvers = &approvers;
+    let (changes, approvers) = row.parse("user")?;
+    import_parsed(db, tenant, changes, &approvers, None, options).await
+}
+
+/// [`import_user`] of changes already parsed (by another transport, such as SCIM); with
+/// `target`, onto that stored user, found by id.
+pub async fn import_parsed(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    mut changes: UserChanges,
+    approvers: &ApproverChange,
+    target: Option<Target>,
+    options: &UserImportOptions,
+) -> AppResult<ImportOutcome> {
     prepare_password(db, tenant, &mut changes).await?;
     // Two imports that both create the same new user race to insert it: the loser decides
     // again, now finding the winner's row.
-    match import_once(db, tenant, &changes, approvers, options).await {
+    match import_once(db, tenant, &changes, approvers, target, options).await {
         Err(Attempt::LostRace(_)) => {
-            match import_once(db, tenant, &changes, approvers, options).await {
+            match import_once(db, tenant, &changes, approvers, target, options).await {
                 Ok(outcome) => Ok(outcome),
                 Err(Attempt::LostRace(error)) => Err(write_error(error, &changes)),
                 Err(Attempt::Failed(error)) => Err(error),
@@ -705,6 +764,7 @@ async fn import_once(
     tenant: &TenantId,
     changes: &UserChanges,
     approvers: &ApproverChange,
+    target: Option<Target>,
     options: &UserImportOptions,
 ) -> Result<ImportOutcome, Attempt> {
     let now = Utc::now();
@@ -717,7 +777,7 @@ async fn import_once(
     if changes.sends_tags() || options.replace {
         db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
     }
-    let decision = decide(&txn, tenant, changes, options, now.date_naive()).await?;
+    let decision = decide_for(&txn, tenant, changes, options, target, now.date_naive()).await?;
     if let Decision::Skip(error) = decision {
         return Err(Attempt::Failed(error));
     }

@@ -6,5 +6,6 @@ pub mod export;
 pub mod graphql;
 pub mod import;
 pub mod lookup;
+pub mod membership;
 pub mod profile;
 pub mod store;

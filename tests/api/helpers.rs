@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use roster::auth::{Authenticator, Role};
-use roster::config::{DatabaseConfig, HttpConfig, JobsConfig, JwtConfig, QueryLimits, ServeConfig};
+use roster::config::{
+    DatabaseConfig, HttpConfig, JobsConfig, JwtConfig, QueryLimits, ScimConfig, ServeConfig,
+};
 use roster::startup::Application;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -130,6 +132,7 @@ fn test_config(database_url: &str) -> ServeConfig {
             job_poll: Duration::from_millis(100),
             ..JobsConfig::default()
         },
+        scim: ScimConfig::default(),
     }
 }
 
@@ -471,10 +474,13 @@ impl Drop for TestDatabase {
 }
 
 impl TestApp {
-    /// Every stored user, tag, attribute and approver link, read straight from the database: two equal
-    /// snapshots mean nothing was written in between.
+    /// Every stored user, tag, attribute, approver link, SCIM group and learning-track
+    /// assignment, read straight from the database: two equal snapshots mean nothing was
+    /// written in between.
     pub async fn snapshot(&self) -> String {
-        use entity::{approver_links, user_attributes, user_tags, users};
+        use entity::{
+            approver_links, scim_groups, track_assignments, user_attributes, user_tags, users,
+        };
         use sea_orm::{EntityTrait, QueryOrder};
 
         let db = self.connect().await;
@@ -502,8 +508,19 @@ impl TestApp {
             .all(&db)
             .await
             .unwrap();
+        let groups = scim_groups::Entity::find()
+            .order_by_asc(scim_groups::Column::Id)
+            .all(&db)
+            .await
+            .unwrap();
+        let assignments = track_assignments::Entity::find()
+            .order_by_asc(track_assignments::Column::UserId)
+            .order_by_asc(track_assignments::Column::TrackId)
+            .all(&db)
+            .await
+            .unwrap();
         let _ = db.close().await;
-        format!("{users:?}\n{tags:?}\n{attributes:?}\n{links:?}")
+        format!("{users:?}\n{tags:?}\n{attributes:?}\n{links:?}\n{groups:?}\n{assignments:?}")
     }
 
     /// The stored row of one user of the default tenant, by external id.
