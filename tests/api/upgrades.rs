@@ -90,15 +90,27 @@ async fn revert(app: &TestApp, id: &str) -> (String, Value) {
     (revert, job)
 }
 
-/// Moves the database's jobs back to rows and results stored a row each.
+/// The migration that stores jobs per chunk.
+const PER_CHUNK: &str = "m20261207_000001_job_chunks";
+
+/// Moves the database's jobs back to rows and results stored a row each: the migrations
+/// from [`PER_CHUNK`] on are undone.
 async fn store_per_row(app: &TestApp) {
+    let migrations = Migrator::migrations();
+    let at = migrations
+        .iter()
+        .position(|m| m.name() == PER_CHUNK)
+        .expect("the migration to chunk records");
     let db = app.connect().await;
-    Migrator::down(&db, Some(1)).await.unwrap();
+    Migrator::down(&db, Some((migrations.len() - at) as u32))
+        .await
+        .unwrap();
     let _ = db.close().await;
     assert!(app.count_rows("import_job_results").await > 0);
 }
 
-/// Starts a server on the database, which applies the migration to chunk records.
+/// Starts a server on the database, which applies the migration to chunk records (and
+/// those after it).
 async fn upgrade(app: &TestApp) {
     app.spawn_peer(|_| {}).await;
     assert!(app.count_rows("import_job_chunks").await > 0);
