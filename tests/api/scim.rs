@@ -908,3 +908,37 @@ db_test! {
         assert_eq!(deleted, 204);
     }
 }
+
+/// The user's `customInfo` as GraphQL reads it.
+async fn custom_info(app: &TestApp, id: &str) -> Value {
+    let query = "query($l: UserLookup!) { user(lookup: $l) { customInfo } }";
+    app.graphql(
+        &app.token(Role::Viewer),
+        query,
+        json!({ "l": { "id": id } }),
+    )
+    .await
+    .data()["user"]["customInfo"]
+        .clone()
+}
+
+db_test! {
+    async fn a_custom_info_string_that_reads_as_json_keeps_its_type_through_patch_and_delete(app) {
+        let mut user = okta_user("ann");
+        user[ROSTER] = json!({ "customInfo": "\"42\"" });
+        let id = create(&app, user).await;
+        assert_eq!(custom_info(&app, &id).await, json!("42"));
+        let read = admin(&app, Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(read.body[ROSTER]["customInfo"], "\"42\"", "the JSON text of the string");
+
+        let patched = admin(&app, Method::PATCH, &format!("/Users/{id}"), Some(patch_op(json!([
+            { "op": "replace", "path": "title", "value": "Lead" },
+        ])))).await;
+        assert_eq!(patched.status, 200, "{:?}", patched.body);
+        assert_eq!(custom_info(&app, &id).await, json!("42"), "a PATCH of the title keeps it");
+        let deleted = admin(&app, Method::DELETE, &format!("/Users/{id}"), None).await;
+
+        assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+        assert_eq!(custom_info(&app, &id).await, json!("42"), "a DELETE keeps it");
+    }
+}
