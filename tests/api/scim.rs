@@ -942,3 +942,54 @@ db_test! {
         assert_eq!(custom_info(&app, &id).await, json!("42"), "a DELETE keeps it");
     }
 }
+
+/// Ann, created with `manager.value` as sent; answers the answer.
+async fn create_with_manager(app: &TestApp, value: &str) -> Answer {
+    let mut ann = okta_user("ann");
+    ann[ENTERPRISE] = json!({ "manager": { "value": value } });
+    admin(app, Method::POST, "/Users", Some(ann)).await
+}
+
+db_test! {
+    async fn a_manager_value_that_is_an_external_id_names_that_user(app) {
+        let mut boss = okta_user("boss");
+        boss["externalId"] = json!("00u1boss");
+        let boss = create(&app, boss).await;
+
+        let answer = create_with_manager(&app, "00u1boss").await;
+
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        assert_eq!(answer.body[ENTERPRISE]["manager"]["value"], json!(boss));
+        let ann = answer.body["id"].as_str().unwrap();
+        let user = graphql_user(&app, ann).await;
+        assert_eq!(user["approvers"], json!([{ "approver": { "id": boss }, "label": "MANAGER" }]));
+    }
+}
+
+db_test! {
+    async fn a_manager_value_that_is_a_user_name_names_that_user(app) {
+        let mut boss = okta_user("boss");
+        boss["externalId"] = json!("00u1boss");
+        let boss = create(&app, boss).await;
+
+        let answer = create_with_manager(&app, "Boss@Example.com").await;
+
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        assert_eq!(answer.body[ENTERPRISE]["manager"]["value"], json!(boss));
+    }
+}
+
+db_test! {
+    async fn a_manager_value_that_names_no_user_is_an_invalid_value_and_nothing_is_written(app) {
+        create(&app, okta_user("boss")).await;
+        let before = app.snapshot().await;
+
+        let answer = create_with_manager(&app, "00u1nobody").await;
+
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert_eq!(answer.scim_type(), "invalidValue");
+        assert!(answer.detail().contains(&format!("{ENTERPRISE}:manager.value")), "{}", answer.detail());
+        assert!(answer.detail().contains("00u1nobody"), "{}", answer.detail());
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}
