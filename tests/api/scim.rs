@@ -993,3 +993,30 @@ db_test! {
         assert_eq!(app.snapshot().await, before, "nothing was written");
     }
 }
+
+/// The value of `roster_scim_requests_total` for `op` and `status` (0 before the first).
+async fn requests_counted(app: &TestApp, op: &str, status: &str) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let series = format!(r#"roster_scim_requests_total{{op="{op}",status="{status}"}} "#);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+db_test! {
+    async fn a_query_string_the_parameters_cannot_be_read_from_is_a_counted_scim_error(app) {
+        let before = requests_counted(&app, "list_groups", "400").await;
+
+        for path in ["/Users?count=1&count=2", "/Groups?startIndex=1&startIndex=2"] {
+            let answer = admin(&app, Method::GET, path, None).await;
+
+            assert_eq!(answer.status, 400, "{path}: {:?}", answer.body);
+            assert!(answer.content_type.starts_with("application/scim+json"), "{path}: {}", answer.content_type);
+            assert_eq!(answer.scim_type(), "invalidValue", "{path}");
+            let name = if path.starts_with("/Users") { "count" } else { "startIndex" };
+            assert!(answer.detail().contains(name), "{path}: {}", answer.detail());
+        }
+        assert!(requests_counted(&app, "list_groups", "400").await > before);
+    }
+}
