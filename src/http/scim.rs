@@ -115,7 +115,11 @@ where
         }
         Ok(Ok(answer)) => match answer.body {
             Some(body) => {
-                let mut response = scim_json(answer.status, &body);
+                let mut response = if answer.status == StatusCode::NOT_MODIFIED {
+                    answer.status.into_response()
+                } else {
+                    scim_json(answer.status, &body)
+                };
                 // One resource's version is its entity tag (RFC 7644 §3.14).
                 if body.get("id").is_some()
                     && let Some(version) = body["meta"]["version"].as_str()
@@ -151,7 +155,8 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A resource `GET` found, or 304 when `If-None-Match` names its version.
+/// A resource `GET` found, or 304 when `If-None-Match` names its version (its body is
+/// then only where `answer` reads the `ETag` from).
 fn unless_unchanged(headers: &HeaderMap, resource: Json) -> Answer {
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -159,9 +164,10 @@ fn unless_unchanged(headers: &HeaderMap, resource: Json) -> Answer {
         .zip(resource["meta"]["version"].as_str())
         .is_some_and(|(tags, version)| crate::scim::matches(tags, version));
     if unchanged {
+        // Sent without its body, but with its `ETag` (RFC 9110 §15.4.5).
         Answer {
             status: StatusCode::NOT_MODIFIED,
-            body: None,
+            body: Some(resource),
         }
     } else {
         Answer::ok(resource)
@@ -402,7 +408,9 @@ async fn get_user(
             let projection = query(projection)?;
             let cx = context(state, &principal, &base);
             let mut found = unless_unchanged(headers, service::get(&cx, &id).await?);
-            if let Some(user) = found.body.as_mut() {
+            if found.status == StatusCode::OK
+                && let Some(user) = found.body.as_mut()
+            {
                 projection::project(
                     user,
                     projection.attributes.as_deref(),

@@ -1020,3 +1020,22 @@ db_test! {
         assert!(requests_counted(&app, "list_groups", "400").await > before);
     }
 }
+
+db_test! {
+    async fn a_304_names_the_version_in_its_etag(app) {
+        let id = create(&app, okta_user("ann")).await;
+        let group = admin(&app, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Sales" }))).await;
+        assert_eq!(group.status, 201, "{:?}", group.body);
+        let group = group.body["id"].as_str().unwrap().to_owned();
+
+        for path in [format!("/Users/{id}"), format!("/Groups/{group}")] {
+            let (_, read, _) = send_with(&app, Method::GET, &path, &[], None).await;
+            let read = read.expect("an ETag");
+
+            let (status, etag, body) = send_with(&app, Method::GET, &path, &[("If-None-Match", &read)], None).await;
+
+            assert_eq!((status, body), (304, Value::Null), "{path}");
+            assert_eq!(etag, Some(read), "{path}: a 304 carries the ETag (RFC 9110 §15.4.5)");
+        }
+    }
+}

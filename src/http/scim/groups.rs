@@ -77,7 +77,9 @@ async fn get_group(
             let projection = query(projection)?;
             let cx = context(state, &principal, &base);
             let mut found = unless_unchanged(headers, group::get(&cx, &id).await?);
-            if let Some(group) = found.body.as_mut() {
+            if found.status == StatusCode::OK
+                && let Some(group) = found.body.as_mut()
+            {
                 projection::project(
                     group,
                     projection.attributes.as_deref(),
