@@ -4,6 +4,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -114,7 +115,11 @@ where
         }
         Ok(Ok(answer)) => match answer.body {
             Some(body) => {
-                let mut response = scim_json(answer.status, &body);
+                let mut response = if answer.status == StatusCode::NOT_MODIFIED {
+                    answer.status.into_response()
+                } else {
+                    scim_json(answer.status, &body)
+                };
                 // One resource's version is its entity tag (RFC 7644 §3.14).
                 if body.get("id").is_some()
                     && let Some(version) = body["meta"]["version"].as_str()
@@ -150,7 +155,8 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A resource `GET` found, or 304 when `If-None-Match` names its version.
+/// A resource `GET` found, or 304 when `If-None-Match` names its version (its body is
+/// then only where `answer` reads the `ETag` from).
 fn unless_unchanged(headers: &HeaderMap, resource: Json) -> Answer {
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -158,9 +164,10 @@ fn unless_unchanged(headers: &HeaderMap, resource: Json) -> Answer {
         .zip(resource["meta"]["version"].as_str())
         .is_some_and(|(tags, version)| crate::scim::matches(tags, version));
     if unchanged {
+        // Sent without its body, but with its `ETag` (RFC 9110 §15.4.5).
         Answer {
             status: StatusCode::NOT_MODIFIED,
-            body: None,
+            body: Some(resource),
         }
     } else {
         Answer::ok(resource)
@@ -317,6 +324,22 @@ struct ListParams {
     excluded_attributes: Option<String>,
 }
 
+/// The parameters of a query string; one they cannot be read from (a parameter sent twice,
+/// text that is not UTF-8) is an `invalidValue` naming what went wrong, answered and counted
+/// as every other SCIM error, not axum's plain-text 400.
+fn query<T>(params: Result<Query<T>, QueryRejection>) -> ScimResult<T> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        let text = rejection.body_text();
+        let reason = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        ScimError::bad(
+            ScimType::InvalidValue,
+            format!("the query string: {reason}"),
+        )
+    })
+}
+
 fn number(name: &str, value: Option<&str>) -> ScimResult<Option<i64>> {
     value
         .map(|v| {
@@ -332,7 +355,7 @@ fn number(name: &str, value: Option<&str>) -> ScimResult<Option<i64>> {
 
 async fn list_users(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&state, &headers);
@@ -342,6 +365,7 @@ async fn list_users(
         "list_users",
         false,
         |principal, base| async move {
+            let params = query(params)?;
             let cx = context(state, &principal, &base);
             let start = number("startIndex", params.start_index.as_deref())?;
             let count = number("count", params.count.as_deref())?;
@@ -371,7 +395,7 @@ struct Projection {
 async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(projection): Query<Projection>,
+    projection: Result<Query<Projection>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&state, &headers);
@@ -381,9 +405,12 @@ async fn get_user(
         "get_user",
         false,
         |principal, base| async move {
+            let projection = query(projection)?;
             let cx = context(state, &principal, &base);
             let mut found = unless_unchanged(headers, service::get(&cx, &id).await?);
-            if let Some(user) = found.body.as_mut() {
+            if found.status == StatusCode::OK
+                && let Some(user) = found.body.as_mut()
+            {
                 projection::project(
                     user,
                     projection.attributes.as_deref(),

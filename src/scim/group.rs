@@ -314,9 +314,25 @@ fn tag_of(display_name: &str) -> ScimResult<String> {
     }
 }
 
+/// The most characters of a group's `externalId`, its column's size.
+const EXTERNAL_ID_MAX_LEN: usize = 255;
+
+/// Refuses an `externalId` its column cannot hold, before anything is written. The
+/// `displayName` needs no such check: its tag, as long or longer, is checked already.
+fn check_external_id(state: &State) -> ScimResult<()> {
+    match &state.external_id {
+        Some(id) if id.chars().count() > EXTERNAL_ID_MAX_LEN => Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!("externalId: must be at most {EXTERNAL_ID_MAX_LEN} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
     let state = parse(body)?;
     let tag = tag_of(&state.display_name)?;
+    check_external_id(&state)?;
     let now = Utc::now();
     let txn = begin(cx).await?;
     let group = scim_groups::ActiveModel {
@@ -446,6 +462,7 @@ async fn precondition(
 /// leave (or all of them, in a rename).
 async fn write(cx: &Context<'_>, group: scim_groups::Model, state: State) -> ScimResult<Json> {
     let tag = tag_of(&state.display_name)?;
+    check_external_id(&state)?;
     let now = Utc::now();
     let txn = begin(cx).await?;
     let updated = scim_groups::Entity::update_many()

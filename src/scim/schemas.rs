@@ -302,7 +302,7 @@ pub static ROSTER: [Attr; 12] = [
     Attr::text("positionAssignedDate", DATE),
     Attr::text(
         "customInfo",
-        "Any JSON, as its text; text that is not JSON is kept as a JSON string.",
+        "Any JSON, as its text; text that is not JSON is kept as a JSON string. A stored string whose text would read as other JSON (42) is shown quoted, as its JSON text, so that it reads back as a string.",
     ),
     Attr::text("source", "The namespace of externalId: the configured SCIM source for users created here.")
         .read_only()

@@ -10,7 +10,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value as Json, json};
 
 use super::user::{self, Stored};
-use super::{LIST_RESPONSE, ROSTER_USER, ScimError, ScimResult, filter, patch, query, validate};
+use super::{
+    ENTERPRISE_USER, LIST_RESPONSE, ROSTER_USER, ScimError, ScimResult, ScimType, filter, patch,
+    query, validate,
+};
 use crate::approvers::ApproverChange;
 use crate::approvers::store::{self as approver_store, Side};
 use crate::auth::TenantId;
@@ -173,7 +176,8 @@ async fn one(cx: &Context<'_>, user: &users::Model) -> ScimResult<Json> {
 
 /// `POST /Users`: a new user; one that exists already is a `uniqueness` error.
 pub async fn create(cx: &Context<'_>, body: &Json) -> ScimResult<Json> {
-    let doc = validate::normalize(body)?;
+    let mut doc = validate::normalize(body)?;
+    resolve_manager(cx, &mut doc).await?;
     let (changes, approvers) = user::changes(&doc, None, cx.source)?;
     let options = UserImportOptions {
         mode: ImportMode::CreateOnly,
@@ -286,12 +290,14 @@ async fn write(
     doc: &Json,
     read_at: Option<i64>,
 ) -> ScimResult<Json> {
+    let mut doc = doc.clone();
+    resolve_manager(cx, &mut doc).await?;
     let profile = store::profile_of(cx.db, cx.tenant, user).await?;
     let stored = Stored {
         user,
         profile: &profile,
     };
-    let (changes, approvers) = user::changes(doc, Some(&stored), cx.source)?;
+    let (changes, approvers) = user::changes(&doc, Some(&stored), cx.source)?;
     let approvers = unchanged_manager(cx, user.id, approvers).await?;
     let target = Target {
         id: user.id,
@@ -310,6 +316,64 @@ async fn write(
         .user
         .ok_or_else(|| ScimError::status(500, "internal error"))?;
     one(cx, &user).await
+}
+
+/// Makes the enterprise `manager.value` (or the id its `$ref` ends with) the Roster id of
+/// the user it names in the tenant: a Roster id, else the `externalId` of a user of the
+/// SCIM source (Okta's), else a `userName` (login, whatever the case). A value that names
+/// no user is an `invalidValue`.
+async fn resolve_manager(cx: &Context<'_>, doc: &mut Json) -> ScimResult<()> {
+    let Some(manager) = doc
+        .get_mut(ENTERPRISE_USER)
+        .and_then(|e| e.get_mut("manager"))
+        .filter(|m| m.is_object())
+    else {
+        return Ok(());
+    };
+    let by_ref = manager
+        .get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.trim_end_matches('/').rsplit('/').next());
+    let Some(value) = manager
+        .get("value")
+        .and_then(Json::as_str)
+        .or(by_ref)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    let mut found = None;
+    if let Some(id) = value.parse::<i64>().ok().filter(|id| *id > 0) {
+        found = store::find(cx.db, cx.tenant, &UserKey::Id(id)).await?;
+    }
+    if found.is_none() {
+        let key = UserKey::External {
+            source: cx.source.to_owned(),
+            external_id: value.clone(),
+        };
+        found = store::find(cx.db, cx.tenant, &key).await?;
+    }
+    if found.is_none() {
+        found = users::Entity::find()
+            .filter(users::Column::Tenant.eq(cx.tenant.as_str()))
+            .filter(users::Column::LoginKey.eq(value.to_lowercase()))
+            .one(cx.db)
+            .await?;
+    }
+    match found {
+        Some(user) => {
+            *manager = json!({ "value": user.id.to_string() });
+            Ok(())
+        }
+        None => Err(ScimError::bad(
+            ScimType::InvalidValue,
+            format!(
+                "{ENTERPRISE_USER}:manager.value: {value:?} is not the id, externalId or userName of a user"
+            ),
+        )),
+    }
 }
 
 /// A manager sent as the one stored is no change: the approver rules (the approver exists

@@ -133,14 +133,25 @@ pub fn resource(
     put(
         &mut roster,
         "customInfo",
-        &profile.custom_info.as_ref().map(|c| match &c.0 {
-            Json::String(text) => text.clone(),
-            other => other.to_string(),
-        }),
+        &profile.custom_info.as_ref().map(|c| custom_info_text(&c.0)),
     );
     roster.insert("source".to_owned(), json!(profile.source));
     doc[ROSTER_USER] = Json::Object(roster);
     doc
+}
+
+/// `customInfo` as SCIM text, which [`changes`] reads back as the very JSON stored: JSON as
+/// its text, and a string as itself unless that text would read as other JSON (`"42"`) or
+/// as nothing (blank), when it is the string's JSON text (`"\"42\""`).
+fn custom_info_text(info: &Json) -> String {
+    match info {
+        Json::String(text)
+            if !text.trim().is_empty() && serde_json::from_str::<Json>(text).is_err() =>
+        {
+            text.clone()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The SCIM attribute a domain input path names (`user.firstName` is `name.givenName`).
@@ -327,7 +338,8 @@ pub fn changes(
             },
             _ => Patch::Clear,
         };
-        // JSON text is kept as that JSON; other text, as a JSON string.
+        // JSON text is kept as that JSON; other text, as a JSON string: what
+        // `custom_info_text` emits reads back as it was stored.
         raw.custom_info = match text(roster.get("customInfo")) {
             Patch::Set(info) => {
                 Patch::Set(serde_json::from_str::<Json>(&info).unwrap_or(Json::String(info)))

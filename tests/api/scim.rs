@@ -908,3 +908,134 @@ db_test! {
         assert_eq!(deleted, 204);
     }
 }
+
+/// The user's `customInfo` as GraphQL reads it.
+async fn custom_info(app: &TestApp, id: &str) -> Value {
+    let query = "query($l: UserLookup!) { user(lookup: $l) { customInfo } }";
+    app.graphql(
+        &app.token(Role::Viewer),
+        query,
+        json!({ "l": { "id": id } }),
+    )
+    .await
+    .data()["user"]["customInfo"]
+        .clone()
+}
+
+db_test! {
+    async fn a_custom_info_string_that_reads_as_json_keeps_its_type_through_patch_and_delete(app) {
+        let mut user = okta_user("ann");
+        user[ROSTER] = json!({ "customInfo": "\"42\"" });
+        let id = create(&app, user).await;
+        assert_eq!(custom_info(&app, &id).await, json!("42"));
+        let read = admin(&app, Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(read.body[ROSTER]["customInfo"], "\"42\"", "the JSON text of the string");
+
+        let patched = admin(&app, Method::PATCH, &format!("/Users/{id}"), Some(patch_op(json!([
+            { "op": "replace", "path": "title", "value": "Lead" },
+        ])))).await;
+        assert_eq!(patched.status, 200, "{:?}", patched.body);
+        assert_eq!(custom_info(&app, &id).await, json!("42"), "a PATCH of the title keeps it");
+        let deleted = admin(&app, Method::DELETE, &format!("/Users/{id}"), None).await;
+
+        assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+        assert_eq!(custom_info(&app, &id).await, json!("42"), "a DELETE keeps it");
+    }
+}
+
+/// Ann, created with `manager.value` as sent; answers the answer.
+async fn create_with_manager(app: &TestApp, value: &str) -> Answer {
+    let mut ann = okta_user("ann");
+    ann[ENTERPRISE] = json!({ "manager": { "value": value } });
+    admin(app, Method::POST, "/Users", Some(ann)).await
+}
+
+db_test! {
+    async fn a_manager_value_that_is_an_external_id_names_that_user(app) {
+        let mut boss = okta_user("boss");
+        boss["externalId"] = json!("00u1boss");
+        let boss = create(&app, boss).await;
+
+        let answer = create_with_manager(&app, "00u1boss").await;
+
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        assert_eq!(answer.body[ENTERPRISE]["manager"]["value"], json!(boss));
+        let ann = answer.body["id"].as_str().unwrap();
+        let user = graphql_user(&app, ann).await;
+        assert_eq!(user["approvers"], json!([{ "approver": { "id": boss }, "label": "MANAGER" }]));
+    }
+}
+
+db_test! {
+    async fn a_manager_value_that_is_a_user_name_names_that_user(app) {
+        let mut boss = okta_user("boss");
+        boss["externalId"] = json!("00u1boss");
+        let boss = create(&app, boss).await;
+
+        let answer = create_with_manager(&app, "Boss@Example.com").await;
+
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        assert_eq!(answer.body[ENTERPRISE]["manager"]["value"], json!(boss));
+    }
+}
+
+db_test! {
+    async fn a_manager_value_that_names_no_user_is_an_invalid_value_and_nothing_is_written(app) {
+        create(&app, okta_user("boss")).await;
+        let before = app.snapshot().await;
+
+        let answer = create_with_manager(&app, "00u1nobody").await;
+
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert_eq!(answer.scim_type(), "invalidValue");
+        assert!(answer.detail().contains(&format!("{ENTERPRISE}:manager.value")), "{}", answer.detail());
+        assert!(answer.detail().contains("00u1nobody"), "{}", answer.detail());
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}
+
+/// The value of `roster_scim_requests_total` for `op` and `status` (0 before the first).
+async fn requests_counted(app: &TestApp, op: &str, status: &str) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let series = format!(r#"roster_scim_requests_total{{op="{op}",status="{status}"}} "#);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+db_test! {
+    async fn a_query_string_the_parameters_cannot_be_read_from_is_a_counted_scim_error(app) {
+        let before = requests_counted(&app, "list_groups", "400").await;
+
+        for path in ["/Users?count=1&count=2", "/Groups?startIndex=1&startIndex=2"] {
+            let answer = admin(&app, Method::GET, path, None).await;
+
+            assert_eq!(answer.status, 400, "{path}: {:?}", answer.body);
+            assert!(answer.content_type.starts_with("application/scim+json"), "{path}: {}", answer.content_type);
+            assert_eq!(answer.scim_type(), "invalidValue", "{path}");
+            let name = if path.starts_with("/Users") { "count" } else { "startIndex" };
+            assert!(answer.detail().contains(name), "{path}: {}", answer.detail());
+        }
+        assert!(requests_counted(&app, "list_groups", "400").await > before);
+    }
+}
+
+db_test! {
+    async fn a_304_names_the_version_in_its_etag(app) {
+        let id = create(&app, okta_user("ann")).await;
+        let group = admin(&app, Method::POST, "/Groups", Some(json!({ "schemas": [GROUP], "displayName": "Sales" }))).await;
+        assert_eq!(group.status, 201, "{:?}", group.body);
+        let group = group.body["id"].as_str().unwrap().to_owned();
+
+        for path in [format!("/Users/{id}"), format!("/Groups/{group}")] {
+            let (_, read, _) = send_with(&app, Method::GET, &path, &[], None).await;
+            let read = read.expect("an ETag");
+
+            let (status, etag, body) = send_with(&app, Method::GET, &path, &[("If-None-Match", &read)], None).await;
+
+            assert_eq!((status, body), (304, Value::Null), "{path}");
+            assert_eq!(etag, Some(read), "{path}: a 304 carries the ETag (RFC 9110 §15.4.5)");
+        }
+    }
+}

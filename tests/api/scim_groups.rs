@@ -281,3 +281,25 @@ db_test! {
         }
     }
 }
+
+db_test! {
+    async fn a_group_external_id_longer_than_255_characters_is_an_invalid_value_and_nothing_is_written(app) {
+        let group = create_group(&app, "Sales", &[]).await;
+        let long = "é".repeat(256);
+        let before = app.snapshot().await;
+
+        let created = admin(&app, Method::POST, "/Groups", Some(json!({
+            "schemas": [GROUP], "displayName": "Ops", "externalId": long,
+        }))).await;
+        let patched = admin(&app, Method::PATCH, &format!("/Groups/{group}"), Some(patch_op(json!([
+            { "op": "replace", "path": "externalId", "value": long },
+        ])))).await;
+
+        for answer in [created, patched] {
+            assert_eq!(answer.status, 400, "{:?}", answer.body);
+            assert_eq!(answer.scim_type(), "invalidValue");
+            assert!(answer.detail().contains("externalId"), "{}", answer.detail());
+        }
+        assert_eq!(app.snapshot().await, before, "nothing was written");
+    }
+}

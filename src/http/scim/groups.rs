@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -9,7 +10,7 @@ use axum::routing::{get, post};
 
 use super::{
     Answer, ListParams, Projection, answer, context, if_match, json_body, number, project_all,
-    read_body, search_params, unless_unchanged,
+    query, read_body, search_params, unless_unchanged,
 };
 use crate::http::AppState;
 use crate::scim::group;
@@ -30,7 +31,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn list_groups(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&state, &headers);
@@ -40,6 +41,7 @@ async fn list_groups(
         "list_groups",
         false,
         |principal, base| async move {
+            let params = query(params)?;
             let cx = context(state, &principal, &base);
             let start = number("startIndex", params.start_index.as_deref())?;
             let count = number("count", params.count.as_deref())?;
@@ -62,7 +64,7 @@ async fn list_groups(
 async fn get_group(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(projection): Query<Projection>,
+    projection: Result<Query<Projection>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let (state, headers) = (&state, &headers);
@@ -72,9 +74,12 @@ async fn get_group(
         "get_group",
         false,
         |principal, base| async move {
+            let projection = query(projection)?;
             let cx = context(state, &principal, &base);
             let mut found = unless_unchanged(headers, group::get(&cx, &id).await?);
-            if let Some(group) = found.body.as_mut() {
+            if found.status == StatusCode::OK
+                && let Some(group) = found.body.as_mut()
+            {
                 projection::project(
                     group,
                     projection.attributes.as_deref(),
