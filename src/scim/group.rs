@@ -16,9 +16,10 @@ use sea_orm::{
 use serde_json::{Value as Json, json};
 
 use super::filter::{self, Filter, Op};
+use super::patch as patch_op;
 use super::query::{exact_compare, id_value, invalid, ordered};
 use super::service::{Context, MAX_RESULTS};
-use super::{GROUP, LIST_RESPONSE, PATCH_OP, ScimError, ScimResult, ScimType};
+use super::{GROUP, LIST_RESPONSE, ScimError, ScimResult, ScimType};
 use crate::users::domain::Tags;
 use crate::users::membership::{self, MembershipError};
 use crate::users::store;
@@ -504,24 +505,7 @@ pub async fn patch(
     body: &Json,
     if_match: Option<&str>,
 ) -> ScimResult<Json> {
-    let schemas_ok = body
-        .get("schemas")
-        .and_then(Json::as_array)
-        .is_some_and(|s| {
-            s.iter()
-                .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP)))
-        });
-    if !schemas_ok {
-        return Err(ScimError::bad(
-            ScimType::InvalidValue,
-            format!("schemas: must hold {PATCH_OP}"),
-        ));
-    }
-    let operations = body
-        .as_object()
-        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("Operations")))
-        .and_then(|(_, v)| v.as_array())
-        .ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "Operations: must be a list"))?;
+    let operations = patch_op::operations(body)?;
     // The operations apply to the group as read; another write coming first reads it again.
     for _ in 0..REREADS {
         let group = stored(cx, id).await?;
@@ -531,12 +515,7 @@ pub async fn patch(
             external_id: group.external_id.clone(),
             members: members_of(cx, &group.tag).await?,
         };
-        for (index, operation) in operations.iter().enumerate() {
-            apply(&mut state, operation).map_err(|mut error| {
-                error.detail = format!("Operations[{index}]: {}", error.detail);
-                error
-            })?;
-        }
+        patch_op::each(operations, |operation| apply(&mut state, operation))?;
         match write(cx, group, state).await {
             Err(error) if error.status == 412 && if_match.is_none() => continue,
             other => return other,
@@ -551,16 +530,8 @@ pub async fn patch(
 /// How many times a PATCH reads a group that changes under it again.
 const REREADS: usize = 3;
 
-fn get_field<'a>(object: &'a Json, name: &str) -> Option<&'a Json> {
-    object
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
 fn apply(state: &mut State, operation: &Json) -> ScimResult<()> {
-    let op = get_field(operation, "op")
+    let op = patch_op::field(operation, "op")
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_ascii_lowercase();
@@ -570,8 +541,10 @@ fn apply(state: &mut State, operation: &Json) -> ScimResult<()> {
             format!("op: {op:?} is not add, replace or remove"),
         ));
     }
-    let value = get_field(operation, "value").cloned().unwrap_or(Json::Null);
-    let Some(path) = get_field(operation, "path").and_then(Json::as_str) else {
+    let value = patch_op::field(operation, "value")
+        .cloned()
+        .unwrap_or(Json::Null);
+    let Some(path) = patch_op::field(operation, "path").and_then(Json::as_str) else {
         if op == "remove" {
             return Err(ScimError::bad(ScimType::NoTarget, "remove needs a path"));
         }

@@ -32,6 +32,18 @@ pub const MAX_OPERATIONS: usize = 1000;
 
 /// Applies a `PatchOp` message to `doc`.
 pub fn apply(doc: &mut Json, message: &Json) -> ScimResult<()> {
+    let operations = operations(message)?;
+    if operations.len() > MAX_OPERATIONS {
+        return Err(ScimError::bad(
+            ScimType::TooMany,
+            format!("Operations: at most {MAX_OPERATIONS} in one request"),
+        ));
+    }
+    each(operations, |operation| one(doc, operation))
+}
+
+/// The operations of a `PatchOp` message, once its `schemas` name the message.
+pub fn operations(message: &Json) -> ScimResult<&[Json]> {
     let schemas_ok = message
         .get("schemas")
         .and_then(Json::as_array)
@@ -45,19 +57,16 @@ pub fn apply(doc: &mut Json, message: &Json) -> ScimResult<()> {
             format!("schemas: must hold {PATCH_OP}"),
         ));
     }
-    let operations = message
-        .as_object()
-        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("Operations")))
-        .and_then(|(_, v)| v.as_array())
-        .ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "Operations: must be a list"))?;
-    if operations.len() > MAX_OPERATIONS {
-        return Err(ScimError::bad(
-            ScimType::TooMany,
-            format!("Operations: at most {MAX_OPERATIONS} in one request"),
-        ));
-    }
+    field(message, "Operations")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "Operations: must be a list"))
+}
+
+/// Applies each operation in turn; an error names the operation it came from.
+pub fn each(operations: &[Json], mut apply: impl FnMut(&Json) -> ScimResult<()>) -> ScimResult<()> {
     for (index, operation) in operations.iter().enumerate() {
-        one(doc, operation).map_err(|mut error| {
+        apply(operation).map_err(|mut error| {
             error.detail = format!("Operations[{index}]: {}", error.detail);
             error
         })?;
@@ -65,7 +74,8 @@ pub fn apply(doc: &mut Json, message: &Json) -> ScimResult<()> {
     Ok(())
 }
 
-fn field<'a>(object: &'a Json, name: &str) -> Option<&'a Json> {
+/// A member of a JSON object by name, whatever the case (SCIM names are case-insensitive).
+pub fn field<'a>(object: &'a Json, name: &str) -> Option<&'a Json> {
     object
         .as_object()?
         .iter()
