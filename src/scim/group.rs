@@ -18,7 +18,7 @@ use serde_json::{Value as Json, json};
 use super::filter::{self, Filter, Op};
 use super::patch as patch_op;
 use super::query::{exact_compare, id_value, invalid, ordered};
-use super::service::{Context, MAX_RESULTS};
+use super::service::{Context, MAX_RESULTS, parse_id};
 use super::{GROUP, LIST_RESPONSE, ScimError, ScimResult, ScimType};
 use crate::users::domain::Tags;
 use crate::users::membership::{self, MembershipError};
@@ -32,15 +32,8 @@ struct State {
     members: BTreeSet<i64>,
 }
 
-fn parse_id(id: &str) -> ScimResult<i64> {
-    id.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ScimError::not_found(format!("no group {id}")))
-}
-
 async fn stored(cx: &Context<'_>, id: &str) -> ScimResult<scim_groups::Model> {
-    let id = parse_id(id)?;
+    let id = parse_id(id, "group")?;
     scim_groups::Entity::find_by_id(id)
         .filter(scim_groups::Column::Tenant.eq(cx.tenant.as_str()))
         .one(cx.db)

@@ -448,7 +448,7 @@ fn like_or_order(
     text: &str,
     path: &AttrPath,
 ) -> Result<SimpleExpr, ScimError> {
-    let escaped = escape_like(text);
+    let escaped = crate::users::store::escape_like(text);
     let like = |pattern: String| LikeExpr::new(pattern).escape('\\');
     Ok(match op {
         Op::Co => col.like(like(format!("%{escaped}%"))),
@@ -456,17 +456,6 @@ fn like_or_order(
         Op::Ew => col.like(like(format!("%{escaped}"))),
         _ => return ordered(col, op, text.into(), path),
     })
-}
-
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[cfg(test)]

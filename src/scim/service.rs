@@ -148,15 +148,16 @@ async fn managers_of(cx: &Context<'_>, ids: &[i64]) -> ScimResult<HashMap<i64, i
         .collect())
 }
 
-fn parse_id(id: &str) -> ScimResult<i64> {
+/// The Roster id a resource's `{id}` names; anything else names no `kind` (404).
+pub(super) fn parse_id(id: &str, kind: &str) -> ScimResult<i64> {
     id.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ScimError::not_found(format!("no user {id}")))
+        .ok_or_else(|| ScimError::not_found(format!("no {kind} {id}")))
 }
 
 async fn stored(cx: &Context<'_>, id: &str) -> ScimResult<users::Model> {
-    let id = parse_id(id)?;
+    let id = parse_id(id, "user")?;
     store::find(cx.db, cx.tenant, &UserKey::Id(id))
         .await?
         .ok_or_else(|| ScimError::not_found(format!("no user {id}")))

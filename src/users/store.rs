@@ -885,7 +885,8 @@ fn filter_condition(backend: DatabaseBackend, tenant: &TenantId, filter: &UserFi
     condition
 }
 
-fn escape_like(text: &str) -> String {
+/// `text` matched literally inside a `LIKE` pattern whose escape character is `\`.
+pub fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
