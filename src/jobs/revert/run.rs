@@ -59,12 +59,12 @@ impl<'r, 'a> Reverter<'r, 'a> {
                 }
                 Phase::Links => match chunks::next_pending(runner.db, job.id, job.cursor).await? {
                     None => self.settle_removals(job).await?,
-                    Some(chunk) => self.restore_links(job, self.original, chunk).await?,
+                    Some(chunk) => self.restore_links(job, chunk).await?,
                 },
                 Phase::Removals => {
                     match chunks::next_pending(runner.db, job.id, job.cursor).await? {
                         None => runner.advance(job, Phase::Done).await?,
-                        Some(chunk) => self.remove_users(job, self.original, chunk).await?,
+                        Some(chunk) => self.remove_users(job, chunk).await?,
                     }
                 }
                 Phase::Done => return runner.finish_chunked(job).await,
@@ -114,7 +114,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
             .into_iter()
             .map(|image| (image.user.id, image))
             .collect();
-        let original = job.revert_of.unwrap_or_default();
+        let original = self.original;
         let earlier = earlier_images(&txn, tenant, job.id, original, &ids).await?;
         let mut steps: Vec<Step> = batch
             .iter()
@@ -279,12 +279,8 @@ impl<'r, 'a> Reverter<'r, 'a> {
 
     /// The second pass over a chunk of rows: their approver sets put back. Rows of users
     /// to remove wait for the last pass.
-    async fn restore_links(
-        &self,
-        job: jobs::Model,
-        original: i64,
-        chunk: Chunk,
-    ) -> Result<jobs::Model, Stop> {
+    async fn restore_links(&self, job: jobs::Model, chunk: Chunk) -> Result<jobs::Model, Stop> {
+        let original = self.original;
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
@@ -445,10 +441,9 @@ impl<'r, 'a> Reverter<'r, 'a> {
         &self,
         conn: &impl ConnectionTrait,
         job_id: i64,
-        original: i64,
         users: &[i64],
     ) -> Result<std::collections::HashSet<i64>, Stop> {
-        let created: HashMap<i32, i64> = images::of_users(conn, original, users)
+        let created: HashMap<i32, i64> = images::of_users(conn, self.original, users)
             .await?
             .into_values()
             .filter(|image| image.before.is_none())
@@ -465,12 +460,8 @@ impl<'r, 'a> Reverter<'r, 'a> {
 
     /// The last pass over a chunk of rows: the users the job created are removed, unless
     /// they changed since, approve for someone or have track completions.
-    async fn remove_users(
-        &self,
-        job: jobs::Model,
-        original: i64,
-        chunk: Chunk,
-    ) -> Result<jobs::Model, Stop> {
+    async fn remove_users(&self, job: jobs::Model, chunk: Chunk) -> Result<jobs::Model, Stop> {
+        let original = self.original;
         let started = Instant::now();
         let tenant = tenant_of(&job)?;
         let batch = chunk.pending();
@@ -485,7 +476,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
             approvers::store::links_by(&txn, &tenant, approvers::store::Side::Approver, &ids)
                 .await?;
         let managee_ids: Vec<i64> = approving.values().flatten().map(|l| l.user_id).collect();
-        let leaving = self.leaving(&txn, job.id, original, &managee_ids).await?;
+        let leaving = self.leaving(&txn, job.id, &managee_ids).await?;
         let approving: HashMap<i64, Vec<_>> = approving
             .into_iter()
             .map(|(id, links)| {
