@@ -45,6 +45,8 @@ pub const JOBS_DELETED: &str = "roster_jobs_deleted_total";
 pub const JOBS_RUNNING: &str = "roster_jobs_running";
 /// Job rows this process's workers committed, labelled with their `action` (and `pass`).
 pub const JOB_ROWS: &str = "roster_job_rows_total";
+/// Job rows found unchanged by their import digest alone (see `jobs::digest`).
+pub const JOB_ROWS_BY_DIGEST: &str = "roster_job_rows_unchanged_by_digest_total";
 /// How long one committed chunk of a job took.
 pub const JOB_CHUNK_DURATION: &str = "roster_job_chunk_duration_seconds";
 

@@ -47,6 +47,10 @@ pub struct Model {
     pub search_key: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What the bulk import that last wrote the user sent for it, bound to the
+    /// `updated_at` that write left (see `roster::jobs::digest`): it says nothing once
+    /// anything moves `updated_at`, and other writes of the row clear it.
+    pub import_digest: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

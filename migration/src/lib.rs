@@ -12,6 +12,7 @@ mod m20261127_000001_approver_links_tenant_index;
 mod m20261128_000001_job_failures;
 mod m20261207_000001_job_chunks;
 mod m20261208_000001_scim_groups;
+mod m20261209_000001_import_digest;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_job_failures::Migration),
             Box::new(m20261207_000001_job_chunks::Migration),
             Box::new(m20261208_000001_scim_groups::Migration),
+            Box::new(m20261209_000001_import_digest::Migration),
         ]
     }
 }

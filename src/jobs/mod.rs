@@ -15,6 +15,7 @@
 
 mod chunks;
 pub mod csv;
+mod digest;
 pub mod failed_rows;
 pub mod graphql;
 mod images;

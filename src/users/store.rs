@@ -205,6 +205,68 @@ pub async fn find_many(
     Ok(found)
 }
 
+/// A user's import digest as stored, with what it is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamped {
+    pub id: i64,
+    pub updated_at: DateTime<Utc>,
+    pub digest: i64,
+}
+
+/// What [`digests_of`] reads of a user.
+#[derive(sea_orm::FromQueryResult)]
+struct StampRow {
+    id: i64,
+    source: String,
+    external_id: String,
+    updated_at: DateTime<Utc>,
+    import_digest: Option<i64>,
+}
+
+/// The users named by `keys` (`(source, external_id)`) that carry an import digest, each
+/// read narrowly: its id, `updated_at` and digest, not the whole user. No row is locked: a
+/// row found unchanged writes nothing, so a write of its user that commits meanwhile comes
+/// after it (and locking would write to every row read on PostgreSQL).
+pub async fn digests_of(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    keys: &[(&str, &str)],
+) -> Result<HashMap<(String, String), Stamped>, DbErr> {
+    let asked: HashSet<(&str, &str)> = keys.iter().copied().collect();
+    let mut found = HashMap::with_capacity(keys.len());
+    for condition in external_in_chunks(keys) {
+        let rows: Vec<StampRow> = users::Entity::find()
+            .select_only()
+            .columns([
+                users::Column::Id,
+                users::Column::Source,
+                users::Column::ExternalId,
+                users::Column::UpdatedAt,
+                users::Column::ImportDigest,
+            ])
+            .filter(users::Column::Tenant.eq(tenant.as_str()))
+            .filter(condition)
+            .filter(users::Column::ImportDigest.is_not_null())
+            .into_model()
+            .all(conn)
+            .await?;
+        for row in rows {
+            let Some(digest) = row.import_digest else {
+                continue;
+            };
+            if asked.contains(&(row.source.as_str(), row.external_id.as_str())) {
+                let stamped = Stamped {
+                    id: row.id,
+                    updated_at: row.updated_at,
+                    digest,
+                };
+                found.insert((row.source, row.external_id), stamped);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The keys of a lookup by kind, emails lower-cased as they are stored.
 struct Asked<'a> {
     ids: Vec<i64>,
@@ -514,7 +576,7 @@ pub async fn insert(
     profile: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    let id = insert_many(conn, tenant, &[profile], now)
+    let id = insert_many(conn, tenant, &[profile], &[], now)
         .await?
         .pop()
         .ok_or(DbErr::RecordNotInserted)?;
@@ -533,18 +595,22 @@ async fn stored(
 }
 
 /// Inserts new users, their tags and attributes, with multi-row statements; returns their
-/// ids in the order given.
+/// ids in the order given. `digests` holds each user's import digest, in the same order
+/// (see `crate::jobs::digest`); users past its end have none.
 pub async fn insert_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     profiles: &[&Profile],
+    digests: &[Option<i64>],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, DbErr> {
     let rows: Vec<users::ActiveModel> = profiles
         .iter()
-        .map(|profile| {
+        .enumerate()
+        .map(|(i, profile)| {
             let mut row = columns(tenant, profile, now);
             row.created_at = Set(now);
+            row.import_digest = Set(digests.get(i).copied().flatten());
             row
         })
         .collect();
@@ -634,16 +700,19 @@ pub async fn update(
     after: &Profile,
     now: DateTime<Utc>,
 ) -> Result<users::Model, DbErr> {
-    update_many(conn, tenant, &[(user, before, after)], now).await?;
+    update_many(conn, tenant, &[(user, before, after)], &[], now).await?;
     stored(conn, tenant, user.id).await
 }
 
 /// Updates users (each `(stored row, before, after)`) with multi-row upserts on their ids;
 /// tags and attributes are rewritten only for users whose tags or attributes changed.
+/// `digests` holds each user's new import digest, as for [`insert_many`]; a user past its
+/// end loses the one it had.
 pub async fn update_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     updates: &[(&users::Model, &Profile, &Profile)],
+    digests: &[Option<i64>],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     use sea_orm::{IdenStatic, Iterable};
@@ -657,10 +726,12 @@ pub async fn update_many(
         .collect();
     let rows: Vec<users::ActiveModel> = updates
         .iter()
-        .map(|(user, _, after)| {
+        .enumerate()
+        .map(|(i, (user, _, after))| {
             let mut row = columns(tenant, after, now);
             row.id = Set(user.id);
             row.created_at = Set(user.created_at);
+            row.import_digest = Set(digests.get(i).copied().flatten());
             row
         })
         .collect();

@@ -15,6 +15,7 @@ mod formulas;
 mod http;
 mod import_command;
 mod import_following;
+mod job_digests;
 mod job_order;
 mod job_writes;
 mod jobs;

@@ -13,6 +13,7 @@ use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::error::{AppError, FieldError};
 use crate::jobs::chunks::InputRow;
+use crate::jobs::digest;
 use crate::jobs::images::{self, Image, Taken};
 use crate::jobs::input::Inputs;
 use crate::jobs::{RowResult, Summary, row_errors};
@@ -21,7 +22,9 @@ use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
 
 /// Decides and writes a chunk's rows with a fixed number of statements per run of rows
-/// that do not touch each other (see [`import::decide_prefix`]); usually one run.
+/// that do not touch each other (see [`import::decide_prefix`]); usually one run. Rows
+/// whose users' digests show them unchanged are decided first ([`Stamps`]); answers the
+/// results and how many rows were decided that way.
 async fn decide_and_write(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -29,13 +32,21 @@ async fn decide_and_write(
     prepared: &[Prepared],
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
-) -> Result<Vec<RowResult>, DbErr> {
+) -> Result<(Vec<RowResult>, u64), DbErr> {
     let mut results = Vec::with_capacity(prepared.len());
     let mut taken = Vec::new();
     let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
+    let stamped = Stamps::read(conn, tenant, prepared).await?;
+    let mut by_digest = 0;
     for row in prepared {
         match &row.parsed {
-            Ok((changes, links)) => pending.push((row, changes, links)),
+            Ok((changes, links)) => match stamped.unchanged(row, changes, links, options) {
+                Some(result) => {
+                    by_digest += 1;
+                    results.push(result);
+                }
+                None => pending.push((row, changes, links)),
+            },
             Err(error) => results.push(RowResult::failed(
                 row.index,
                 row.lookup_key.clone(),
@@ -52,23 +63,31 @@ async fn decide_and_write(
         rest = later;
         let mut creates: Vec<&crate::users::profile::Profile> = Vec::new();
         let mut updates = Vec::new();
-        for decision in decisions.iter().flatten() {
+        let (mut create_digests, mut update_digests) = (Vec::new(), Vec::new());
+        for ((row, _, _), decision) in run.iter().zip(&decisions) {
+            let stamp = row.digest.as_ref().map(|digest| digest::stamp(digest, now));
             match decision {
-                Decision::Create(profile) => creates.push(profile),
-                Decision::Update {
+                Ok(Decision::Create(profile)) => {
+                    creates.push(profile);
+                    create_digests.push(stamp);
+                }
+                Ok(Decision::Update {
                     user,
                     before,
                     after,
-                } => updates.push((user, before.as_ref(), after.as_ref())),
-                Decision::Unchanged(_) | Decision::Skip(_) => {}
+                }) => {
+                    updates.push((user, before.as_ref(), after.as_ref()));
+                    update_digests.push(stamp);
+                }
+                Ok(Decision::Unchanged(_) | Decision::Skip(_)) | Err(_) => {}
             }
         }
         let updated: Vec<i64> = updates.iter().map(|(user, _, _)| user.id).collect();
         let mut sets = approvers::store::sets_of(conn, tenant, &updated).await?;
-        let mut created = user_store::insert_many(conn, tenant, &creates, now)
+        let mut created = user_store::insert_many(conn, tenant, &creates, &create_digests, now)
             .await?
             .into_iter();
-        user_store::update_many(conn, tenant, &updates, now).await?;
+        user_store::update_many(conn, tenant, &updates, &update_digests, now).await?;
         for ((row, _, links), decision) in run.iter().zip(decisions) {
             let user_id = match &decision {
                 Ok(Decision::Create(_)) => created.next(),
@@ -84,14 +103,79 @@ async fn decide_and_write(
     if !options.dry_run {
         images::record(conn, tenant, job_id, taken).await?;
     }
-    Ok(results)
+    Ok((results, by_digest))
+}
+
+/// The import digests of a chunk's users ([`digest`]), read narrowly before anything else.
+struct Stamps {
+    stored: HashMap<(String, String), user_store::Stamped>,
+    /// Keys that more than one row of the chunk names: an earlier row may change the user
+    /// before a later one is decided, so none of them is decided by digest.
+    repeated: std::collections::HashSet<(String, String)>,
+}
+
+impl Stamps {
+    async fn read(
+        conn: &impl ConnectionTrait,
+        tenant: &TenantId,
+        prepared: &[Prepared],
+    ) -> Result<Self, DbErr> {
+        let mut seen = std::collections::HashSet::new();
+        let mut repeated = std::collections::HashSet::new();
+        let mut keys = Vec::new();
+        for row in prepared {
+            if let Ok((changes, _)) = &row.parsed {
+                let key = (changes.source.as_str(), changes.external_id.as_str());
+                if !seen.insert(key) {
+                    repeated.insert((key.0.to_owned(), key.1.to_owned()));
+                }
+                if row.digest.is_some() {
+                    keys.push(key);
+                }
+            }
+        }
+        let stored = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            user_store::digests_of(conn, tenant, &keys).await?
+        };
+        Ok(Self { stored, repeated })
+    }
+
+    /// The result of a row whose user is stored as this very row left it, and that nothing
+    /// wrote since: `UNCHANGED`, its approvers still to be checked in the second pass.
+    fn unchanged(
+        &self,
+        row: &Prepared,
+        changes: &UserChanges,
+        links: &ApproverChange,
+        options: &UserImportOptions,
+    ) -> Option<RowResult> {
+        let sent = row.digest.as_ref()?;
+        let key = (changes.source.clone(), changes.external_id.clone());
+        let stored = self.stored.get(&key)?;
+        if self.repeated.contains(&key) || digest::stamp(sent, stored.updated_at) != stored.digest {
+            return None;
+        }
+        Some(RowResult {
+            index: row.index,
+            lookup_key: row.lookup_key.clone(),
+            action: RowAction::Unchanged,
+            success: true,
+            user_id: Some(stored.id),
+            errors: Vec::new(),
+            links_pending: links.touches_links(options.replace),
+            blocked: false,
+            unblocked: false,
+        })
+    }
 }
 
 /// One chunk of rows decided and written in bulk ([`decide_and_write`]) in a savepoint of
 /// `txn`: a chunk of a normal run in its own transaction, or of a whole-job run in the
 /// job's. A database error rolls the savepoint back, and the chunk runs again with a
 /// savepoint per row, so that the row alone fails. The results are in the order of
-/// `prepared`.
+/// `prepared`, with how many rows were decided by digest.
 pub(super) async fn decide_chunk_in_savepoint(
     txn: &DatabaseTransaction,
     tenant: &TenantId,
@@ -99,13 +183,13 @@ pub(super) async fn decide_chunk_in_savepoint(
     prepared: &[Prepared],
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
-) -> Result<Vec<RowResult>, DbErr> {
+) -> Result<(Vec<RowResult>, u64), DbErr> {
     let savepoint = txn.begin().await?;
-    let mut batch = match decide_and_write(&savepoint, tenant, job_id, prepared, options, now).await
-    {
-        Ok(batch) => {
+    let written = decide_and_write(&savepoint, tenant, job_id, prepared, options, now).await;
+    let (mut batch, by_digest) = match written {
+        Ok(written) => {
             savepoint.commit().await?;
-            batch
+            written
         }
         Err(error) => {
             savepoint.rollback().await?;
@@ -114,11 +198,11 @@ pub(super) async fn decide_chunk_in_savepoint(
             for row in prepared {
                 batch.push(decide_in_savepoint(txn, tenant, job_id, row, options, now).await?);
             }
-            batch
+            (batch, 0)
         }
     };
     batch.sort_by_key(|row| row.index);
-    Ok(batch)
+    Ok((batch, by_digest))
 }
 
 /// What a written decision keeps for a revert: the user before (none for a new one), with

@@ -29,6 +29,7 @@ use entity::import_jobs as jobs;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 use super::chunks::{self, InputRow};
+use super::digest;
 use super::input::Inputs;
 use super::revert::Reverter;
 use super::{JobKind, JobStatus, Phase, RowResult, Summary, store, sync, user_options};
@@ -156,13 +157,15 @@ impl Runner<'_> {
             return Reverter::new(self, original).run(job).await;
         }
         let inputs = Arc::new(Inputs::of(&job)?);
+        let context = digest::context(&job, &user_options(&job));
         let (mut users_ahead, mut links_ahead) = (None, None);
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
             job = match Phase::from_stored(&job.phase) {
                 Phase::Users => {
-                    let read = |from| read_users(self.db.clone(), inputs.clone(), job.id, from);
+                    let read =
+                        |from| read_users(self.db.clone(), inputs.clone(), context, job.id, from);
                     let batch = match Ahead::take(&mut users_ahead, job.cursor).await? {
                         Some(batch) => batch,
                         None => read(job.cursor).await?,
@@ -238,7 +241,7 @@ impl Runner<'_> {
             db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
         }
         let now = Utc::now();
-        let batch =
+        let (batch, by_digest) =
             decide_chunk_in_savepoint(&txn, tenant, job.id, prepared, &options, now).await?;
         let mut summary = Summary::default();
         let mut links_settled = 0;
@@ -263,6 +266,7 @@ impl Runner<'_> {
         summary.add_to(&mut job);
         self.commit(txn, &mut job).await?;
         count_rows("users", &batch);
+        metrics::counter!(telemetry::JOB_ROWS_BY_DIGEST).increment(by_digest);
         Ok(job)
     }
 

@@ -13,6 +13,7 @@ use crate::auth::TenantId;
 use crate::error::AppError;
 use crate::jobs::RowResult;
 use crate::jobs::chunks::{self, InputRow};
+use crate::jobs::digest;
 use crate::jobs::input::Inputs;
 use crate::users::import;
 use crate::users::profile::UserChanges;
@@ -25,6 +26,9 @@ pub(super) struct Prepared {
     /// The stored row without the password it sends, if it sends one
     /// ([`Inputs::without_secrets`]): stored instead once the row succeeds.
     pub(super) without_secrets: Option<String>,
+    /// The row's [`digest`] in its job, when the job's rows have one and the row reads
+    /// well and sends no plain password.
+    pub(super) digest: Option<[u8; 32]>,
 }
 
 /// Parses a chunk's rows and hashes their plain passwords (slow by design), before any
@@ -35,20 +39,28 @@ pub(super) async fn prepare(
     inputs: &Inputs,
     batch: &[InputRow],
 ) -> Vec<Prepared> {
-    hash_passwords(db, tenant, parse(inputs, batch)).await
+    hash_passwords(db, tenant, parse(inputs, None, batch)).await
 }
 
-/// A chunk's rows checked: everything about them that does not depend on the database.
-fn parse(inputs: &Inputs, batch: &[InputRow]) -> Vec<Prepared> {
+/// A chunk's rows checked: everything about them that does not depend on the database;
+/// with the job's digest `context`, each row's digest.
+fn parse(inputs: &Inputs, context: Option<&[u8; 32]>, batch: &[InputRow]) -> Vec<Prepared> {
     batch
         .iter()
         .map(|row| {
             let (lookup_key, parsed) = inputs.parse(row);
+            let digest = match (&parsed, context) {
+                (Ok((changes, _)), Some(context)) if changes.plain_password().is_none() => {
+                    Some(digest::of_row(context, &row.input))
+                }
+                _ => None,
+            };
             Prepared {
                 index: row.idx,
                 lookup_key,
                 parsed,
                 without_secrets: inputs.without_secrets(row),
+                digest,
             }
         })
         .collect()
@@ -128,6 +140,7 @@ pub(super) struct UsersBatch {
 pub(super) async fn read_users(
     db: DatabaseConnection,
     inputs: Arc<Inputs>,
+    context: Option<[u8; 32]>,
     job_id: i64,
     from: i32,
 ) -> Result<Option<UsersBatch>, DbErr> {
@@ -137,7 +150,7 @@ pub(super) async fn read_users(
     let last_idx = chunk.last_idx;
     let rows = chunk.inputs;
     let (rows, prepared) = blocking(move || {
-        let prepared = parse(&inputs, &rows);
+        let prepared = parse(&inputs, context.as_ref(), &rows);
         (rows, prepared)
     })
     .await?;

@@ -48,7 +48,8 @@ impl Runner<'_> {
             };
             from = chunk.last_idx + 1;
             let prepared = prepare(self.db, &tenant, &reader, &chunk.inputs).await;
-            let decided =
+            // A whole-job run's rows have no digests: none is decided by one.
+            let (decided, _) =
                 decide_chunk_in_savepoint(&txn, &tenant, job.id, &prepared, &options, now).await?;
             let secrets = prepared.iter().any(|row| row.without_secrets.is_some());
             let kept = secrets.then(|| Secrets {

@@ -201,7 +201,7 @@ impl<'r, 'a> Reverter<'r, 'a> {
         } else {
             let updates: Vec<(&users::Model, &Profile, &Profile)> =
                 restores.iter().map(|(u, b, a)| (*u, b, *a)).collect();
-            user_store::update_many(&txn, tenant, &updates, now).await?;
+            user_store::update_many(&txn, tenant, &updates, &[], now).await?;
             user_store::reinsert_many(&txn, tenant, &reinserts, now).await?;
         }
         let failed: std::collections::HashSet<i64> = rows
@@ -238,7 +238,9 @@ impl<'r, 'a> Reverter<'r, 'a> {
         let mut failures = Vec::new();
         for (user, before, after) in restores {
             let savepoint = txn.begin().await?;
-            match user_store::update_many(&savepoint, tenant, &[(user, before, after)], now).await {
+            match user_store::update_many(&savepoint, tenant, &[(user, before, after)], &[], now)
+                .await
+            {
                 Ok(()) => savepoint.commit().await?,
                 Err(error) => {
                     savepoint.rollback().await?;
