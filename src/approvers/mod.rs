@@ -342,6 +342,29 @@ impl Snapshot {
         })
     }
 
+    /// Reads only what tells whether sets stay as stored: the approvers `specs` name
+    /// (without a lock) and the stored sets of `users`, not the `MANAGER` chains. A check
+    /// against it that finds a set unchanged ([`crate::users::import::plan_links`] answering
+    /// `None`) is the check [`Self::load`] would give: only a new manager's chain is
+    /// walked. Any other answer must be checked again against a whole snapshot.
+    pub async fn load_stored<'a>(
+        conn: &impl ConnectionTrait,
+        tenant: &TenantId,
+        users: &[i64],
+        specs: impl IntoIterator<Item = &'a ApproverSpec>,
+    ) -> Result<Self, DbErr> {
+        let keys: HashSet<&UserKey> = specs.into_iter().map(|spec| &spec.approver).collect();
+        let keys: Vec<&UserKey> = keys.into_iter().collect();
+        let approvers = users::find_many(conn, tenant, &keys, None).await?;
+        let stored = store::sets_of(conn, tenant, users).await?;
+        Ok(Self {
+            approvers,
+            sets: stored.clone(),
+            stored,
+            managers: HashMap::new(),
+        })
+    }
+
     /// The set of a loaded user as it stands (stored, or accepted since).
     pub fn set(&self, user_id: i64) -> &[Link] {
         self.sets.get(&user_id).map_or(&[], Vec::as_slice)

@@ -8,6 +8,8 @@
 //! them, the failed-rows file, a retry) and the second pass's work are found by reading
 //! only the chunks that hold them.
 
+use std::collections::HashSet;
+
 use entity::import_job_chunks::{
     self as chunks, StoredError, StoredInput, StoredResult, decode, encode,
 };
@@ -216,6 +218,27 @@ pub async fn next_pending(
     from: i32,
 ) -> Result<Option<Chunk>, DbErr> {
     next_where(conn, job_id, from, chunks::Column::Pending.gt(0), true).await
+}
+
+/// The results of a job's rows that are `UNCHANGED` with their approvers settled, for
+/// these users, read chunk by chunk without the input rows.
+pub async fn settled_unchanged(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    users: &HashSet<i64>,
+) -> Result<Vec<RowResult>, DbErr> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(chunk) = next_where(conn, job_id, from, Condition::all(), false).await? {
+        from = chunk.last_idx + 1;
+        found.extend(chunk.results.into_iter().filter(|row| {
+            row.success
+                && !row.links_pending
+                && row.action == RowAction::Unchanged
+                && row.user_id.is_some_and(|id| users.contains(&id))
+        }));
+    }
+    Ok(found)
 }
 
 async fn next_where(

@@ -133,3 +133,39 @@ db_test! {
         assert_eq!(user.phone, None);
     }
 }
+
+/// Person `i` of a feed whose first 600 people are managed by the person 600 after them.
+fn report(i: usize) -> Value {
+    let mut person = person(i);
+    if i < 600 {
+        person["managerExternalId"] = json!(format!("d{}", i + 600));
+    }
+    person
+}
+
+const ERRORS: &str = "query($id: ID!, $after: String, $onlyFailed: Boolean) { importJob(id: $id) {
+    rows(first: 100, after: $after, onlyFailed: $onlyFailed) {
+        totalCount pageInfo { hasNextPage endCursor }
+        edges { node { index action errors { field code } } }
+    }
+} }";
+
+db_test! {
+    async fn a_settled_row_whose_manager_a_later_row_deactivates_is_checked_again(app) {
+        let feed: Vec<Value> = (0..1_200).map(report).collect();
+        let (_, first) = import(&app, &feed).await;
+        assert_eq!(first["summary"]["created"], 1_200, "{first}");
+        // Row 5, in the first chunk, is as it was; its manager's row, in the second, leaves.
+        let mut next = feed.clone();
+        next[605]["active"] = json!(false);
+
+        let (id, again) = import(&app, &next).await;
+
+        assert_eq!(again["summary"]["updated"], 1, "{again}");
+        assert_eq!(again["summary"]["failed"], 1, "{again}");
+        let failed = app.job_rows(ERRORS, &id, true).await;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0]["node"]["index"], 5);
+        assert_eq!(failed[0]["node"]["errors"][0]["code"], "INACTIVE");
+    }
+}

@@ -106,6 +106,21 @@ db_test! {
 }
 
 db_test! {
+    async fn an_unchanged_feed_settles_its_approvers_in_its_first_pass(app) {
+        let feed: Vec<Value> = (0..2_000).map(person).collect();
+        import(&app, json!(feed), json!({})).await;
+        count_row_writes(&app).await;
+
+        let (_, again) = import(&app, json!(feed), json!({})).await;
+
+        assert_eq!(again["summary"]["unchanged"], 2_000, "{again}");
+        // Four chunks of the test server's 500 rows, each stored, then its results written
+        // by the first pass; the second pass has nothing to rewrite.
+        assert_eq!(row_writes(&app, "import_job_chunks").await, 8);
+    }
+}
+
+db_test! {
     async fn a_feed_with_one_change_writes_that_user_alone(app) {
         let mut feed: Vec<Value> = (0..2_000).map(person).collect();
         import(&app, json!(feed), json!({})).await;

@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait};
 
 use super::Stop;
 use super::prefetch::Prepared;
+use super::unchanged;
 use crate::approvers::{self, ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::error::{AppError, FieldError};
@@ -23,7 +24,7 @@ use crate::users::store as user_store;
 
 /// Decides and writes a chunk's rows with a fixed number of statements per run of rows
 /// that do not touch each other (see [`import::decide_prefix`]); usually one run. Rows
-/// whose users' digests show them unchanged are decided first ([`Stamps`]); answers the
+/// whose users' digests show them unchanged are decided first ([`unchanged`]); answers the
 /// results and how many rows were decided that way.
 async fn decide_and_write(
     conn: &impl ConnectionTrait,
@@ -36,15 +37,12 @@ async fn decide_and_write(
     let mut results = Vec::with_capacity(prepared.len());
     let mut taken = Vec::new();
     let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
-    let stamped = Stamps::read(conn, tenant, prepared).await?;
-    let mut by_digest = 0;
+    let mut unchanged = unchanged::by_digest(conn, tenant, prepared, options).await?;
+    let by_digest = unchanged.len() as u64;
     for row in prepared {
         match &row.parsed {
-            Ok((changes, links)) => match stamped.unchanged(row, changes, links, options) {
-                Some(result) => {
-                    by_digest += 1;
-                    results.push(result);
-                }
+            Ok((changes, links)) => match unchanged.remove(&row.index) {
+                Some(result) => results.push(result),
                 None => pending.push((row, changes, links)),
             },
             Err(error) => results.push(RowResult::failed(
@@ -104,71 +102,6 @@ async fn decide_and_write(
         images::record(conn, tenant, job_id, taken).await?;
     }
     Ok((results, by_digest))
-}
-
-/// The import digests of a chunk's users ([`digest`]), read narrowly before anything else.
-struct Stamps {
-    stored: HashMap<(String, String), user_store::Stamped>,
-    /// Keys that more than one row of the chunk names: an earlier row may change the user
-    /// before a later one is decided, so none of them is decided by digest.
-    repeated: std::collections::HashSet<(String, String)>,
-}
-
-impl Stamps {
-    async fn read(
-        conn: &impl ConnectionTrait,
-        tenant: &TenantId,
-        prepared: &[Prepared],
-    ) -> Result<Self, DbErr> {
-        let mut seen = std::collections::HashSet::new();
-        let mut repeated = std::collections::HashSet::new();
-        let mut keys = Vec::new();
-        for row in prepared {
-            if let Ok((changes, _)) = &row.parsed {
-                let key = (changes.source.as_str(), changes.external_id.as_str());
-                if !seen.insert(key) {
-                    repeated.insert((key.0.to_owned(), key.1.to_owned()));
-                }
-                if row.digest.is_some() {
-                    keys.push(key);
-                }
-            }
-        }
-        let stored = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            user_store::digests_of(conn, tenant, &keys).await?
-        };
-        Ok(Self { stored, repeated })
-    }
-
-    /// The result of a row whose user is stored as this very row left it, and that nothing
-    /// wrote since: `UNCHANGED`, its approvers still to be checked in the second pass.
-    fn unchanged(
-        &self,
-        row: &Prepared,
-        changes: &UserChanges,
-        links: &ApproverChange,
-        options: &UserImportOptions,
-    ) -> Option<RowResult> {
-        let sent = row.digest.as_ref()?;
-        let key = (changes.source.clone(), changes.external_id.clone());
-        let stored = self.stored.get(&key)?;
-        if self.repeated.contains(&key) || digest::stamp(sent, stored.updated_at) != stored.digest {
-            return None;
-        }
-        Some(RowResult {
-            index: row.index,
-            lookup_key: row.lookup_key.clone(),
-            action: RowAction::Unchanged,
-            success: true,
-            user_id: Some(stored.id),
-            errors: Vec::new(),
-            links_pending: links.touches_links(options.replace),
-            blocked: false,
-            unblocked: false,
-        })
-    }
 }
 
 /// One chunk of rows decided and written in bulk ([`decide_and_write`]) in a savepoint of

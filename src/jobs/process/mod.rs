@@ -14,11 +14,15 @@
 //!
 //! - [`prefetch`]: a chunk's rows read and parsed ahead, outside any transaction;
 //! - [`decide`]: how a chunk is decided and written;
+//! - [`unchanged`]: rows found unchanged by their users' import digests, before deciding;
+//! - [`barrier`]: the end of the first pass, where rows settled early may be checked again;
 //! - [`statistics`]: planner statistics refreshed as a job grows the tables.
 
+mod barrier;
 mod decide;
 mod prefetch;
 mod statistics;
+mod unchanged;
 mod whole;
 
 use std::sync::Arc;
@@ -171,7 +175,7 @@ impl Runner<'_> {
                         None => read(job.cursor).await?,
                     };
                     match batch {
-                        None => self.advance(job, Phase::Links).await?,
+                        None => self.end_first_pass(job).await?,
                         Some(batch) => {
                             let next = batch.last_idx + 1;
                             users_ahead = Some(Ahead::start(next, read(next)));
@@ -199,6 +203,24 @@ impl Runner<'_> {
                 Phase::Done => return self.finish_chunked(job).await,
             };
         }
+    }
+
+    /// Moves the job to its second pass past the [`barrier`].
+    async fn end_first_pass(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
+        let tenant = tenant_of(&job)?;
+        let (txn, mut job) = self.begin(job.id).await?;
+        let reopened = barrier::reopen(&txn, &tenant, &mut job).await?;
+        if reopened > 0 {
+            tracing::info!(
+                job = job.id,
+                reopened,
+                "rows whose approvers the job wrote are checked again"
+            );
+        }
+        job.phase = Phase::Links.as_str().to_owned();
+        job.cursor = 0;
+        self.commit(txn, &mut job).await?;
+        Ok(job)
     }
 
     pub(super) async fn advance(
