@@ -347,3 +347,21 @@ fn any_of(links: &[(i64, &Link)]) -> Condition {
         )
     })
 }
+
+/// The users of the tenant with an approver written since `since` (created, changed or
+/// touched): those whose sets a check made before then may now answer otherwise.
+pub async fn approved_by_written_since(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<i64>, DbErr> {
+    let sql = "SELECT DISTINCT l.user_id FROM approver_links l \
+               JOIN users a ON a.id = l.approver_id \
+               WHERE l.tenant = ? AND a.tenant = ? AND a.updated_at >= ?";
+    let values = vec![tenant.as_str().into(), tenant.as_str().into(), since.into()];
+    conn.query_all_raw(db::statement(conn.get_database_backend(), sql, values))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect()
+}

@@ -257,21 +257,3 @@ pub async fn of_users(
     }
     Ok(found)
 }
-
-/// The users with an approver this job updated (one whose image it keeps as it was before):
-/// what the approver pass may now judge otherwise than it did before the job.
-pub async fn approved_by_updated(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    job_id: i64,
-) -> Result<Vec<i64>, DbErr> {
-    let sql = "SELECT DISTINCT l.user_id FROM approver_links l \
-               JOIN import_job_images i ON i.user_id = l.approver_id \
-               WHERE i.job_id = ? AND i.before IS NOT NULL AND l.tenant = ?";
-    let values = vec![job_id.into(), tenant.as_str().into()];
-    conn.query_all_raw(db::statement(conn.get_database_backend(), sql, values))
-        .await?
-        .iter()
-        .map(|row| row.try_get_by_index(0))
-        .collect()
-}

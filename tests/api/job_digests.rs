@@ -169,3 +169,31 @@ db_test! {
         assert_eq!(failed[0]["node"]["errors"][0]["code"], "INACTIVE");
     }
 }
+
+db_test! {
+    async fn a_settled_row_whose_user_a_row_before_it_sets_other_approvers_for_is_checked_again(app) {
+        let feed: Vec<Value> = (0..1_200).map(report).collect();
+        import(&app, &feed).await;
+        // In the first chunk, d5 with another manager; in the second, d5 as the last import
+        // sent it, so that its digest matches.
+        let mut next = feed.clone();
+        next[3] = report(5);
+        next[3]["managerExternalId"] = json!("d606");
+        next[5] = report(3);
+        next[700] = report(5);
+
+        let (id, again) = import(&app, &next).await;
+
+        let rows = app.job_rows(ROWS, &id, false).await;
+        assert_eq!(rows[3]["node"]["action"], "UPDATED", "{again}");
+        assert_eq!(rows[700]["node"]["action"], "UPDATED", "{again}");
+        let manager = app
+            .scalar(
+                "SELECT CAST(a.id AS BIGINT) AS n FROM approver_links l \
+                 JOIN users u ON u.id = l.user_id JOIN users a ON a.id = l.approver_id \
+                 WHERE u.external_id = 'd5'",
+            )
+            .await;
+        assert_eq!(Some(manager), app.stored_user("d605").await.map(|user| user.id));
+    }
+}

@@ -175,7 +175,7 @@ impl Runner<'_> {
                         None => read(job.cursor).await?,
                     };
                     match batch {
-                        None => self.end_first_pass(job).await?,
+                        None => self.end_first_pass(job, &inputs).await?,
                         Some(batch) => {
                             let next = batch.last_idx + 1;
                             users_ahead = Some(Ahead::start(next, read(next)));
@@ -206,10 +206,11 @@ impl Runner<'_> {
     }
 
     /// Moves the job to its second pass past the [`barrier`].
-    async fn end_first_pass(&self, job: jobs::Model) -> Result<jobs::Model, Stop> {
+    async fn end_first_pass(&self, job: jobs::Model, inputs: &Inputs) -> Result<jobs::Model, Stop> {
         let tenant = tenant_of(&job)?;
         let (txn, mut job) = self.begin(job.id).await?;
-        let reopened = barrier::reopen(&txn, &tenant, &mut job).await?;
+        let replace = user_options(&job).replace;
+        let reopened = barrier::reopen(&txn, &tenant, inputs, replace, &mut job).await?;
         if reopened > 0 {
             tracing::info!(
                 job = job.id,
