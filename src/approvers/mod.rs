@@ -296,7 +296,7 @@ pub async fn check_set(
 /// holds the tenant's approver lock ([`LOCK_KIND`]), so the links cannot change meanwhile.
 pub struct Snapshot {
     /// The named approvers, by every key they can be named with.
-    approvers: HashMap<UserKey, User>,
+    approvers: HashMap<UserKey, users::Named>,
     /// The users' sets as stored, and as accepted since.
     stored: HashMap<i64, Vec<Link>>,
     sets: HashMap<i64, Vec<Link>>,
@@ -317,7 +317,8 @@ impl Snapshot {
         let specs: Vec<&ApproverSpec> = specs.into_iter().collect();
         let keys: HashSet<&UserKey> = specs.iter().map(|spec| &spec.approver).collect();
         let keys: Vec<&UserKey> = keys.into_iter().collect();
-        let approvers = users::find_many(conn, tenant, &keys, Some(LockType::Share)).await?;
+        let approvers: HashMap<UserKey, users::Named> =
+            users::find_many_as(conn, tenant, &keys, Some(LockType::Share)).await?;
         let stored = store::sets_of(conn, tenant, users).await?;
         let named: Vec<i64> = specs
             .iter()
@@ -355,7 +356,7 @@ impl Snapshot {
     ) -> Result<Self, DbErr> {
         let keys: HashSet<&UserKey> = specs.into_iter().map(|spec| &spec.approver).collect();
         let keys: Vec<&UserKey> = keys.into_iter().collect();
-        let approvers = users::find_many(conn, tenant, &keys, None).await?;
+        let approvers = users::find_many_as(conn, tenant, &keys, None).await?;
         let stored = store::sets_of(conn, tenant, users).await?;
         Ok(Self {
             approvers,

@@ -172,6 +172,16 @@ pub async fn find_many(
     keys: &[&UserKey],
     lock: Option<LockType>,
 ) -> Result<HashMap<UserKey, users::Model>, DbErr> {
+    find_many_as(conn, tenant, keys, lock).await
+}
+
+/// [`find_many`], reading of each user what `M` holds.
+pub async fn find_many_as<M: Found>(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    keys: &[&UserKey],
+    lock: Option<LockType>,
+) -> Result<HashMap<UserKey, M>, DbErr> {
     let Asked {
         ids,
         emails,
@@ -184,25 +194,97 @@ pub async fn find_many(
     conditions.extend(in_chunks(users::Column::EmailKey, emails));
     conditions.extend(external_in_chunks(&external));
     let mut found = HashMap::new();
-    for user in matching(conn, tenant, conditions, lock).await? {
-        let asked = asked_ids.contains(&user.id)
-            || asked_emails.contains(&user.email_key)
-            || asked_external.contains(&(user.source.as_str(), user.external_id.as_str()));
+    for user in matching::<M>(conn, tenant, conditions, lock).await? {
+        let (source, external_id) = user.external();
+        let asked = asked_ids.contains(&user.id())
+            || asked_emails.contains(user.email_key())
+            || asked_external.contains(&(source, external_id));
         if !asked {
             // The same external id in another source.
             continue;
         }
-        found.insert(UserKey::Id(user.id), user.clone());
-        found.insert(UserKey::Email(user.email_key.clone()), user.clone());
-        found.insert(
-            UserKey::External {
-                source: user.source.clone(),
-                external_id: user.external_id.clone(),
-            },
-            user,
-        );
+        let external = UserKey::External {
+            source: source.to_owned(),
+            external_id: external_id.to_owned(),
+        };
+        found.insert(UserKey::Id(user.id()), user.clone());
+        found.insert(UserKey::Email(user.email_key().to_owned()), user.clone());
+        found.insert(external, user);
     }
     Ok(found)
+}
+
+/// What a lookup of users reads of each: the whole row ([`users::Model`]), or the few
+/// columns that name it ([`Named`]).
+pub trait Found: sea_orm::FromQueryResult + Clone + Send + Sync + Sized {
+    fn read(query: sea_orm::Select<users::Entity>)
+    -> sea_orm::Selector<sea_orm::SelectModel<Self>>;
+    fn id(&self) -> i64;
+    fn email_key(&self) -> &str;
+    /// `(source, external_id)`.
+    fn external(&self) -> (&str, &str);
+}
+
+impl Found for users::Model {
+    fn read(
+        query: sea_orm::Select<users::Entity>,
+    ) -> sea_orm::Selector<sea_orm::SelectModel<Self>> {
+        query.into_model()
+    }
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn email_key(&self) -> &str {
+        &self.email_key
+    }
+
+    fn external(&self) -> (&str, &str) {
+        (&self.source, &self.external_id)
+    }
+}
+
+/// A user as another user's approver is checked against it: who it is, and whether it is
+/// active.
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub struct Named {
+    pub id: i64,
+    pub source: String,
+    pub external_id: String,
+    pub email: String,
+    pub email_key: String,
+    pub active: bool,
+}
+
+impl Found for Named {
+    fn read(
+        query: sea_orm::Select<users::Entity>,
+    ) -> sea_orm::Selector<sea_orm::SelectModel<Self>> {
+        query
+            .select_only()
+            .columns([
+                users::Column::Id,
+                users::Column::Source,
+                users::Column::ExternalId,
+                users::Column::Email,
+                users::Column::EmailKey,
+                users::Column::Active,
+            ])
+            .into_model()
+    }
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn email_key(&self) -> &str {
+        &self.email_key
+    }
+
+    fn external(&self) -> (&str, &str) {
+        (&self.source, &self.external_id)
+    }
 }
 
 /// A user's import digest as stored, with what it is checked against.
@@ -322,20 +404,20 @@ fn external_in_chunks(keys: &[(&str, &str)]) -> Vec<Condition> {
 
 /// The tenant's users that meet any of `conditions`, one statement per condition, each user
 /// once, in order of id.
-async fn matching(
+async fn matching<M: Found>(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     conditions: Vec<Condition>,
     lock: Option<LockType>,
-) -> Result<Vec<users::Model>, DbErr> {
+) -> Result<Vec<M>, DbErr> {
     let lock = lock.filter(|_| conn.get_database_backend() == DatabaseBackend::Postgres);
-    let mut found: HashMap<i64, users::Model> = HashMap::new();
+    let mut found: HashMap<i64, M> = HashMap::new();
     for condition in conditions {
-        let query = lookup(tenant, condition, lock);
-        found.extend(query.all(conn).await?.into_iter().map(|u| (u.id, u)));
+        let query = M::read(lookup(tenant, condition, lock));
+        found.extend(query.all(conn).await?.into_iter().map(|u| (u.id(), u)));
     }
-    let mut users: Vec<users::Model> = found.into_values().collect();
-    users.sort_unstable_by_key(|u| u.id);
+    let mut users: Vec<M> = found.into_values().collect();
+    users.sort_unstable_by_key(|u| u.id());
     Ok(users)
 }
 
@@ -384,7 +466,8 @@ pub async fn holders_of_many(
     profiles: &[&Profile],
     read: Option<(&[&UserKey], &HashMap<UserKey, users::Model>)>,
 ) -> Result<Vec<users::Model>, DbErr> {
-    let mut holders = matching(conn, tenant, holder_conditions(profiles, read), None).await?;
+    let mut holders: Vec<users::Model> =
+        matching(conn, tenant, holder_conditions(profiles, read), None).await?;
     if let Some((_, found)) = read {
         let mut ids: HashSet<i64> = holders.iter().map(|u| u.id).collect();
         holders.extend(found.values().filter(|u| ids.insert(u.id)).cloned());
