@@ -8,7 +8,8 @@
 //! moved since, would be decided `UNCHANGED`: its user, tags and attributes are what that
 //! row made them, and nothing wrote the user since. Any other write of the user moves its
 //! `updated_at` (tags and approvers included), so the digest no longer matches and the row
-//! is decided the long way, against the user as stored.
+//! is decided the long way, against the user as stored. A user found unchanged that way
+//! takes the row's digest, bound to its `updated_at` as it is.
 //!
 //! Only rows that can be decided this way are given a digest ([`Prepared::digest`]): a
 //! row that sends a plain password never is (the digest would be a fast hash of it), nor

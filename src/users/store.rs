@@ -962,6 +962,31 @@ pub async fn deactivate_many(
 }
 
 /// Sets the same columns of many users, a bounded number of ids per statement.
+/// Stores import digests (`(user id, digest)`) for users a job found as its rows left
+/// them, without moving their `updated_at`: they did not change.
+pub async fn stamp_many(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    stamps: &[(i64, i64)],
+) -> Result<(), DbErr> {
+    for chunk in stamps.chunks(IN_CHUNK) {
+        let mut case = sea_orm::sea_query::CaseStatement::new();
+        for &(id, digest) in chunk {
+            case = case.case(users::Column::Id.eq(id), Expr::value(digest));
+        }
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        let digest = case.finally(Expr::col(users::Column::ImportDigest));
+        update_by_ids(
+            conn,
+            tenant,
+            &ids,
+            &[(users::Column::ImportDigest, digest.into())],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn update_by_ids(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,

@@ -197,3 +197,22 @@ db_test! {
         assert_eq!(Some(manager), app.stored_user("d605").await.map(|user| user.id));
     }
 }
+
+db_test! {
+    async fn users_found_unchanged_the_long_way_are_found_by_digest_the_next_time(app) {
+        // Written one by one, not by a job: they have no digest.
+        let token = app.token(roster::auth::Role::Admin);
+        let feed: Vec<Value> = (0..30).map(person).collect();
+        for user in &feed {
+            app.graphql(&token, IMPORT_ONE, json!({ "u": user })).await.data();
+        }
+        let (_, first) = import(&app, &feed).await;
+        assert_eq!(first["summary"]["unchanged"], 30, "{first}");
+        app.execute("ALTER TABLE users DROP COLUMN google_id").await;
+
+        let (_, again) = import(&app, &feed).await;
+
+        assert_eq!(again["status"], "COMPLETED", "{again}");
+        assert_eq!(again["summary"]["unchanged"], 30, "{again}");
+    }
+}

@@ -86,6 +86,20 @@ async fn decide_and_write(
             .await?
             .into_iter();
         user_store::update_many(conn, tenant, &updates, &update_digests, now).await?;
+        // Users found unchanged the long way (written before digests, or by another path
+        // since) take this row's digest, so that the next import finds them by it.
+        let stamps: Vec<(i64, i64)> = run
+            .iter()
+            .zip(&decisions)
+            .filter_map(|((row, _, _), decision)| match (decision, &row.digest) {
+                (Ok(Decision::Unchanged(user)), Some(digest)) => {
+                    let stamp = digest::stamp(digest, user.updated_at);
+                    (user.import_digest != Some(stamp)).then_some((user.id, stamp))
+                }
+                _ => None,
+            })
+            .collect();
+        user_store::stamp_many(conn, tenant, &stamps).await?;
         for ((row, _, links), decision) in run.iter().zip(decisions) {
             let user_id = match &decision {
                 Ok(Decision::Create(_)) => created.next(),
