@@ -961,7 +961,6 @@ pub async fn deactivate_many(
     update_by_ids(conn, tenant, ids, &set).await
 }
 
-/// Sets the same columns of many users, a bounded number of ids per statement.
 /// Stores import digests (`(user id, digest)`) for users a job found as its rows left
 /// them, without moving their `updated_at`: they did not change.
 pub async fn stamp_many(
@@ -987,6 +986,7 @@ pub async fn stamp_many(
     Ok(())
 }
 
+/// Sets the same columns of many users, a bounded number of ids per statement.
 async fn update_by_ids(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
