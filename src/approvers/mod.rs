@@ -315,32 +315,23 @@ impl Snapshot {
         specs: impl IntoIterator<Item = &'a ApproverSpec>,
     ) -> Result<Self, DbErr> {
         let specs: Vec<&ApproverSpec> = specs.into_iter().collect();
-        let keys: HashSet<&UserKey> = specs.iter().map(|spec| &spec.approver).collect();
-        let keys: Vec<&UserKey> = keys.into_iter().collect();
-        let approvers: HashMap<UserKey, users::Named> =
-            users::find_many_as(conn, tenant, &keys, Some(LockType::Share)).await?;
-        let stored = store::sets_of(conn, tenant, users).await?;
+        let mut snapshot = Self::read(conn, tenant, users, &specs, Some(LockType::Share)).await?;
         let named: Vec<i64> = specs
             .iter()
             .filter(|spec| spec.label == Label::Manager)
-            .filter_map(|spec| approvers.get(&spec.approver))
+            .filter_map(|spec| snapshot.approvers.get(&spec.approver))
             .map(|approver| approver.id)
             .collect::<HashSet<i64>>()
             .into_iter()
             .collect();
         let above = store::managers_above(conn, tenant, &named).await?;
         // Every user on the chains, with its manager or `None` at the top.
-        let managers = named
+        snapshot.managers = named
             .iter()
             .chain(above.values())
             .map(|id| (*id, above.get(id).copied()))
             .collect();
-        Ok(Self {
-            approvers,
-            sets: stored.clone(),
-            stored,
-            managers,
-        })
+        Ok(snapshot)
     }
 
     /// Reads only what tells whether sets stay as stored: the approvers `specs` name
@@ -354,9 +345,22 @@ impl Snapshot {
         users: &[i64],
         specs: impl IntoIterator<Item = &'a ApproverSpec>,
     ) -> Result<Self, DbErr> {
-        let keys: HashSet<&UserKey> = specs.into_iter().map(|spec| &spec.approver).collect();
+        let specs: Vec<&ApproverSpec> = specs.into_iter().collect();
+        Self::read(conn, tenant, users, &specs, None).await
+    }
+
+    /// The approvers `specs` name (with `lock` on PostgreSQL) and the stored sets of
+    /// `users`; no chains yet.
+    async fn read(
+        conn: &impl ConnectionTrait,
+        tenant: &TenantId,
+        users: &[i64],
+        specs: &[&ApproverSpec],
+        lock: Option<LockType>,
+    ) -> Result<Self, DbErr> {
+        let keys: HashSet<&UserKey> = specs.iter().map(|spec| &spec.approver).collect();
         let keys: Vec<&UserKey> = keys.into_iter().collect();
-        let approvers = users::find_many_as(conn, tenant, &keys, None).await?;
+        let approvers = users::find_many_as(conn, tenant, &keys, lock).await?;
         let stored = store::sets_of(conn, tenant, users).await?;
         Ok(Self {
             approvers,
