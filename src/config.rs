@@ -163,8 +163,9 @@ impl Default for QueryLimits {
 /// Background workers that run bulk import jobs.
 #[derive(Debug, Clone, Args)]
 pub struct JobsConfig {
-    /// Job workers in this process; 0 makes a process that accepts jobs but leaves running
-    /// them to other processes on the same database.
+    /// Job workers in this process, each running a job or helping with the chunks of one
+    /// another worker runs; 0 makes a process that accepts jobs but leaves running them to
+    /// other processes on the same database.
     #[arg(long, env = "ROSTER_WORKERS", default_value_t = 2)]
     pub workers: usize,
 

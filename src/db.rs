@@ -360,6 +360,25 @@ pub async fn lock_tenant(
     Ok(())
 }
 
+/// [`lock_tenant`], shared: writers that take it shared run together, and wait only for
+/// one that takes it alone (and it for them).
+pub async fn lock_tenant_shared(
+    conn: &impl ConnectionTrait,
+    kind: &str,
+    tenant: &crate::auth::TenantId,
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock_shared(hashtext($1))",
+        [format!("{kind}:{}", tenant.as_str()).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Refreshes the query planner's statistics of `tables`. A bulk load grows tables many
 /// times over long before PostgreSQL's autovacuum looks at them (and SQLite keeps no
 /// statistics unless asked); plans made for the small tables, such as reading every row of

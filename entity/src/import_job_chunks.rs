@@ -36,6 +36,11 @@ pub struct Model {
     pub failed: i32,
     /// Results whose approvers are still to be set.
     pub pending: i32,
+    /// The hashes of the keys its rows name (external ids, emails, logins), sorted, eight
+    /// bytes each: a chunk that shares one with an earlier chunk still unwritten waits for
+    /// it. Null for a chunk stored before chunks had keys (it waits for every chunk before
+    /// it) and for a revert's.
+    pub keys: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

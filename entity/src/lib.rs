@@ -3,6 +3,7 @@
 
 pub mod approver_links;
 pub mod import_job_chunks;
+pub mod import_job_claims;
 pub mod import_job_deactivations;
 pub mod import_job_images;
 pub mod import_job_keys;

@@ -13,6 +13,7 @@ mod m20261128_000001_job_failures;
 mod m20261207_000001_job_chunks;
 mod m20261208_000001_scim_groups;
 mod m20261209_000001_import_digest;
+mod m20261210_000001_chunk_claims;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_job_chunks::Migration),
             Box::new(m20261208_000001_scim_groups::Migration),
             Box::new(m20261209_000001_import_digest::Migration),
+            Box::new(m20261210_000001_chunk_claims::Migration),
         ]
     }
 }

@@ -22,6 +22,7 @@ use sea_orm::{
 use serde_json::value::RawValue;
 
 use super::RowResult;
+use super::order::ChunkKeys;
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::FieldError;
@@ -44,6 +45,8 @@ pub struct NewRow {
     pub line: Option<i32>,
     /// `(source, externalId)` the row names, kept for sync jobs only.
     pub user: Option<(String, String)>,
+    /// The hashes of the keys the row names ([`super::order`]).
+    pub keys: Vec<u64>,
 }
 
 /// One chunk of a job, decoded.
@@ -128,6 +131,7 @@ pub async fn insert_inputs(
                 input: raw(&row.input),
             })
             .collect();
+        let keys = ChunkKeys::of(part.iter().flat_map(|row| row.keys.iter().copied()));
         named.extend(part.into_iter().filter_map(|row| row.user));
         let count = stored.len() as i32;
         chunks::Entity::insert(chunks::ActiveModel {
@@ -140,6 +144,7 @@ pub async fn insert_inputs(
             results: Set(None),
             failed: Set(0),
             pending: Set(0),
+            keys: Set(Some(keys.encode())),
         })
         .exec_without_returning(conn)
         .await?;
@@ -181,15 +186,6 @@ async fn insert_keys(
         .exec(conn, rows)
         .await?;
     Ok(())
-}
-
-/// The first chunk from index `from` on that no pass has written yet, with its input.
-pub async fn next_unwritten(
-    conn: &impl ConnectionTrait,
-    job_id: i64,
-    from: i32,
-) -> Result<Option<Chunk>, DbErr> {
-    next_where(conn, job_id, from, chunks::Column::Results.is_null(), true).await
 }
 
 /// The first chunk from index `from` on, written or not, with its input.
@@ -261,13 +257,15 @@ async fn next_where(
 
 /// Stores the first pass's results of the chunk that starts at `first_idx`, and its input
 /// rows again when `inputs` are given (rows whose password did its work, without it).
+/// Answers false, storing nothing, when the chunk has results already: another worker
+/// wrote it (see [`super::claims`]).
 pub async fn write_first_pass(
     conn: &impl ConnectionTrait,
     job_id: i64,
     first_idx: i32,
     results: &[RowResult],
     inputs: Option<&[InputRow]>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let mut update = chunks::Entity::update_many()
         .col_expr(
             chunks::Column::Results,
@@ -288,12 +286,26 @@ pub async fn write_first_pass(
     let done = update
         .filter(chunks::Column::JobId.eq(job_id))
         .filter(chunks::Column::FirstIdx.eq(first_idx))
+        .filter(chunks::Column::Results.is_null())
         .exec(conn)
         .await?;
-    if done.rows_affected != 1 {
-        return Err(DbErr::RecordNotUpdated);
-    }
-    Ok(())
+    Ok(done.rows_affected == 1)
+}
+
+/// The chunk that starts at `first_idx`, with its input, if no pass has written it yet.
+pub async fn unwritten_at(
+    conn: &impl ConnectionTrait,
+    job_id: i64,
+    first_idx: i32,
+) -> Result<Option<Chunk>, DbErr> {
+    chunks::Entity::find()
+        .filter(chunks::Column::JobId.eq(job_id))
+        .filter(chunks::Column::FirstIdx.eq(first_idx))
+        .filter(chunks::Column::Results.is_null())
+        .one(conn)
+        .await?
+        .map(|model| Chunk::of(model, true))
+        .transpose()
 }
 
 /// Stores a new chunk of results without input (a revert's, whose rows are its job's
@@ -317,6 +329,7 @@ pub async fn insert_results(
         results: Set(Some(encode_results(results)?)),
         failed: Set(failed(results)),
         pending: Set(pending(results)),
+        keys: Set(None),
     })
     .exec_without_returning(conn)
     .await?;

@@ -419,6 +419,22 @@ impl Columns {
             .map(|(i, (column, cell))| (column, cell.as_str(), i))
     }
 
+    /// The hashes of the keys a row's cells name ([`super::order`]), read as [`Self::read`]
+    /// reads them.
+    pub fn order_keys(&self, cells: &[String]) -> Vec<u64> {
+        let mut user = RawUser::default();
+        for (column, cell, _) in self.cells(cells) {
+            match column {
+                Column::Field(Field::ExternalId) => user.external_id = cell.to_owned(),
+                Column::Field(Field::Source) => user.source = Some(cell.to_owned()),
+                Column::Field(Field::Email) => user.email = cell.to_owned(),
+                Column::Field(Field::Login) => user.login = Patch::Set(cell.to_owned()),
+                _ => {}
+            }
+        }
+        super::order::of_user(&user)
+    }
+
     /// Reads a row's cells into an import row.
     pub fn read(&self, cells: &[String]) -> (ImportRow, Notes) {
         let mut user = RawUser::default();
@@ -893,6 +909,8 @@ pub struct StoredRow {
     pub sends_links: bool,
     /// `(source, externalId)` the row names, when asked for (sync jobs).
     pub user: Option<(String, String)>,
+    /// The hashes of the keys the row names ([`super::order`]).
+    pub keys: Vec<u64>,
 }
 
 /// Reads a whole file once into `hash` (blocking), then its header: a file that is not
@@ -959,6 +977,7 @@ impl Opened {
                 Ok(Some(StoredRow {
                     line: i32::try_from(line).unwrap_or(i32::MAX),
                     sends_links: self.columns.sends_links(&cells),
+                    keys: self.columns.order_keys(&cells),
                     user,
                     cells: serde_json::to_string(&cells).map_err(AppError::internal)?,
                 }))

@@ -110,6 +110,19 @@ impl Inputs {
         }
     }
 
+    /// The hashes of the keys a row names ([`super::order`]); none for a row that cannot
+    /// be read (it fails whatever runs before it).
+    pub fn order_keys(&self, row: &InputRow) -> Vec<u64> {
+        match self {
+            Self::Json => serde_json::from_str::<ImportRow>(&row.input)
+                .map(|input| super::order::of_row(&input))
+                .unwrap_or_default(),
+            Self::Csv(columns) => serde_json::from_str::<Vec<String>>(&row.input)
+                .map(|cells| columns.order_keys(&cells))
+                .unwrap_or_default(),
+        }
+    }
+
     /// Whether a row says anything about its user's approvers (so that the job's second
     /// pass has work for it).
     pub fn sends_links(&self, row: &InputRow) -> bool {

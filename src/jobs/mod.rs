@@ -14,12 +14,14 @@
 //! - [`chunks`]: how a job's rows and results are stored; [`process`]: how it runs.
 
 mod chunks;
+mod claims;
 pub mod csv;
 mod digest;
 pub mod failed_rows;
 pub mod graphql;
 mod images;
 mod input;
+mod order;
 mod process;
 mod retry;
 mod revert;
@@ -102,9 +104,10 @@ impl Queue {
     }
 }
 
-/// `cancelImportJob`: a queued job never starts; a running one stops after the chunk it is
-/// writing, and keeps what it committed. The job's lease is taken away, so its worker
-/// finds the job gone at its next chunk, in this process or another. Cancelling a cancelled
+/// `cancelImportJob`: a queued job never starts; a running one keeps what it committed,
+/// and no chunk of it commits after this: a chunk being written finds the job cancelled
+/// when it adds its progress, and rolls back. The job's lease is taken away, so its
+/// workers stop, in this process or another. Cancelling a cancelled
 /// job answers it as it is; a finished job, or a dry run or atomic job already running
 /// (one transaction, which cannot stop midway), is a `CONFLICT`.
 pub async fn cancel(

@@ -86,6 +86,7 @@ pub async fn retry(
                 line: row.line,
                 // A retry is never a sync job: it holds only some of the users.
                 user: None,
+                keys: inputs.order_keys(row),
             });
             total += 1;
         }

@@ -25,7 +25,9 @@ pub async fn find(
 }
 
 /// Like [`find`], and on PostgreSQL locks the job's row until the transaction ends: a
-/// worker writing one of its chunks holds that lock too, so this waits for the chunk.
+/// chunk's transaction locks it too, from the moment it adds its progress to its commit,
+/// so this waits for such a chunk (and a chunk that comes after it finds the job as this
+/// leaves it).
 pub async fn find_for_update(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -131,7 +133,8 @@ pub async fn find_by_key(
 }
 
 /// The job, if `owner` still holds its lease; on PostgreSQL the row stays locked until the
-/// transaction ends, so nobody can take the job over while a chunk is being written.
+/// transaction ends, so nobody can take the job over (or add a chunk's progress) while the
+/// owner writes a chunk of a later pass or moves the job on.
 pub async fn fenced(
     conn: &impl ConnectionTrait,
     id: i64,
@@ -172,6 +175,23 @@ pub async fn next_claimable(
     }
 }
 
+/// Running jobs whose first pass other workers may help with (see
+/// [`super::process::Runner::help`]): chunked imports, oldest first.
+/// A job whose last run failed is left to its owner, until a chunk of it commits again.
+pub async fn helpable(conn: &impl ConnectionTrait) -> Result<Vec<jobs::Model>, DbErr> {
+    jobs::Entity::find()
+        .filter(jobs::Column::Status.eq(JobStatus::Running.as_str()))
+        .filter(jobs::Column::Failures.eq(0))
+        .filter(jobs::Column::Phase.eq(super::Phase::Users.as_str()))
+        .filter(jobs::Column::DryRun.eq(false))
+        .filter(jobs::Column::Atomic.eq(false))
+        .filter(jobs::Column::Kind.ne(super::JobKind::Revert.as_str()))
+        .order_by_asc(jobs::Column::Id)
+        .limit(4)
+        .all(conn)
+        .await
+}
+
 /// Renews the lease of a job `owner` holds; false when it holds it no longer.
 pub async fn renew(
     conn: &impl ConnectionTrait,
@@ -187,6 +207,51 @@ pub async fn renew(
         .exec(conn)
         .await?;
     Ok(result.rows_affected > 0)
+}
+
+/// Adds a chunk's progress to its job, if the job still runs: `rows` more processed, of
+/// which `settled` are done with their approvers too, and the chunk's `summary`, with the
+/// job's next version. Several workers add theirs at once, each in its chunk's
+/// transaction, so the job's row is locked only from this statement to the commit. A chunk
+/// committed is a run that works: the job's failures in a row start again from none.
+/// Answers the job as it then stands; `None`, adding nothing, when it no longer runs (it
+/// was cancelled).
+pub async fn add_progress(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    rows: i32,
+    settled: i32,
+    summary: &super::Summary,
+) -> Result<Option<jobs::Model>, DbErr> {
+    use jobs::Column as C;
+    let plus = |column: C, n: i32| (column, Expr::col(column).add(n));
+    let mut update = jobs::Entity::update_many();
+    for (column, value) in [
+        plus(C::Processed, rows),
+        plus(C::LinksProcessed, settled),
+        plus(C::Created, summary.created),
+        plus(C::Updated, summary.updated),
+        plus(C::Unchanged, summary.unchanged),
+        plus(C::Skipped, summary.skipped),
+        plus(C::Failed, summary.failed),
+        plus(C::Blocked, summary.blocked),
+        plus(C::Unblocked, summary.unblocked),
+        plus(C::Deactivated, summary.deactivated),
+        plus(C::Deleted, summary.deleted),
+        plus(C::Version, 1),
+    ] {
+        update = update.col_expr(column, value);
+    }
+    let done = update
+        .col_expr(C::Failures, Expr::value(0))
+        .filter(C::Id.eq(id))
+        .filter(C::Status.eq(JobStatus::Running.as_str()))
+        .exec(conn)
+        .await?;
+    if done.rows_affected == 0 {
+        return Ok(None);
+    }
+    jobs::Entity::find_by_id(id).one(conn).await
 }
 
 /// Stores the job's new state; `model.version` must already be the next one.

@@ -29,6 +29,7 @@ pub struct SubmittedRow {
     input: String,
     user: (String, String),
     sends_links: bool,
+    keys: Vec<u64>,
 }
 
 impl SubmittedRow {
@@ -37,6 +38,7 @@ impl SubmittedRow {
             input: serde_json::to_string(row).map_err(AppError::internal)?,
             user: row.user_key(),
             sends_links: row.links.sends_links(),
+            keys: super::order::of_row(row),
         })
     }
 }
@@ -83,9 +85,12 @@ pub async fn submit(
         .iter()
         .filter(|row| options.user.replace || row.sends_links)
         .count();
-    let (inputs, users): (Vec<String>, Vec<Option<(String, String)>>) = rows
+    let (inputs, named): (Vec<String>, Vec<_>) = rows
         .into_iter()
-        .map(|row| (row.input, options.deactivate_missing.then_some(row.user)))
+        .map(|row| {
+            let user = options.deactivate_missing.then_some(row.user);
+            (row.input, (user, row.keys))
+        })
         .unzip();
     let hash = payload_hash(&options, &inputs);
 
@@ -104,13 +109,14 @@ pub async fn submit(
     };
     let rows = inputs
         .into_iter()
-        .zip(users)
+        .zip(named)
         .enumerate()
-        .map(|(i, (input, user))| chunks::NewRow {
+        .map(|(i, (input, (user, keys)))| chunks::NewRow {
             idx: i as i32,
             input,
             line: None,
             user,
+            keys,
         })
         .collect();
     chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;
@@ -189,6 +195,7 @@ pub async fn submit_csv(
                 input: row.cells,
                 line: Some(row.line),
                 user: row.user,
+                keys: row.keys,
             })
             .collect();
         chunks::insert_inputs(&txn, by.tenant, job.id, rows, queue.chunk).await?;

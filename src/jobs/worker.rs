@@ -3,8 +3,14 @@
 //! On PostgreSQL the claim is `SELECT … FOR UPDATE SKIP LOCKED`, so the workers of several
 //! processes share one queue and a job is claimed by one of them at a time. A worker renews
 //! its lease while it runs the job; when a process dies, its leases run out and the jobs are
-//! claimed again, to resume after their last committed chunk. Every chunk is fenced by the
-//! lease (see [`super::store::fenced`]), so a worker that lost its job commits nothing more.
+//! claimed again, to resume after their last committed chunk. The job's passes after the
+//! first, and its end, are fenced by the lease (see [`super::store::fenced`]), so a worker
+//! that lost its job commits nothing more of them.
+//!
+//! The first pass's chunks are claimed one by one ([`super::claims`]): a worker with no
+//! job to claim helps with the first pass of a job another worker holds, in this process
+//! or another, so that one job runs on every worker. A chunk is written at most once, and
+//! only while its job runs.
 //!
 //! A run that fails for a server reason lets go of its job until a later time, further off
 //! after each failure in a row; the job fails at the [`MAX_FAILURES`]th. Only failures
@@ -138,6 +144,7 @@ impl Worker {
             }
             match self.claim().await {
                 Ok(Some(job)) => self.run(job).await,
+                Ok(None) if self.help().await > 0 => {}
                 Ok(None) => {
                     let wake = self.queue.wake.clone();
                     tokio::select! {
@@ -183,6 +190,40 @@ impl Worker {
         );
         self.queue.published(&job);
         Ok(Some(job))
+    }
+
+    /// Helps with the first pass of the jobs other workers hold, while they have chunks
+    /// this worker may take; answers how many chunks it wrote.
+    async fn help(&self) -> usize {
+        let jobs = match store::helpable(&self.db).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(worker = %self.name, %error, "cannot look for jobs to help with");
+                return 0;
+            }
+        };
+        let stopping = self.stopping.clone();
+        let should_stop = move || (*stopping.borrow()).then_some(Stop::ShuttingDown);
+        let runner = Runner {
+            db: &self.db,
+            queue: &self.queue,
+            owner: &self.name,
+            chunk: self.config.job_chunk,
+            lease_ms: self.lease_ms(),
+            should_stop: &should_stop,
+        };
+        let mut wrote = 0;
+        for job in jobs {
+            match runner.help(&job).await {
+                Ok(chunks) => wrote += chunks,
+                Err(Stop::Failed(error)) => {
+                    let error = format!("{error:#}");
+                    tracing::warn!(worker = %self.name, job = job.id, %error, "helping with the job failed; its chunks are free again");
+                }
+                Err(Stop::LeaseLost | Stop::ShuttingDown) => {}
+            }
+        }
+        wrote
     }
 
     async fn run(&self, job: jobs::Model) {

@@ -17,6 +17,7 @@ mod import_command;
 mod import_following;
 mod job_digests;
 mod job_order;
+mod job_workers;
 mod job_writes;
 mod jobs;
 mod jobs_command;

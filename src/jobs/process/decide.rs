@@ -22,10 +22,21 @@ use crate::users::import::{self, Decision, RowAction, UserImportOptions, plan_li
 use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
 
+/// A chunk's rows decided and written.
+pub(super) struct Written {
+    /// The rows' results, in order.
+    pub results: Vec<RowResult>,
+    /// How many rows were found unchanged by their digests.
+    pub by_digest: u64,
+    /// Whether a row's outcome may depend on chunks before this one
+    /// ([`crate::jobs::order`]): a row that was read well failed, or a user gave up a
+    /// unique value (its key, email or login) to another.
+    pub depends_on_order: bool,
+}
+
 /// Decides and writes a chunk's rows with a fixed number of statements per run of rows
 /// that do not touch each other (see [`import::decide_prefix`]); usually one run. Rows
-/// whose users' digests show them unchanged are decided first ([`unchanged`]); answers the
-/// results and how many rows were decided that way.
+/// whose users' digests show them unchanged are decided first ([`unchanged`]).
 async fn decide_and_write(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -33,7 +44,8 @@ async fn decide_and_write(
     prepared: &[Prepared],
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
-) -> Result<(Vec<RowResult>, u64), DbErr> {
+) -> Result<Written, DbErr> {
+    let mut moves_values = false;
     let mut results = Vec::with_capacity(prepared.len());
     let mut taken = Vec::new();
     let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
@@ -74,6 +86,7 @@ async fn decide_and_write(
                     before,
                     after,
                 }) => {
+                    moves_values |= gives_up_values(before, after);
                     updates.push((user, before.as_ref(), after.as_ref()));
                     update_digests.push(stamp);
                 }
@@ -115,14 +128,34 @@ async fn decide_and_write(
     if !options.dry_run {
         images::record(conn, tenant, job_id, taken).await?;
     }
-    Ok((results, by_digest))
+    let failed_in_deciding = prepared
+        .iter()
+        .zip(&results)
+        .any(|(row, result)| row.parsed.is_ok() && !result.success);
+    Ok(Written {
+        results,
+        by_digest,
+        depends_on_order: moves_values || failed_in_deciding,
+    })
+}
+
+/// Whether a user written from `before` to `after` gives up one of its unique values, for
+/// another user to take.
+fn gives_up_values(
+    before: &crate::users::profile::Profile,
+    after: &crate::users::profile::Profile,
+) -> bool {
+    before.email_key() != after.email_key()
+        || before.login_key() != after.login_key()
+        || before.source != after.source
+        || before.external_id != after.external_id
 }
 
 /// One chunk of rows decided and written in bulk ([`decide_and_write`]) in a savepoint of
 /// `txn`: a chunk of a normal run in its own transaction, or of a whole-job run in the
 /// job's. A database error rolls the savepoint back, and the chunk runs again with a
-/// savepoint per row, so that the row alone fails. The results are in the order of
-/// `prepared`, with how many rows were decided by digest.
+/// savepoint per row, so that the row alone fails (and the chunk counts as depending on
+/// the order of chunks). The results are in the order of `prepared`.
 pub(super) async fn decide_chunk_in_savepoint(
     txn: &DatabaseTransaction,
     tenant: &TenantId,
@@ -130,10 +163,10 @@ pub(super) async fn decide_chunk_in_savepoint(
     prepared: &[Prepared],
     options: &UserImportOptions,
     now: chrono::DateTime<Utc>,
-) -> Result<(Vec<RowResult>, u64), DbErr> {
+) -> Result<Written, DbErr> {
     let savepoint = txn.begin().await?;
     let written = decide_and_write(&savepoint, tenant, job_id, prepared, options, now).await;
-    let (mut batch, by_digest) = match written {
+    let mut written = match written {
         Ok(written) => {
             savepoint.commit().await?;
             written
@@ -145,11 +178,15 @@ pub(super) async fn decide_chunk_in_savepoint(
             for row in prepared {
                 batch.push(decide_in_savepoint(txn, tenant, job_id, row, options, now).await?);
             }
-            (batch, 0)
+            Written {
+                results: batch,
+                by_digest: 0,
+                depends_on_order: true,
+            }
         }
     };
-    batch.sort_by_key(|row| row.index);
-    Ok((batch, by_digest))
+    written.results.sort_by_key(|row| row.index);
+    Ok(written)
 }
 
 /// What a written decision keeps for a revert: the user before (none for a new one), with

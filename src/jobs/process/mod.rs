@@ -2,9 +2,11 @@
 //!
 //! A normal job runs in chunks, as it is stored ([`super::chunks`]): each chunk is one
 //! transaction that writes its users (or, in the second pass, their approvers), records
-//! the chunk's results and moves the job's cursor, under a fence that holds only while this worker owns the job's lease. A
-//! job stopped at any moment resumes after its last committed chunk, and nothing is applied
-//! twice.
+//! the chunk's results and adds to the job's progress. The first pass's chunks are claimed
+//! by any worker of any process ([`first_pass`]) and written at most once; the worker that
+//! holds the job's lease waits for them at the [`barrier`], then runs the later passes in
+//! order, each chunk under a fence that holds only while it owns the lease. A job stopped
+//! at any moment resumes after its last committed chunks, and nothing is applied twice.
 //!
 //! Every write of a user also records its before-image ([`super::images`]) in the same
 //! transaction; a `REVERT` job runs in chunks too, over the images of its job
@@ -12,6 +14,7 @@
 //!
 //! A `dryRun` or `atomic` job runs whole in one transaction ([`whole`]).
 //!
+//! - [`first_pass`]: the first pass's chunks, claimed and written by any worker;
 //! - [`prefetch`]: a chunk's rows read and parsed ahead, outside any transaction;
 //! - [`decide`]: how a chunk is decided and written;
 //! - [`unchanged`]: rows found unchanged by their users' import digests, before deciding;
@@ -20,6 +23,7 @@
 
 mod barrier;
 mod decide;
+mod first_pass;
 mod prefetch;
 mod statistics;
 mod unchanged;
@@ -42,10 +46,9 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::error::AppError;
 use crate::telemetry;
-use crate::tracks;
 
-use decide::decide_chunk_in_savepoint;
-use prefetch::{Ahead, LinkBatch, Prepared, UsersBatch, hash_passwords, read_links, read_users};
+use first_pass::Wait;
+use prefetch::{Ahead, LinkBatch, read_links};
 pub(super) use statistics::Statistics;
 
 pub(super) use decide::set_links;
@@ -137,7 +140,8 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Ends a chunk: the job's new state, with its lease renewed. A chunk committed is a run
+    /// Ends a chunk of a later pass: the job's new state, with its lease renewed (the first
+    /// pass's chunks add theirs with [`store::add_progress`]). A chunk committed is a run
     /// that works: the failures before it no longer count as in a row.
     pub(super) async fn save(
         &self,
@@ -152,7 +156,6 @@ impl Runner<'_> {
     }
 
     async fn run_chunked(&self, mut job: jobs::Model) -> Result<(), Stop> {
-        let _limit = self.chunk as u64;
         let mut statistics = Statistics::new(self.chunk);
         if let Some(original) = job
             .revert_of
@@ -162,26 +165,21 @@ impl Runner<'_> {
         }
         let inputs = Arc::new(Inputs::of(&job)?);
         let context = digest::context(&job, &user_options(&job));
-        let (mut users_ahead, mut links_ahead) = (None, None);
+        let mut links_ahead = None;
         loop {
             self.check()?;
             statistics.refresh(self.db, &job).await?;
             job = match Phase::from_stored(&job.phase) {
                 Phase::Users => {
-                    let read =
-                        |from| read_users(self.db.clone(), inputs.clone(), context, job.id, from);
-                    let batch = match Ahead::take(&mut users_ahead, job.cursor).await? {
-                        Some(batch) => batch,
-                        None => read(job.cursor).await?,
-                    };
-                    match batch {
-                        None => self.end_first_pass(job, &inputs).await?,
-                        Some(batch) => {
-                            let next = batch.last_idx + 1;
-                            users_ahead = Some(Ahead::start(next, read(next)));
-                            self.users_chunk(job, batch).await?
-                        }
-                    }
+                    self.users_pass(
+                        &job,
+                        &inputs,
+                        context,
+                        Wait::ForOthers,
+                        Some(&mut statistics),
+                    )
+                    .await?;
+                    self.end_first_pass(job, &inputs).await?
                 }
                 Phase::Links => {
                     let read = |from| read_links(self.db.clone(), inputs.clone(), job.id, from);
@@ -233,63 +231,6 @@ impl Runner<'_> {
         job.phase = phase.as_str().to_owned();
         job.cursor = 0;
         self.commit(txn, &mut job).await?;
-        Ok(job)
-    }
-
-    /// Decides and writes one chunk of users, in one transaction with its results (see
-    /// [`decide_chunk_in_savepoint`]: a database error, such as a unique value taken by a
-    /// concurrent `importUser`, fails only its row).
-    async fn users_chunk(&self, job: jobs::Model, batch: UsersBatch) -> Result<jobs::Model, Stop> {
-        let started = Instant::now();
-        let tenant = tenant_of(&job)?;
-        let UsersBatch {
-            inputs, prepared, ..
-        } = batch;
-        let prepared = hash_passwords(self.db, &tenant, prepared).await;
-        let job = self.write_users(&job, &tenant, &inputs, &prepared).await?;
-        self.committed(&job, started);
-        Ok(job)
-    }
-
-    async fn write_users(
-        &self,
-        job: &jobs::Model,
-        tenant: &TenantId,
-        inputs: &[InputRow],
-        prepared: &[Prepared],
-    ) -> Result<jobs::Model, Stop> {
-        let (txn, mut job) = self.begin(job.id).await?;
-        let options = user_options(&job);
-        if options.replace || prepared.iter().any(Prepared::sends_tags) {
-            db::lock_tenant(&txn, tracks::TAGS_LOCK, tenant).await?;
-        }
-        let now = Utc::now();
-        let (batch, by_digest) =
-            decide_chunk_in_savepoint(&txn, tenant, job.id, prepared, &options, now).await?;
-        let mut summary = Summary::default();
-        let mut links_settled = 0;
-        for (row, result) in prepared.iter().zip(&batch) {
-            // A row that will not reach the second pass is done with its approvers too.
-            if row.touches_links(options.replace) && !result.links_pending {
-                links_settled += 1;
-            }
-            summary.count(result);
-        }
-        let first = inputs.first().map_or(job.cursor, |row| row.idx);
-        let without: Vec<Option<String>> = prepared
-            .iter()
-            .map(|row| row.without_secrets.clone())
-            .collect();
-        let kept = forget_secrets(inputs, &without, &batch);
-        chunks::write_first_pass(&txn, job.id, first, &batch, kept.as_deref()).await?;
-        let last = inputs.last().map_or(job.cursor, |row| row.idx);
-        job.cursor = last + 1;
-        job.processed += batch.len() as i32;
-        job.links_processed += links_settled;
-        summary.add_to(&mut job);
-        self.commit(txn, &mut job).await?;
-        count_rows("users", &batch);
-        metrics::counter!(telemetry::JOB_ROWS_BY_DIGEST).increment(by_digest);
         Ok(job)
     }
 

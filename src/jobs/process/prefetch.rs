@@ -111,6 +111,13 @@ impl<T: Send + 'static> Ahead<T> {
         }
     }
 
+    /// The chunk read ahead, once it is read.
+    pub(super) async fn wait(mut self) -> Result<T, DbErr> {
+        (&mut self.task)
+            .await
+            .map_err(|e| DbErr::Custom(format!("reading a chunk ahead: {e}")))?
+    }
+
     /// The chunk read ahead, if it is the one from `from`.
     pub(super) async fn take(ahead: &mut Option<Self>, from: i32) -> Result<Option<T>, DbErr> {
         match ahead.take() {
@@ -131,23 +138,24 @@ impl<T> Drop for Ahead<T> {
 
 /// A chunk of the first pass: its input rows, parsed.
 pub(super) struct UsersBatch {
-    pub(super) last_idx: i32,
+    pub(super) first_idx: i32,
     pub(super) inputs: Vec<InputRow>,
     pub(super) prepared: Vec<Prepared>,
 }
 
-/// The first pass's next chunk from `from`, parsed; `None` when every chunk is written.
+/// The first pass's chunk that starts at `first_idx`, parsed; `None` when it is written
+/// already.
 pub(super) async fn read_users(
     db: DatabaseConnection,
     inputs: Arc<Inputs>,
     context: Option<[u8; 32]>,
     job_id: i64,
-    from: i32,
+    first_idx: i32,
 ) -> Result<Option<UsersBatch>, DbErr> {
-    let Some(chunk) = chunks::next_unwritten(&db, job_id, from).await? else {
+    let Some(chunk) = chunks::unwritten_at(&db, job_id, first_idx).await? else {
         return Ok(None);
     };
-    let last_idx = chunk.last_idx;
+    let first_idx = chunk.first_idx;
     let rows = chunk.inputs;
     let (rows, prepared) = blocking(move || {
         let prepared = parse(&inputs, context.as_ref(), &rows);
@@ -155,7 +163,7 @@ pub(super) async fn read_users(
     })
     .await?;
     Ok(Some(UsersBatch {
-        last_idx,
+        first_idx,
         inputs: rows,
         prepared,
     }))

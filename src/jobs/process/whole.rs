@@ -49,8 +49,10 @@ impl Runner<'_> {
             from = chunk.last_idx + 1;
             let prepared = prepare(self.db, &tenant, &reader, &chunk.inputs).await;
             // A whole-job run's rows have no digests: none is decided by one.
-            let (decided, _) =
-                decide_chunk_in_savepoint(&txn, &tenant, job.id, &prepared, &options, now).await?;
+            let decided =
+                decide_chunk_in_savepoint(&txn, &tenant, job.id, &prepared, &options, now)
+                    .await?
+                    .results;
             let secrets = prepared.iter().any(|row| row.without_secrets.is_some());
             let kept = secrets.then(|| Secrets {
                 inputs: chunk.inputs,
@@ -147,7 +149,9 @@ impl Runner<'_> {
             let kept = kept
                 .filter(|_| !write_nothing)
                 .and_then(|kept| forget_secrets(&kept.inputs, &kept.without, rows));
-            chunks::write_first_pass(&txn, job.id, first, rows, kept.as_deref()).await?;
+            if !chunks::write_first_pass(&txn, job.id, first, rows, kept.as_deref()).await? {
+                return Err(sea_orm::DbErr::RecordNotUpdated.into());
+            }
         }
         if !atomic_failed {
             sync::record(&txn, &tenant, &mut job, &deactivated).await?;
