@@ -17,7 +17,10 @@
 //!
 //! `cargo bench --bench targets`; `ROSTER_BENCH_WORKLOADS=feed,sync,csv` (the default)
 //! picks the workloads (`sync` runs after a `feed`), `ROSTER_BENCH_BACKENDS=sqlite,postgres`
-//! the databases, `ROSTER_BENCH_USERS` N and `ROSTER_BENCH_CSV_ROWS` M.
+//! the databases, `ROSTER_BENCH_USERS` N and `ROSTER_BENCH_CSV_ROWS` M, and
+//! `ROSTER_BENCH_PROCESSES` how many server processes share the database and its jobs
+//! (`1,2` runs each workload with one, then two; the default is 1). Jobs are submitted to
+//! the first process; the peak RSS is the first's.
 
 mod common;
 
@@ -36,43 +39,84 @@ fn main() {
         std::env::var("ROSTER_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
     let users = number("ROSTER_BENCH_USERS", 100_000);
     let csv_rows = number("ROSTER_BENCH_CSV_ROWS", 1_000_000);
+    let processes = std::env::var("ROSTER_BENCH_PROCESSES").unwrap_or_else(|_| "1".to_owned());
+    let processes: Vec<usize> = processes
+        .split(',')
+        .map(|n| n.trim().parse().expect("ROSTER_BENCH_PROCESSES: numbers"))
+        .collect();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     println!(
-        "backend   workload  users     submit_s  users_s   time_s    users/s   peak_rss_mb floor_s   floor/time"
+        "backend   procs workload  users     submit_s  users_s   time_s    users/s   peak_rss_mb floor_s   floor/time"
     );
     for backend in backends.split(',').map(str::trim) {
-        if workloads.contains(&"feed") {
-            let database = runtime.block_on(BenchDatabase::create(backend));
-            let server = Server::start(&database.url);
-            let floor = floor(backend, users, 2, 2);
-            let feed = feed(users, &[]);
-            let times = runtime.block_on(import(&server, &feed));
-            report(backend, "feed", users, times, &server, floor);
-            if workloads.contains(&"sync") {
-                let changed: Vec<usize> = (0..users).step_by(100).collect();
-                let next_day = self::feed(users, &changed);
-                let times = runtime.block_on(import(&server, &next_day));
-                report(backend, "sync", users, times, &server, floor);
+        for &procs in &processes {
+            let run = Run {
+                backend,
+                procs,
+                runtime: &runtime,
+            };
+            if workloads.contains(&"feed") {
+                run.feed(users, workloads.contains(&"sync"));
             }
-            drop(server);
-            runtime.block_on(database.drop_postgres());
+            if workloads.contains(&"csv") {
+                run.csv(csv_rows);
+            }
         }
-        if workloads.contains(&"csv") {
-            let database = runtime.block_on(BenchDatabase::create(backend));
-            let server = Server::start(&database.url);
-            let floor = floor(backend, csv_rows, 2, 0);
-            let file = csv_file(csv_rows);
-            let times = runtime.block_on(async {
-                let started = Instant::now();
-                let id = server.api.import_csv(file, &json!({})).await;
-                let submit = started.elapsed();
-                let users = server.api.completed(&id, started).await;
-                Times::new(started, submit, users)
-            });
-            report(backend, "csv", csv_rows, times, &server, floor);
-            drop(server);
-            runtime.block_on(database.drop_postgres());
+    }
+}
+
+/// The workloads on one database with `procs` server processes.
+struct Run<'a> {
+    backend: &'a str,
+    procs: usize,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+impl Run<'_> {
+    /// Servers on a new database: the first takes the jobs, the others share its queue.
+    fn servers(&self) -> (BenchDatabase, Vec<Server>) {
+        let database = self.runtime.block_on(BenchDatabase::create(self.backend));
+        let servers = (0..self.procs.max(1))
+            .map(|_| Server::start(&database.url))
+            .collect();
+        (database, servers)
+    }
+
+    fn feed(&self, users: usize, sync: bool) {
+        let (database, servers) = self.servers();
+        let floor = floor(self.backend, users, 2, 2);
+        let feed = feed(users, &[]);
+        let times = self.runtime.block_on(import(&servers[0], &feed));
+        self.report("feed", users, times, &servers[0], floor);
+        if sync {
+            let changed: Vec<usize> = (0..users).step_by(100).collect();
+            let next_day = self::feed(users, &changed);
+            let times = self.runtime.block_on(import(&servers[0], &next_day));
+            self.report("sync", users, times, &servers[0], floor);
         }
+        drop(servers);
+        self.runtime.block_on(database.drop_postgres());
+    }
+
+    fn csv(&self, rows: usize) {
+        let (database, servers) = self.servers();
+        let floor = floor(self.backend, rows, 2, 0);
+        let file = csv_file(rows);
+        let server = &servers[0];
+        let times = self.runtime.block_on(async {
+            let started = Instant::now();
+            let id = server.api.import_csv(file, &json!({})).await;
+            let submit = started.elapsed();
+            let users = server.api.completed(&id, started).await;
+            Times::new(started, submit, users)
+        });
+        self.report("csv", rows, times, server, floor);
+        drop(servers);
+        self.runtime.block_on(database.drop_postgres());
+    }
+
+    fn report(&self, workload: &str, n: usize, times: Times, server: &Server, floor: f64) {
+        report(self.backend, self.procs, workload, n, times, server, floor);
     }
 }
 
@@ -103,10 +147,18 @@ impl Times {
     }
 }
 
-fn report(backend: &str, workload: &str, n: usize, times: Times, server: &Server, floor: f64) {
+fn report(
+    backend: &str,
+    procs: usize,
+    workload: &str,
+    n: usize,
+    times: Times,
+    server: &Server,
+    floor: f64,
+) {
     let seconds = times.total.as_secs_f64();
     println!(
-        "{backend:<9} {workload:<9} {n:<9} {:<9.2} {:<9.2} {seconds:<9.2} {:<9.0} {:<11.0} {floor:<9.2} {:.2}",
+        "{backend:<9} {procs:<5} {workload:<9} {n:<9} {:<9.2} {:<9.2} {seconds:<9.2} {:<9.0} {:<11.0} {floor:<9.2} {:.2}",
         times.submit.as_secs_f64(),
         times.users.as_secs_f64(),
         n as f64 / seconds,
