@@ -348,16 +348,7 @@ pub async fn lock_tenant(
     kind: &str,
     tenant: &crate::auth::TenantId,
 ) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DatabaseBackend::Postgres {
-        return Ok(());
-    }
-    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_advisory_xact_lock(hashtext($1))",
-        [format!("{kind}:{}", tenant.as_str()).into()],
-    ))
-    .await?;
-    Ok(())
+    advisory_lock(conn, "pg_advisory_xact_lock", kind, tenant).await
 }
 
 /// [`lock_tenant`], shared: writers that take it shared run together, and wait only for
@@ -367,12 +358,21 @@ pub async fn lock_tenant_shared(
     kind: &str,
     tenant: &crate::auth::TenantId,
 ) -> Result<(), DbErr> {
+    advisory_lock(conn, "pg_advisory_xact_lock_shared", kind, tenant).await
+}
+
+async fn advisory_lock(
+    conn: &impl ConnectionTrait,
+    function: &str,
+    kind: &str,
+    tenant: &crate::auth::TenantId,
+) -> Result<(), DbErr> {
     if conn.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }
     conn.execute_raw(sea_orm::Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
-        "SELECT pg_advisory_xact_lock_shared(hashtext($1))",
+        format!("SELECT {function}(hashtext($1))"),
         [format!("{kind}:{}", tenant.as_str()).into()],
     ))
     .await?;

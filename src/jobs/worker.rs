@@ -192,6 +192,18 @@ impl Worker {
         Ok(Some(job))
     }
 
+    /// What a run by this worker needs; `should_stop` is checked between chunks.
+    fn runner<'a>(&'a self, should_stop: &'a (dyn Fn() -> Option<Stop> + Sync)) -> Runner<'a> {
+        Runner {
+            db: &self.db,
+            queue: &self.queue,
+            owner: &self.name,
+            chunk: self.config.job_chunk,
+            lease_ms: self.lease_ms(),
+            should_stop,
+        }
+    }
+
     /// Helps with the first pass of the jobs other workers hold, while they have chunks
     /// this worker may take; answers how many chunks it wrote.
     async fn help(&self) -> usize {
@@ -204,14 +216,7 @@ impl Worker {
         };
         let stopping = self.stopping.clone();
         let should_stop = move || (*stopping.borrow()).then_some(Stop::ShuttingDown);
-        let runner = Runner {
-            db: &self.db,
-            queue: &self.queue,
-            owner: &self.name,
-            chunk: self.config.job_chunk,
-            lease_ms: self.lease_ms(),
-            should_stop: &should_stop,
-        };
+        let runner = self.runner(&should_stop);
         let mut wrote = 0;
         for job in jobs {
             match runner.help(&job).await {
@@ -246,14 +251,7 @@ impl Worker {
                 None
             }
         };
-        let runner = Runner {
-            db: &self.db,
-            queue: &self.queue,
-            owner: &self.name,
-            chunk: self.config.job_chunk,
-            lease_ms: self.lease_ms(),
-            should_stop: &should_stop,
-        };
+        let runner = self.runner(&should_stop);
         metrics::gauge!(telemetry::JOBS_RUNNING).increment(1.0);
         let outcome = runner.run(job).await;
         metrics::gauge!(telemetry::JOBS_RUNNING).decrement(1.0);

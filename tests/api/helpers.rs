@@ -711,6 +711,23 @@ impl ServerProcess {
         GraphQLResponse::read(response).await
     }
 
+    /// Runs `query` (an `importJob(id: $id)` query) until the job has a final status, and
+    /// answers the job; fails the test after `patience`.
+    pub async fn finished_job(&self, query: &str, id: &str, patience: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let job = self.graphql(query, json!({ "id": id })).await.data()["importJob"].clone();
+            if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not finished: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -73,18 +73,7 @@ async fn submit(server: &ServerProcess, users: &[Value]) -> String {
 }
 
 async fn finished(server: &ServerProcess, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        let job = server.graphql(JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not finished: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server.finished_job(JOB, id, Duration::from_secs(600)).await
 }
 
 /// Every result of a job, in order.

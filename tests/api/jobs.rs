@@ -642,22 +642,6 @@ async fn status_of(app: &TestApp, id: &str) -> String {
         .to_owned()
 }
 
-/// Polls a job on a server process until it reaches a final status.
-async fn finished_on(server: &ServerProcess, id: &str, patience: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let job = server.graphql(JOB, json!({ "id": id })).await.data()["importJob"].clone();
-        if job["status"] != "RUNNING" && job["status"] != "QUEUED" {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not finished: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A job interrupted by `kill -9` resumes in the next process after its last committed
 /// chunk: every user exists once, and the counts add up.
 #[tokio::test]
@@ -695,7 +679,9 @@ async fn a_killed_server_resumes_the_job_without_applying_anything_twice() {
     server.kill();
 
     let server = ServerProcess::start(&database.url, &env);
-    let job = finished_on(&server, &id, Duration::from_secs(600)).await;
+    let job = server
+        .finished_job(JOB, &id, Duration::from_secs(600))
+        .await;
     assert_eq!(job["status"], "COMPLETED", "{job}");
     assert_eq!(job["processed"], 50_000);
     let summary = &job["summary"];
@@ -742,7 +728,9 @@ async fn two_processes_share_the_queue_and_run_each_job_once() {
         );
     }
     for id in &ids {
-        let job = finished_on(&servers[0], id, Duration::from_secs(300)).await;
+        let job = servers[0]
+            .finished_job(JOB, id, Duration::from_secs(300))
+            .await;
         assert_eq!(job["status"], "COMPLETED", "{job}");
         assert_eq!(job["summary"]["created"], 400, "{job}");
         let rows = servers[1]
