@@ -89,7 +89,14 @@ impl Claimer {
             .collect();
         for (at, first_idx) in unwritten.iter().enumerate() {
             let claim = held.get(first_idx);
-            let free = claim.is_none_or(|c| c.owner.is_none() || c.lease_until < now_ms);
+            // A claim of this worker's that it no longer holds (left by a run of it that
+            // failed, and renewed since by this run) is free to it.
+            let free = claim.is_none_or(|c| {
+                c.owner.is_none()
+                    || c.lease_until < now_ms
+                    || (c.owner.as_deref() == Some(self.owner.as_str())
+                        && !self.held.contains(first_idx))
+            });
             let in_order = claim.is_some_and(|c| c.in_order);
             let earlier = &unwritten[..at];
             if !free || (in_order && at > 0) || self.waits(*first_idx, earlier) {
@@ -140,7 +147,8 @@ impl Claimer {
         Ok(())
     }
 
-    /// Claims a chunk that is free: unclaimed, released, or claimed until before now.
+    /// Claims a chunk that is free: unclaimed, released, claimed until before now, or
+    /// claimed by this worker.
     async fn take(
         &self,
         db: &DatabaseConnection,
@@ -157,13 +165,15 @@ impl Claimer {
                  VALUES (?, ?, ?, ?, FALSE) \
                  ON CONFLICT (job_id, first_idx) DO UPDATE \
                  SET owner = excluded.owner, lease_until = excluded.lease_until \
-                 WHERE import_job_claims.owner IS NULL OR import_job_claims.lease_until < ?",
+                 WHERE import_job_claims.owner IS NULL OR import_job_claims.lease_until < ? \
+                 OR import_job_claims.owner = ?",
                 vec![
                     self.job_id.into(),
                     first_idx.into(),
                     self.owner.clone().into(),
                     until_ms.into(),
                     now_ms.into(),
+                    self.owner.clone().into(),
                 ],
             ))
             .await?

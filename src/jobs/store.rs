@@ -187,7 +187,7 @@ pub async fn helpable(conn: &impl ConnectionTrait) -> Result<Vec<jobs::Model>, D
         .filter(jobs::Column::Atomic.eq(false))
         .filter(jobs::Column::Kind.ne(super::JobKind::Revert.as_str()))
         .order_by_asc(jobs::Column::Id)
-        .limit(4)
+        .limit(16)
         .all(conn)
         .await
 }
