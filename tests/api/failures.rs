@@ -231,3 +231,48 @@ async fn failed_runs_back_off(backend: Backend) {
 }
 
 each_backend!(a_failed_run_is_tried_again_after_a_delay_that_doubles => failed_runs_back_off);
+
+/// Makes the database refuse every release of a chunk's claim, as it refuses the chunk.
+async fn refuse_releases(app: &TestApp) {
+    if app.database.url.starts_with("postgres") {
+        app.execute(
+            "CREATE FUNCTION refuse_release() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'the database refuses the release'; END $$",
+        )
+        .await;
+        app.execute(
+            "CREATE TRIGGER refuse_release BEFORE UPDATE ON import_job_claims FOR EACH ROW \
+             WHEN (NEW.owner IS NULL) EXECUTE FUNCTION refuse_release()",
+        )
+        .await;
+    } else {
+        app.execute(
+            "CREATE TRIGGER refuse_release BEFORE UPDATE ON import_job_claims FOR EACH ROW \
+             WHEN NEW.owner IS NULL BEGIN SELECT RAISE(ABORT, 'the database refuses the release'); END",
+        )
+        .await;
+    }
+}
+
+/// A run that fails and cannot let go of its chunks leaves them claimed by its worker; the
+/// worker's next run takes them again (nobody else may before the claims run out, and the
+/// next run renews them), and the job ends.
+async fn claims_left_by_a_failed_run(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.jobs.workers = 1;
+        config.jobs.job_retry_delay = Duration::from_millis(100);
+    })
+    .await;
+    // The first run's first chunk fails.
+    refuse_chunks_when(&app, "OLD.attempts = 1").await;
+    refuse_releases(&app).await;
+
+    let id = app.submit_job(people(1_200), json!({})).await;
+
+    let job = finished(&app, &id).await;
+    assert_eq!(job["status"], "COMPLETED", "{job}");
+    assert_eq!(job["summary"]["created"], 1_200);
+    assert_eq!(stored(&app, &id).await.attempts, 2, "it failed once");
+}
+
+each_backend!(a_worker_takes_again_the_chunks_its_failed_run_could_not_let_go => claims_left_by_a_failed_run);
