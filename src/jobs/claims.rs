@@ -79,7 +79,7 @@ impl Claimer {
             return Ok(Next::Done);
         }
         self.read_keys(db, &unwritten).await?;
-        let held: HashMap<i32, claims::Model> = claims::Entity::find()
+        let claimed: HashMap<i32, claims::Model> = claims::Entity::find()
             .filter(claims::Column::JobId.eq(self.job_id))
             .filter(claims::Column::FirstIdx.is_in(unwritten.iter().copied()))
             .all(db)
@@ -88,7 +88,7 @@ impl Claimer {
             .map(|claim| (claim.first_idx, claim))
             .collect();
         for (at, first_idx) in unwritten.iter().enumerate() {
-            let claim = held.get(first_idx);
+            let claim = claimed.get(first_idx);
             // A claim of this worker's that it no longer holds (left by a run of it that
             // failed, and renewed since by this run) is free to it.
             let free = claim.is_none_or(|c| {

@@ -321,25 +321,15 @@ async fn let_go_once_written(url: &str, id: &str, count: i64) {
 
 /// [`let_go_once_written`], once the chunk from `in_order` is also marked to run in order.
 async fn let_go_once(url: &str, id: &str, count: i64, in_order: Option<i32>) {
-    let db = Database::connect(url).await.unwrap();
-    let backend = db.get_database_backend();
-    let scalar = |sql: String| {
-        let db = &db;
-        async move {
-            let row = db
-                .query_one_raw(Statement::from_string(backend, sql))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get::<i64>("", "n").unwrap()
-        }
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
-        let n = scalar(format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM import_job_chunks \
-             WHERE job_id = {id} AND results IS NOT NULL"
-        ))
+        let n = scalar(
+            url,
+            &format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM import_job_chunks \
+                 WHERE job_id = {id} AND results IS NOT NULL"
+            ),
+        )
         .await;
         assert!(
             n <= count,
@@ -348,10 +338,13 @@ async fn let_go_once(url: &str, id: &str, count: i64, in_order: Option<i32>) {
         let marked = match in_order {
             None => true,
             Some(first_idx) => {
-                scalar(format!(
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM import_job_claims \
-                     WHERE job_id = {id} AND first_idx = {first_idx} AND in_order"
-                ))
+                scalar(
+                    url,
+                    &format!(
+                        "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM import_job_claims \
+                         WHERE job_id = {id} AND first_idx = {first_idx} AND in_order"
+                    ),
+                )
                 .await
                     == 1
             }
@@ -365,8 +358,7 @@ async fn let_go_once(url: &str, id: &str, count: i64, in_order: Option<i32>) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    db.execute_unprepared(LET_GO).await.unwrap();
-    let _ = db.close().await;
+    execute(url, LET_GO).await;
 }
 
 fn named(external_id: &str, email: &str) -> Value {

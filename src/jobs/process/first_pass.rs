@@ -150,12 +150,16 @@ impl Runner<'_> {
         let written = self
             .write_users(job, &tenant, first_idx, &inputs, &prepared)
             .await?;
-        match &written {
+        match written {
             Written::Done(job) => {
                 claimer.written(first_idx);
-                self.committed(job, started);
+                self.committed(&job, started);
+                Ok(Some(*job))
             }
-            Written::ByAnother => claimer.written(first_idx),
+            Written::ByAnother => {
+                claimer.written(first_idx);
+                Ok(None)
+            }
             Written::InOrder => {
                 tracing::info!(
                     job = job.id,
@@ -163,12 +167,9 @@ impl Runner<'_> {
                     "the chunk's rows depend on chunks before it; it runs after them"
                 );
                 claimer.release(self.db, first_idx, true).await?;
+                Ok(None)
             }
         }
-        Ok(match written {
-            Written::Done(job) => Some(*job),
-            Written::ByAnother | Written::InOrder => None,
-        })
     }
 
     async fn write_users(
