@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod jobs;
+pub mod memory;
 pub mod scim;
 pub mod startup;
 pub mod telemetry;

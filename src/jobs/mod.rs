@@ -97,6 +97,7 @@ impl Queue {
             "job finished"
         );
         self.published(job);
+        crate::memory::give_back();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<import_jobs::Model>> {

@@ -304,6 +304,7 @@ pub(super) async fn insert_job(
 pub(super) fn submitted(queue: &Queue) {
     metrics::counter!(crate::telemetry::JOBS_SUBMITTED).increment(1);
     queue.job_submitted();
+    crate::memory::give_back();
 }
 
 pub(super) fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
