@@ -4,6 +4,8 @@
 //! that is, what clashes) and writes nothing; [`import_user`] runs it in one write
 //! transaction and applies it. Bulk imports use the very same [`decide`].
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::users;
 use sea_orm::sea_query::LockType;
@@ -365,19 +367,36 @@ fn finish(
 /// is the same as deciding them one after another, so each gets exactly the decision
 /// [`decide`] would give it. The caller writes the prefix and calls again with the rest;
 /// the result is never empty for a non-empty `rows`.
+///
+/// `absent` holds keys the caller found to name no user earlier in this transaction, and
+/// that no row it wrote since can have taken: they are not looked for again. Another
+/// transaction may give one to a user meanwhile, as it may after any lookup: a row that
+/// creates it then fails on the unique key, and the caller runs its rows again one by one.
+/// A row that can only update would be skipped instead, so `UPDATE_ONLY` looks again.
 pub async fn decide_prefix(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     rows: &[&UserChanges],
     options: &UserImportOptions,
     today: NaiveDate,
+    absent: &HashSet<UserKey>,
 ) -> Result<Vec<AppResult<Decision>>, DbErr> {
     let mut keys: Vec<UserKey> = rows.iter().map(|c| external_key(c)).collect();
     if options.match_by == MatchBy::Email {
         keys.extend(rows.iter().map(|c| UserKey::Email(c.email.normalized())));
     }
     let key_refs: Vec<&UserKey> = keys.iter().collect();
-    let found = store::find_many(conn, tenant, &key_refs, Some(LockType::Update)).await?;
+    let none = HashSet::new();
+    let absent = match options.mode {
+        ImportMode::UpdateOnly => &none,
+        ImportMode::CreateOnly | ImportMode::Upsert => absent,
+    };
+    let unknown: Vec<&UserKey> = key_refs
+        .iter()
+        .copied()
+        .filter(|key| !absent.contains(*key))
+        .collect();
+    let found = store::find_many(conn, tenant, &unknown, Some(LockType::Update)).await?;
     let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -888,9 +907,16 @@ mod tests {
         let login = changes(
             serde_json::json!({ "externalId": "u4", "email": "u4@example.com", "login": "LONE", "firstName": "G", "lastName": "H" }),
         );
-        let decisions = decide_prefix(&txn, &tenant, &[&email, &login], &options, today)
-            .await
-            .expect("decided");
+        let decisions = decide_prefix(
+            &txn,
+            &tenant,
+            &[&email, &login],
+            &options,
+            today,
+            &HashSet::new(),
+        )
+        .await
+        .expect("decided");
         assert_eq!(
             clashes_of(&decisions[0]),
             [("users[0].email".to_owned(), "TAKEN".to_owned())]
@@ -908,7 +934,7 @@ mod tests {
             match_by: MatchBy::Email,
             ..options
         };
-        let decisions = decide_prefix(&txn, &tenant, &[&rekey], &by_email, today)
+        let decisions = decide_prefix(&txn, &tenant, &[&rekey], &by_email, today, &HashSet::new())
             .await
             .expect("decided");
         assert_eq!(

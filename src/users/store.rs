@@ -292,7 +292,8 @@ impl Found for Named {
 pub struct Stamped {
     pub id: i64,
     pub updated_at: DateTime<Utc>,
-    pub digest: i64,
+    /// `None`: the user carries none.
+    pub digest: Option<i64>,
 }
 
 /// What [`digests_of`] reads of a user.
@@ -305,8 +306,9 @@ struct StampRow {
     import_digest: Option<i64>,
 }
 
-/// The users named by `keys` (`(source, external_id)`) that carry an import digest, each
-/// read narrowly: its id, `updated_at` and digest, not the whole user. No row is locked: a
+/// The users named by `keys` (`(source, external_id)`), each read narrowly: its id,
+/// `updated_at` and import digest, not the whole user. A key absent from the answer names
+/// no user (as this connection sees the table). No row is locked: a
 /// row found unchanged writes nothing, so a write of its user that commits meanwhile comes
 /// after it (and locking would write to every row read on PostgreSQL).
 pub async fn digests_of(
@@ -328,19 +330,15 @@ pub async fn digests_of(
             ])
             .filter(users::Column::Tenant.eq(tenant.as_str()))
             .filter(condition)
-            .filter(users::Column::ImportDigest.is_not_null())
             .into_model()
             .all(conn)
             .await?;
         for row in rows {
-            let Some(digest) = row.import_digest else {
-                continue;
-            };
             if asked.contains(&(row.source.as_str(), row.external_id.as_str())) {
                 let stamped = Stamped {
                     id: row.id,
                     updated_at: row.updated_at,
-                    digest,
+                    digest: row.import_digest,
                 };
                 found.insert((row.source, row.external_id), stamped);
             }

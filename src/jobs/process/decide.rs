@@ -49,7 +49,10 @@ async fn decide_and_write(
     let mut results = Vec::with_capacity(prepared.len());
     let mut taken = Vec::new();
     let mut pending: Vec<(&Prepared, &UserChanges, &ApproverChange)> = Vec::new();
-    let mut unchanged = unchanged::by_digest(conn, tenant, prepared, options).await?;
+    let unchanged::Digested {
+        mut unchanged,
+        absent,
+    } = unchanged::by_digest(conn, tenant, prepared, options).await?;
     let by_digest = unchanged.len() as u64;
     for row in prepared {
         match &row.parsed {
@@ -68,7 +71,8 @@ async fn decide_and_write(
     while !rest.is_empty() {
         let changes: Vec<&UserChanges> = rest.iter().map(|(_, c, _)| *c).collect();
         let decisions =
-            import::decide_prefix(conn, tenant, &changes, options, now.date_naive()).await?;
+            import::decide_prefix(conn, tenant, &changes, options, now.date_naive(), &absent)
+                .await?;
         let (run, later) = rest.split_at(decisions.len());
         rest = later;
         let mut creates: Vec<&crate::users::profile::Profile> = Vec::new();

@@ -1,6 +1,7 @@
 //! Rows found unchanged before a chunk is decided: from their users' import digests
 //! ([`digest`]), read narrowly, and their approver sets checked at once when they stay as
-//! stored.
+//! stored. The same read tells which rows name no user yet, whose keys deciding then does
+//! not look up again.
 //!
 //! A set found unchanged here is settled in the first pass: the row needs no second pass.
 //! The second pass would check it after every user of the job is written, so the barrier
@@ -16,16 +17,27 @@ use crate::approvers::{ApproverChange, Snapshot};
 use crate::auth::TenantId;
 use crate::jobs::{RowResult, digest};
 use crate::users::import::{RowAction, UserImportOptions, plan_links};
+use crate::users::lookup::UserKey;
 use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
 
-/// The rows of a chunk found unchanged by digest, by index.
+/// What a chunk's digest read found.
+pub(super) struct Digested {
+    /// The rows found unchanged, by index.
+    pub(super) unchanged: HashMap<i32, RowResult>,
+    /// The keys of rows that name no user yet, each named by one row of the chunk: no row
+    /// before it in the chunk can create or rename a user to it, so deciding need not
+    /// look for it again.
+    pub(super) absent: HashSet<UserKey>,
+}
+
+/// The rows of a chunk found unchanged by digest, and the keys found to name no user.
 pub(super) async fn by_digest(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     prepared: &[Prepared],
     options: &UserImportOptions,
-) -> Result<HashMap<i32, RowResult>, DbErr> {
+) -> Result<Digested, DbErr> {
     let stamps = Stamps::read(conn, tenant, prepared).await?;
     let mut found = HashMap::new();
     let mut to_settle = Vec::new();
@@ -41,7 +53,10 @@ pub(super) async fn by_digest(
         }
     }
     settle_sets(conn, tenant, &mut found, &to_settle, options).await?;
-    Ok(found)
+    Ok(Digested {
+        unchanged: found,
+        absent: stamps.absent,
+    })
 }
 
 /// The import digests of a chunk's users, read narrowly before anything else.
@@ -50,6 +65,8 @@ struct Stamps {
     /// Keys that more than one row of the chunk names: an earlier row may change the user
     /// before a later one is decided, so none of them is decided by digest.
     repeated: HashSet<(String, String)>,
+    /// Keys read that name no user, and that one row of the chunk names.
+    absent: HashSet<UserKey>,
 }
 
 impl Stamps {
@@ -77,7 +94,20 @@ impl Stamps {
         } else {
             user_store::digests_of(conn, tenant, &keys).await?
         };
-        Ok(Self { stored, repeated })
+        let absent = keys
+            .iter()
+            .map(|&(source, external_id)| (source.to_owned(), external_id.to_owned()))
+            .filter(|key| !stored.contains_key(key) && !repeated.contains(key))
+            .map(|(source, external_id)| UserKey::External {
+                source,
+                external_id,
+            })
+            .collect();
+        Ok(Self {
+            stored,
+            repeated,
+            absent,
+        })
     }
 
     /// The result of a row whose user is stored as this very row left it, and that nothing
@@ -92,7 +122,9 @@ impl Stamps {
         let sent = row.digest.as_ref()?;
         let key = (changes.source.clone(), changes.external_id.clone());
         let stored = self.stored.get(&key)?;
-        if self.repeated.contains(&key) || digest::stamp(sent, stored.updated_at) != stored.digest {
+        if self.repeated.contains(&key)
+            || Some(digest::stamp(sent, stored.updated_at)) != stored.digest
+        {
             return None;
         }
         Some(RowResult {
