@@ -307,10 +307,10 @@ struct StampRow {
 }
 
 /// The users named by `keys` (`(source, external_id)`), each read narrowly: its id,
-/// `updated_at` and import digest, not the whole user. A key absent from the answer names
-/// no user (as this connection sees the table). No row is locked: a
-/// row found unchanged writes nothing, so a write of its user that commits meanwhile comes
-/// after it (and locking would write to every row read on PostgreSQL).
+/// `updated_at` and import digest, not the whole user. A key absent from the answer named
+/// no user when it was read. No row is locked: a row found unchanged writes nothing, so a
+/// write of its user that commits meanwhile comes after it (and locking would write to
+/// every row read on PostgreSQL).
 pub async fn digests_of(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
