@@ -93,6 +93,21 @@ db_test! {
 }
 
 db_test! {
+    async fn a_new_user_named_twice_in_a_chunk_is_created_then_updated(app) {
+        // Read before the chunk writes anything, the user is not there yet for either row.
+        let mut moved = person(7);
+        moved["department"] = json!("Support");
+
+        let (id, job) = import(&app, &[person(7), moved]).await;
+
+        assert_eq!(job["summary"], json!({ "created": 1, "updated": 1, "unchanged": 0, "failed": 0 }), "{job}");
+        assert_eq!(actions(&app, &id).await, ["CREATED", "UPDATED"]);
+        let user = app.stored_user("d7").await.unwrap();
+        assert_eq!(user.department.as_deref(), Some("Support"));
+    }
+}
+
+db_test! {
     async fn a_user_whose_attributes_changed_elsewhere_is_compared_in_full(app) {
         let feed: Vec<Value> = (0..1_200).map(person).collect();
         import(&app, &feed).await;
