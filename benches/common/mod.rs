@@ -154,16 +154,21 @@ impl Api {
             .expect("JSON")
     }
 
-    /// Submits users with `importUsers`; answers the job's id.
-    pub async fn import_users(&self, users: &[Value], options: &Value) -> String {
-        let response = self
-            .call(
-                "mutation($u: [UserImportInput!]!, $o: ImportOptions) {
-                    importUsers(users: $u, options: $o) { id }
-                }",
-                json!({ "u": users, "o": options }),
-            )
-            .await;
+    /// Submits the `importUsers` request `body` (see [`import_request`]); answers the job's
+    /// id.
+    pub async fn send_import(&self, body: Vec<u8>) -> String {
+        let response: Value = self
+            .client
+            .post(self.graphql_url())
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("JSON");
         job_id(&response, "importUsers")
     }
 
@@ -220,6 +225,18 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The body of an `importUsers` request for `users`, as a client that has its rows ready
+/// sends it.
+pub fn import_request(users: &[Value], options: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "query": "mutation($u: [UserImportInput!]!, $o: ImportOptions) {
+            importUsers(users: $u, options: $o) { id }
+        }",
+        "variables": { "u": users, "o": options },
+    }))
+    .expect("a request body")
 }
 
 fn job_id(response: &Value, field: &str) -> String {
