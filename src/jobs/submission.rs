@@ -34,8 +34,12 @@ pub struct SubmittedRow {
 
 impl SubmittedRow {
     pub fn new(row: &ImportRow) -> AppResult<Self> {
+        let mut input = serde_json::to_string(row).map_err(AppError::internal)?;
+        // Held until the request's rows are stored. Its buffer grew by doubling: a row of
+        // 311 bytes sat in 512, and 100,000 of them held 20 MB they did not use.
+        input.shrink_to_fit();
         Ok(Self {
-            input: serde_json::to_string(row).map_err(AppError::internal)?,
+            input,
             user: row.user_key(),
             sends_links: row.links.sends_links(),
             keys: super::order::of_row(row),
