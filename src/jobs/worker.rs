@@ -143,7 +143,12 @@ impl Worker {
                 return;
             }
             match self.claim().await {
-                Ok(Some(job)) => self.run(job).await,
+                Ok(Some(job)) => {
+                    self.run(job).await;
+                    // The statements the job prepared go back with the rest of its memory.
+                    db::forget_prepared(&self.db).await;
+                    crate::memory::give_back();
+                }
                 Ok(None) if self.help().await > 0 => {}
                 Ok(None) => {
                     let wake = self.queue.wake.clone();
