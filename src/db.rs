@@ -295,7 +295,7 @@ impl Drop for WaitingWriter {
 /// Drops the statements the pool's idle SQLite connections keep prepared. A connection
 /// keeps up to 100 (sqlx's cache), and a job's bulk statements take megabytes each once
 /// prepared (an insert of a chunk's rows binds thousands of values): after the
-/// 100,000-user feed an idle server held about 50 MB of them, on top of which the next
+/// 100,000-user feed the idle server held some 30 MB of them, on top of which the next
 /// day's request then decoded its rows. Connections in use keep theirs.
 pub async fn forget_prepared(db: &DatabaseConnection) {
     if db.get_database_backend() != DatabaseBackend::Sqlite {
