@@ -292,27 +292,40 @@ impl Drop for WaitingWriter {
     }
 }
 
-/// Drops the statements the pool's idle SQLite connections keep prepared. A connection
-/// keeps up to 100 (sqlx's cache), and a job's bulk statements take megabytes each once
-/// prepared (an insert of a chunk's rows binds thousands of values): after the
-/// 100,000-user feed the idle server held some 30 MB of them, on top of which the next
-/// day's request then decoded its rows. Connections in use keep theirs.
-pub async fn forget_prepared(db: &DatabaseConnection) {
+/// Drops the statements the pool's idle SQLite connections keep prepared, and answers how
+/// many. A connection keeps up to 100 (sqlx's cache), and a job's bulk statements take
+/// megabytes each once prepared (an insert of a chunk's rows binds thousands of values):
+/// after the 100,000-user feed the idle server held some 30 MB of them, on top of which the
+/// next day's request then decoded its rows. Connections in use keep theirs.
+pub async fn forget_prepared(db: &DatabaseConnection) -> usize {
     if db.get_database_backend() != DatabaseBackend::Sqlite {
-        return;
+        return 0;
     }
-    let pool = db.get_sqlite_connection_pool();
-    let mut idle = Vec::new();
-    while let Some(connection) = pool.try_acquire() {
-        idle.push(connection);
-    }
-    for connection in &mut idle {
-        if let Err(error) =
-            sea_orm::sqlx::Connection::clear_cached_statements(&mut **connection).await
-        {
+    use sea_orm::sqlx::Connection;
+    let mut dropped = 0;
+    for mut connection in take_idle(db.get_sqlite_connection_pool()).await {
+        dropped += connection.cached_statements_size();
+        if let Err(error) = connection.clear_cached_statements().await {
             tracing::warn!(%error, "cannot drop a connection's prepared statements");
         }
     }
+    dropped
+}
+
+/// How long [`take_idle`] waits for connections on their way back to the pool.
+const RETURNING: Duration = Duration::from_millis(50);
+
+/// The pool's idle connections, taken out of it until dropped. A connection let go of a
+/// moment ago goes back to the pool in a task of its own, so the ones on their way back
+/// (the last a job used) are waited for, up to [`RETURNING`].
+async fn take_idle(
+    pool: &sea_orm::sqlx::SqlitePool,
+) -> Vec<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>> {
+    let until = tokio::time::Instant::now() + RETURNING;
+    while pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    std::iter::from_fn(|| pool.try_acquire()).collect()
 }
 
 /// SQL with `?` placeholders, numbered `$1…` for PostgreSQL.
@@ -926,25 +939,26 @@ mod tests {
         use sea_orm::sqlx::Connection;
         use sea_orm::{ColumnTrait, QueryFilter};
         let (_dir, db) = scratch_sqlite().await;
-        // Statements prepared on every idle connection, counted without changing them.
+        // Statements prepared on the connections, every one back in the pool.
         let cached = |db: &DatabaseConnection| {
-            let pool = db.get_sqlite_connection_pool();
-            let mut idle = Vec::new();
-            while let Some(connection) = pool.try_acquire() {
-                idle.push(connection);
+            let pool = db.get_sqlite_connection_pool().clone();
+            async move {
+                let idle = take_idle(&pool).await;
+                assert_eq!(idle.len(), pool.size() as usize, "every connection counted");
+                idle.iter()
+                    .map(|connection| connection.cached_statements_size())
+                    .sum::<usize>()
             }
-            idle.iter()
-                .map(|connection| connection.cached_statements_size())
-                .sum::<usize>()
         };
         entity::users::Entity::find()
             .filter(entity::users::Column::Tenant.eq("acme"))
             .all(&db)
             .await
             .expect("read");
-        assert!(cached(&db) > 0, "a statement run is kept prepared");
-        forget_prepared(&db).await;
-        assert_eq!(cached(&db), 0);
+        assert!(cached(&db).await > 0, "a statement run is kept prepared");
+        // The connections counted are on their way back as it begins.
+        assert!(forget_prepared(&db).await > 0);
+        assert_eq!(cached(&db).await, 0);
     }
 
     #[tokio::test]

@@ -145,8 +145,10 @@ impl Worker {
             match self.claim().await {
                 Ok(Some(job)) => {
                     self.run(job).await;
-                    // The statements the job prepared go back with the rest of its memory.
-                    db::forget_prepared(&self.db).await;
+                    // The statements the job prepared go back with the rest of its memory
+                    // (given back when it ended; again now that they are freed too).
+                    let dropped = db::forget_prepared(&self.db).await;
+                    tracing::debug!(worker = %self.name, dropped, "prepared statements dropped");
                     crate::memory::give_back();
                 }
                 Ok(None) if self.help().await > 0 => {}
