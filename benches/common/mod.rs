@@ -142,10 +142,18 @@ impl Api {
     }
 
     pub async fn call(&self, query: &str, variables: Value) -> Value {
+        let body = json!({ "query": query, "variables": variables });
+        self.post(serde_json::to_vec(&body).expect("a request body"))
+            .await
+    }
+
+    /// POSTs a GraphQL request's JSON `body`; answers the response.
+    async fn post(&self, body: Vec<u8>) -> Value {
         self.client
             .post(self.graphql_url())
             .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .expect("sent")
@@ -157,19 +165,7 @@ impl Api {
     /// Submits the `importUsers` request `body` (see [`import_request`]); answers the job's
     /// id.
     pub async fn send_import(&self, body: Vec<u8>) -> String {
-        let response: Value = self
-            .client
-            .post(self.graphql_url())
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("JSON");
-        job_id(&response, "importUsers")
+        job_id(&self.post(body).await, "importUsers")
     }
 
     /// Uploads a CSV file with `importUsersCsv`; answers the job's id.
