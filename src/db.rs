@@ -296,36 +296,46 @@ impl Drop for WaitingWriter {
 /// many. A connection keeps up to 100 (sqlx's cache), and a job's bulk statements take
 /// megabytes each once prepared (an insert of a chunk's rows binds thousands of values):
 /// after the 100,000-user feed the idle server held some 30 MB of them, on top of which the
-/// next day's request then decoded its rows. Connections in use keep theirs.
+/// next day's request then decoded its rows. Connections in use keep theirs, and so does
+/// one that is not back in the pool after [`settle`].
 pub async fn forget_prepared(db: &DatabaseConnection) -> usize {
+    use sea_orm::sqlx::Connection;
     if db.get_database_backend() != DatabaseBackend::Sqlite {
         return 0;
     }
-    use sea_orm::sqlx::Connection;
+    let pool = db.get_sqlite_connection_pool();
+    settle(pool).await;
     let mut dropped = 0;
-    for mut connection in take_idle(db.get_sqlite_connection_pool()).await {
-        dropped += connection.cached_statements_size();
-        if let Err(error) = connection.clear_cached_statements().await {
-            tracing::warn!(%error, "cannot drop a connection's prepared statements");
+    // One at a time, so that the pool never finds itself without an idle connection and
+    // opens one more; each goes back behind the others.
+    for _ in 0..pool.num_idle() {
+        let Some(mut connection) = pool.try_acquire() else {
+            break;
+        };
+        let cached = connection.cached_statements_size();
+        match connection.clear_cached_statements().await {
+            Ok(()) => dropped += cached,
+            Err(error) => {
+                tracing::warn!(%error, "cannot drop a connection's prepared statements");
+            }
         }
     }
     dropped
 }
 
-/// How long [`take_idle`] waits for connections on their way back to the pool.
-const RETURNING: Duration = Duration::from_millis(50);
-
-/// The pool's idle connections, taken out of it until dropped. A connection let go of a
-/// moment ago goes back to the pool in a task of its own, so the ones on their way back
-/// (the last a job used) are waited for, up to [`RETURNING`].
-async fn take_idle(
-    pool: &sea_orm::sqlx::SqlitePool,
-) -> Vec<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>> {
-    let until = tokio::time::Instant::now() + RETURNING;
-    while pool.num_idle() < pool.size() as usize && tokio::time::Instant::now() < until {
+/// Waits for connections let go of a moment ago (the last a job used) to be back in the
+/// pool, each of which goes back in a task of its own: until every connection is idle, or
+/// none has come back for 5 ms, and at most 50 ms.
+async fn settle(pool: &sea_orm::sqlx::SqlitePool) {
+    let until = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut idle = pool.num_idle();
+    let mut quiet = 0;
+    while idle < pool.size() as usize && quiet < 5 && tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(1)).await;
+        let now_idle = pool.num_idle();
+        quiet = if now_idle > idle { 0 } else { quiet + 1 };
+        idle = now_idle;
     }
-    std::iter::from_fn(|| pool.try_acquire()).collect()
 }
 
 /// SQL with `?` placeholders, numbered `$1…` for PostgreSQL.
@@ -939,26 +949,36 @@ mod tests {
         use sea_orm::sqlx::Connection;
         use sea_orm::{ColumnTrait, QueryFilter};
         let (_dir, db) = scratch_sqlite().await;
-        // Statements prepared on the connections, every one back in the pool.
-        let cached = |db: &DatabaseConnection| {
-            let pool = db.get_sqlite_connection_pool().clone();
-            async move {
-                let idle = take_idle(&pool).await;
-                assert_eq!(idle.len(), pool.size() as usize, "every connection counted");
-                idle.iter()
-                    .map(|connection| connection.cached_statements_size())
-                    .sum::<usize>()
+        let pool = db.get_sqlite_connection_pool().clone();
+        // Every connection back in the pool (each goes back in a task of its own).
+        let all_idle = || async {
+            for _ in 0..5_000 {
+                if pool.num_idle() == pool.size() as usize {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            panic!("connections stay out of the pool");
+        };
+        // Statements prepared on all the connections, every one counted.
+        let cached = || async {
+            all_idle().await;
+            let idle: Vec<_> = std::iter::from_fn(|| pool.try_acquire()).collect();
+            assert_eq!(idle.len(), pool.size() as usize, "every connection counted");
+            idle.iter()
+                .map(|connection| connection.cached_statements_size())
+                .sum::<usize>()
         };
         entity::users::Entity::find()
             .filter(entity::users::Column::Tenant.eq("acme"))
             .all(&db)
             .await
             .expect("read");
-        assert!(cached(&db).await > 0, "a statement run is kept prepared");
-        // The connections counted are on their way back as it begins.
-        assert!(forget_prepared(&db).await > 0);
-        assert_eq!(cached(&db).await, 0);
+        let before = cached().await;
+        assert!(before > 0, "a statement run is kept prepared");
+        all_idle().await;
+        assert_eq!(forget_prepared(&db).await, before);
+        assert_eq!(cached().await, 0);
     }
 
     #[tokio::test]
