@@ -145,11 +145,13 @@ impl Worker {
             match self.claim().await {
                 Ok(Some(job)) => {
                     self.run(job).await;
-                    // The statements the job prepared go back with the rest of its memory
-                    // (given back when it ended; again now that they are freed too).
+                    // The statements the job prepared go back with the rest of its memory,
+                    // which was given back when it ended: again only if they were freed.
                     let dropped = db::forget_prepared(&self.db).await;
-                    tracing::debug!(worker = %self.name, dropped, "prepared statements dropped");
-                    crate::memory::give_back();
+                    if dropped > 0 {
+                        tracing::debug!(worker = %self.name, dropped, "prepared statements dropped");
+                        crate::memory::give_back();
+                    }
                 }
                 Ok(None) if self.help().await > 0 => {}
                 Ok(None) => {
