@@ -4,10 +4,12 @@
 //! - `turns.rs`: writers taking turns (SQLite's write lock, PostgreSQL's advisory locks);
 //! - `plans.rs`: planner statistics, plan-cache control and prepared statements;
 //! - `insert.rs`: the bulk `INSERT` builder and its JSON encoder;
+//! - `errors.rs`: what a failed statement means (a unique key taken, SQLite busy);
 //!
 //! and here, migrations and the SQL of hand-written statements.
 
 mod connect;
+mod errors;
 mod insert;
 mod plans;
 mod turns;
@@ -16,9 +18,10 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, TransactionTrait};
 
 pub use connect::{SQLITE_BUSY_TIMEOUT, SQLITE_POOL_SIZE, SQLITE_WAL_PAGES, connect};
+pub use errors::{UsersKey, is_busy, is_unique_violation, taken_users_key};
 pub use insert::{Insert, insert_in_chunks};
 pub use plans::{analyze, forget_prepared, load_statistics, planned_per_run};
-pub use turns::{begin_write, begin_write_in_turn, is_busy, lock_tenant, lock_tenant_shared};
+pub use turns::{begin_write, begin_write_in_turn, lock_tenant, lock_tenant_shared};
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes several processes that
 /// start together take turns, so each migration runs once.

@@ -23,32 +23,6 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
-/// Whether `error` is SQLite's `SQLITE_BUSY`: the database's write lock stayed taken by
-/// another transaction for all of [`SQLITE_BUSY_TIMEOUT`].
-pub fn is_busy(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        let runtime = match cause.downcast_ref::<DbErr>() {
-            Some(DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e)) => Some(e),
-            _ => cause.downcast_ref::<sea_orm::RuntimeErr>(),
-        };
-        let Some(sea_orm::RuntimeErr::SqlxError(error)) = runtime else {
-            return false;
-        };
-        // Extended result codes keep the primary code in their low byte.
-        error
-            .as_database_error()
-            .filter(|e| {
-                e.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
-                    .is_some()
-            })
-            .and_then(|e| e.code()?.parse::<i32>().ok())
-            .is_some_and(|code| code & 0xff == SQLITE_BUSY)
-    })
-}
-
-/// SQLite's primary result code for a lock held by another connection.
-const SQLITE_BUSY: i32 = 5;
-
 /// Begins the next of a long series of write transactions (a job's chunks). SQLite's write
 /// lock has no queue: a writer that finds it taken sleeps and tries again, up to 100 ms
 /// later, and a series that began its next transaction as soon as it committed would keep

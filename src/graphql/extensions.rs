@@ -72,15 +72,6 @@ fn apply_policy(error: &mut ServerError) {
 fn set_app_error(message: &mut String, extensions: &mut ErrorExtensionValues, error: &AppError) {
     extensions.set("code", error.code().as_str());
     match error {
-        AppError::Internal(inner) if crate::db::is_busy(inner) => {
-            tracing::warn!(error = ?inner, "the database stayed busy");
-            extensions.set("code", ErrorCode::Timeout.as_str());
-            *message = format!(
-                "the database stayed busy with another write for {} (on SQLite a dryRun or \
-                 atomic job holds it until the job ends); nothing was written, try again",
-                humantime::format_duration(crate::db::SQLITE_BUSY_TIMEOUT)
-            );
-        }
         AppError::Internal(inner) => {
             tracing::error!(error = ?inner, "internal error");
             *message = "internal error".to_owned();

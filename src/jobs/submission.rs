@@ -297,7 +297,7 @@ pub(super) async fn insert_job(
 ) -> AppResult<Inserted> {
     match store::insert_job(&txn, job).await {
         Ok(job) => Ok(Inserted::New(txn, job)),
-        Err(error) if is_unique_violation(&error) => {
+        Err(error) if db::is_unique_violation(&error) => {
             txn.rollback().await?;
             let key = options.idempotency_key.as_deref().unwrap_or_default();
             match store::find_by_key(db, by.tenant, key).await? {
@@ -313,13 +313,6 @@ pub(super) fn submitted(queue: &Queue) {
     metrics::counter!(crate::telemetry::JOBS_SUBMITTED).increment(1);
     queue.job_submitted();
     crate::memory::give_back();
-}
-
-pub(super) fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
-    matches!(
-        error.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
 }
 
 /// The answer to a submission whose idempotency key is already taken.

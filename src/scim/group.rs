@@ -11,7 +11,7 @@ use entity::{scim_groups, user_tags};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value as Json, json};
 
@@ -379,13 +379,13 @@ fn refused(error: MembershipError) -> ScimError {
 }
 
 fn taken(error: sea_orm::DbErr, name: &str) -> ScimError {
-    match error.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => ScimError::bad(
+    if crate::db::is_unique_violation(&error) {
+        return ScimError::bad(
             ScimType::Uniqueness,
             format!("displayName: a group named {name:?} exists already"),
-        ),
-        _ => error.into(),
+        );
     }
+    error.into()
 }
 
 pub async fn replace(

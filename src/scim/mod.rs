@@ -172,6 +172,7 @@ impl From<AppError> for ScimError {
                 tracing::error!(?error, "SCIM request failed");
                 Self::status(500, "internal error")
             }
+            AppError::Busy => Self::status(500, "internal error"),
         }
     }
 }

@@ -210,16 +210,14 @@ pub async fn update(
 }
 
 fn name_taken(error: DbErr) -> AppError {
-    match error.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::conflict(vec![FieldError::new(
-                "input.name",
-                "TAKEN",
-                "another learning track has this name",
-            )])
-        }
-        _ => error.into(),
+    if crate::db::is_unique_violation(&error) {
+        return AppError::conflict(vec![FieldError::new(
+            "input.name",
+            "TAKEN",
+            "another learning track has this name",
+        )]);
     }
+    error.into()
 }
 
 async fn replace_tags(

@@ -8,12 +8,13 @@ use entity::{user_attributes, user_tags, users};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, LockType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::lookup::UserKey;
 use super::profile::{Attribute, CustomInfo, Gender, Language, Profile};
 use crate::auth::TenantId;
+use crate::db::UsersKey;
 use crate::error::AppError;
 use crate::users::domain::{AttributeType, Lines, Problem, Problems, check_characters};
 
@@ -1008,20 +1009,11 @@ async fn update_by_ids(
 /// Which unique rule of `users` a failed write broke, as the input field that names it;
 /// `None` for any other error (a clash in another table is not the input's fault).
 pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {
-    match error.sql_err()? {
-        SqlErr::UniqueConstraintViolation(message)
-            if message.contains("ux_users_") || message.contains("users.") =>
-        {
-            Some(if message.contains("email_key") {
-                "email"
-            } else if message.contains("login_key") {
-                "login"
-            } else {
-                "externalId"
-            })
-        }
-        _ => None,
-    }
+    Some(match crate::db::taken_users_key(error)? {
+        UsersKey::Email => "email",
+        UsersKey::Login => "login",
+        UsersKey::ExternalId => "externalId",
+    })
 }
 
 fn filter_condition(backend: DatabaseBackend, tenant: &TenantId, filter: &UserFilter) -> Condition {

@@ -161,3 +161,31 @@ async fn a_write_that_finds_sqlite_busy_is_a_timeout_and_writes_nothing() {
         .await;
     assert_eq!(response.data()["importUser"]["action"], "CREATED");
 }
+
+db_test! {
+    /// A unique key of `users` found taken is told by its constraint, on both databases
+    /// (PostgreSQL names the constraint in its error, SQLite only its columns).
+    async fn a_taken_unique_key_of_users_is_told_by_its_constraint(app) {
+        use roster::db::{UsersKey, taken_users_key};
+        use sea_orm::ConnectionTrait;
+        let db = app.connect().await;
+        let user = |id: &str, email: &str, login: &str| {
+            format!(
+                "INSERT INTO users (tenant, source, external_id, email, email_key, login, \
+                 login_key, first_name, last_name, active, search_key, created_at, updated_at) \
+                 VALUES ('acme', 'hr', '{id}', 'x', '{email}', 'x', '{login}', 'A', 'B', true, \
+                 'a', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+            )
+        };
+        db.execute_unprepared(&user("1", "a@x", "a")).await.expect("the first user");
+        for (row, key) in [
+            (user("2", "a@x", "b"), UsersKey::Email),
+            (user("2", "b@x", "a"), UsersKey::Login),
+            (user("1", "b@x", "b"), UsersKey::ExternalId),
+        ] {
+            let error = db.execute_unprepared(&row).await.expect_err("taken");
+            assert_eq!(taken_users_key(&error), Some(key), "{error}");
+        }
+        let _ = db.close().await;
+    }
+}

@@ -313,6 +313,7 @@ fn row_result(
     let decision = match decision {
         Ok(decision) => decision,
         Err(AppError::Internal(error)) => return Err(DbErr::Custom(format!("{error:#}"))),
+        Err(error @ AppError::Busy) => return Err(DbErr::Custom(error.to_string())),
         Err(error) => return Ok(failed(&error)),
     };
     let (action, blocked, unblocked) = import::counts(&decision, false);
@@ -390,6 +391,9 @@ pub(in crate::jobs) async fn set_links(
                     }
                     Err(AppError::Internal(error)) => {
                         return Err(Stop::Failed(anyhow::anyhow!("{error:#}")));
+                    }
+                    Err(error @ AppError::Busy) => {
+                        return Err(Stop::Failed(anyhow::anyhow!(error)));
                     }
                     Err(error) => Err(row_errors(&error)),
                 }
