@@ -11,19 +11,19 @@
 //! A user's status is the first any of their tracks has in the order `NOT_COMPLIANT`,
 //! `EXPIRING_SOON`, `UNCOMPLETED`, `COMPLETED`; with no track, `NO_TRACKS_ASSIGNED`. The same
 //! rules run in Rust ([`status`]) and, for the tenant-wide summary, in one SQL aggregate
-//! ([`summary`]); a test checks that they agree.
+//! ([`summary`], over `ranked_users.sql`); a test checks that they agree.
 
 pub mod graphql;
+mod store;
 
 use std::collections::HashMap;
 
 use chrono::Utc;
-use entity::{learning_track_tags, learning_tracks, track_assignments, track_completions};
+use entity::{learning_tracks, track_completions};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr};
+
+pub use store::{Scope, sync, users_with_completions};
 
 use crate::auth::TenantId;
 use crate::db;
@@ -158,21 +158,10 @@ pub async fn create(db: &DatabaseConnection, tenant: &TenantId, raw: RawTrack) -
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
     db::lock_tenant(&txn, TAGS_LOCK, tenant).await?;
-    let model = learning_tracks::ActiveModel {
-        tenant: Set(tenant.as_str().to_owned()),
-        name: Set(name),
-        validity_days: Set(raw.validity_days),
-        expiring_soon_days: Set(raw.expiring_soon_days),
-        due_days: Set(raw.due_days),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    let model = learning_tracks::Entity::insert(model)
-        .exec_with_returning(&txn)
+    let model = store::insert(&txn, tenant, name, &raw, now)
         .await
         .map_err(name_taken)?;
-    replace_tags(&txn, tenant, model.id, &tags).await?;
+    store::replace_tags(&txn, tenant, model.id, &tags).await?;
     sync(&txn, tenant, Scope::Track(model.id), now.timestamp_millis()).await?;
     txn.commit().await?;
     Ok(Track { model, tags })
@@ -189,21 +178,13 @@ pub async fn update(
     let now = Utc::now();
     let txn = db::begin_write(db).await?;
     db::lock_tenant(&txn, TAGS_LOCK, tenant).await?;
-    let Some(existing) = learning_tracks::Entity::find_by_id(id)
-        .filter(learning_tracks::Column::Tenant.eq(tenant.as_str()))
-        .one(&txn)
-        .await?
-    else {
+    let Some(existing) = store::find(&txn, tenant, id).await? else {
         return Err(AppError::NotFound("no such learning track".to_owned()));
     };
-    let mut model: learning_tracks::ActiveModel = existing.into();
-    model.name = Set(name);
-    model.validity_days = Set(raw.validity_days);
-    model.expiring_soon_days = Set(raw.expiring_soon_days);
-    model.due_days = Set(raw.due_days);
-    model.updated_at = Set(now);
-    let model = model.update(&txn).await.map_err(name_taken)?;
-    replace_tags(&txn, tenant, id, &tags).await?;
+    let model = store::update(&txn, existing, name, &raw, now)
+        .await
+        .map_err(name_taken)?;
+    store::replace_tags(&txn, tenant, id, &tags).await?;
     sync(&txn, tenant, Scope::Track(id), now.timestamp_millis()).await?;
     txn.commit().await?;
     Ok(Track { model, tags })
@@ -220,38 +201,10 @@ fn name_taken(error: DbErr) -> AppError {
     error.into()
 }
 
-async fn replace_tags(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    track_id: i64,
-    tags: &[String],
-) -> Result<(), DbErr> {
-    learning_track_tags::Entity::delete_many()
-        .filter(learning_track_tags::Column::TrackId.eq(track_id))
-        .exec(conn)
-        .await?;
-    if !tags.is_empty() {
-        learning_track_tags::Entity::insert_many(tags.iter().map(|tag| {
-            learning_track_tags::ActiveModel {
-                track_id: Set(track_id),
-                tag: Set(tag.clone()),
-                tenant: Set(tenant.as_str().to_owned()),
-            }
-        }))
-        .exec(conn)
-        .await?;
-    }
-    Ok(())
-}
-
 /// Every track of the tenant, by name.
 pub async fn list(conn: &impl ConnectionTrait, tenant: &TenantId) -> AppResult<Vec<Track>> {
-    let models = learning_tracks::Entity::find()
-        .filter(learning_tracks::Column::Tenant.eq(tenant.as_str()))
-        .order_by_asc(learning_tracks::Column::Name)
-        .all(conn)
-        .await?;
-    let mut tags = tags_of(conn, tenant).await?;
+    let models = store::all(conn, tenant).await?;
+    let mut tags = store::tags_of(conn, tenant).await?;
     Ok(models
         .into_iter()
         .map(|model| Track {
@@ -259,89 +212,6 @@ pub async fn list(conn: &impl ConnectionTrait, tenant: &TenantId) -> AppResult<V
             model,
         })
         .collect())
-}
-
-async fn tags_of(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-) -> Result<HashMap<i64, Vec<String>>, DbErr> {
-    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
-    for row in learning_track_tags::Entity::find()
-        .filter(learning_track_tags::Column::Tenant.eq(tenant.as_str()))
-        .all(conn)
-        .await?
-    {
-        tags.entry(row.track_id).or_default().push(row.tag);
-    }
-    tags.values_mut().for_each(|t| t.sort());
-    Ok(tags)
-}
-
-/// Whose assignments to bring in line with the tags.
-pub enum Scope<'a> {
-    Users(&'a [i64]),
-    Track(i64),
-}
-
-/// Adds the assignments a shared tag calls for (assigned `now_ms`) and removes those no
-/// tag supports any more: two statements per chunk, whatever the number of users.
-pub async fn sync(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    scope: Scope<'_>,
-    now_ms: i64,
-) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    let chunks: Vec<(String, String, Vec<Value>)> = match scope {
-        Scope::Track(id) => vec![(
-            "lt.track_id = ?".to_owned(),
-            "track_id = ?".to_owned(),
-            vec![id.into()],
-        )],
-        Scope::Users(ids) => ids
-            .chunks(CHUNK)
-            .map(|chunk| {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                (
-                    format!("ut.user_id IN ({marks})"),
-                    format!("user_id IN ({marks})"),
-                    chunk.iter().map(|id| (*id).into()).collect(),
-                )
-            })
-            .collect(),
-    };
-    for (insert_scope, delete_scope, ids) in chunks {
-        let mut values: Vec<Value> = vec![now_ms.into(), tenant.as_str().into()];
-        values.extend(ids.iter().cloned());
-        conn.execute_raw(db::statement(
-            backend,
-            &format!(
-                "INSERT INTO track_assignments (user_id, track_id, tenant, assigned_at_ms) \
-                 SELECT DISTINCT ut.user_id, lt.track_id, ut.tenant, ? \
-                 FROM user_tags ut \
-                 JOIN learning_track_tags lt ON lt.tenant = ut.tenant AND lt.tag = ut.tag \
-                 WHERE ut.tenant = ? AND {insert_scope} \
-                 ON CONFLICT (user_id, track_id) DO NOTHING"
-            ),
-            values,
-        ))
-        .await?;
-        let mut values: Vec<Value> = vec![tenant.as_str().into()];
-        values.extend(ids);
-        conn.execute_raw(db::statement(
-            backend,
-            &format!(
-                "DELETE FROM track_assignments WHERE tenant = ? AND {delete_scope} \
-                 AND NOT EXISTS (SELECT 1 FROM user_tags ut \
-                 JOIN learning_track_tags lt ON lt.tenant = ut.tenant AND lt.tag = ut.tag \
-                 WHERE ut.user_id = track_assignments.user_id \
-                 AND lt.track_id = track_assignments.track_id)"
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
 }
 
 /// One completion as sent.
@@ -359,28 +229,6 @@ pub struct CompletionResult {
     pub lookup_key: String,
     pub track: Option<i64>,
     pub errors: Vec<FieldError>,
-}
-
-/// Which of `ids` have completions recorded.
-pub async fn users_with_completions(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    ids: &[i64],
-) -> Result<std::collections::HashSet<i64>, DbErr> {
-    let mut found = std::collections::HashSet::new();
-    for chunk in ids.chunks(users::IN_CHUNK) {
-        let rows: Vec<i64> = track_completions::Entity::find()
-            .select_only()
-            .column(track_completions::Column::UserId)
-            .distinct()
-            .filter(track_completions::Column::Tenant.eq(tenant.as_str()))
-            .filter(track_completions::Column::UserId.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        found.extend(rows);
-    }
-    Ok(found)
 }
 
 /// `recordTrackCompletions`: each entry is recorded or refused alone.
@@ -405,17 +253,7 @@ pub async fn record_completions(
     let mut user_ids: Vec<i64> = found.values().map(|u| u.id).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
-    let mut assigned: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
-    for chunk in user_ids.chunks(CHUNK) {
-        for row in track_assignments::Entity::find()
-            .filter(track_assignments::Column::Tenant.eq(tenant.as_str()))
-            .filter(track_assignments::Column::UserId.is_in(chunk.iter().copied()))
-            .all(&txn)
-            .await?
-        {
-            assigned.insert((row.user_id, row.track_id));
-        }
-    }
+    let assigned = store::assigned(&txn, tenant, &user_ids).await?;
     let mut results = Vec::with_capacity(entries.len());
     let mut rows = Vec::new();
     for entry in entries {
@@ -461,14 +299,7 @@ pub async fn record_completions(
             errors,
         });
     }
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
-        track_completions::Entity::insert_many(chunk)
-            .on_conflict_do_nothing()
-            .exec(&txn)
-            .await?;
-    }
+    store::insert_completions(&txn, rows).await?;
     txn.commit().await?;
     Ok(results)
 }
@@ -481,36 +312,12 @@ pub async fn progress_of(
     user_ids: &[i64],
     as_of_ms: i64,
 ) -> Result<HashMap<i64, Vec<Progress>>, DbErr> {
-    let tracks: HashMap<i64, learning_tracks::Model> = learning_tracks::Entity::find()
-        .filter(learning_tracks::Column::Tenant.eq(tenant.as_str()))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
-    let track_tags = tags_of(conn, tenant).await?;
+    let tracks = store::by_id(conn, tenant).await?;
+    let track_tags = store::tags_of(conn, tenant).await?;
     let mut progress: HashMap<i64, Vec<Progress>> = HashMap::new();
     for chunk in user_ids.chunks(CHUNK) {
-        let mut done: HashMap<(i64, i64), i64> = HashMap::new();
-        for row in track_completions::Entity::find()
-            .filter(track_completions::Column::Tenant.eq(tenant.as_str()))
-            .filter(track_completions::Column::UserId.is_in(chunk.iter().copied()))
-            .filter(track_completions::Column::CompletedAtMs.lte(as_of_ms))
-            .all(conn)
-            .await?
-        {
-            let newest = done
-                .entry((row.user_id, row.track_id))
-                .or_insert(row.completed_at_ms);
-            *newest = (*newest).max(row.completed_at_ms);
-        }
-        for row in track_assignments::Entity::find()
-            .filter(track_assignments::Column::Tenant.eq(tenant.as_str()))
-            .filter(track_assignments::Column::UserId.is_in(chunk.iter().copied()))
-            .filter(track_assignments::Column::AssignedAtMs.lte(as_of_ms))
-            .all(conn)
-            .await?
-        {
+        let done = store::newest_completions(conn, tenant, chunk, as_of_ms).await?;
+        for row in store::assignments(conn, tenant, chunk, as_of_ms).await? {
             let Some(track) = tracks.get(&row.track_id) else {
                 continue;
             };
@@ -533,35 +340,6 @@ pub async fn progress_of(
     Ok(progress)
 }
 
-/// Each user of the tenant with the rank of their overall status as of an instant
-/// (`NULL`: no track), as SQL with its values, in the order of its `?`.
-fn ranked_users(tenant: &TenantId, as_of_ms: i64) -> (String, Vec<Value>) {
-    let sql = format!(
-        "SELECT u.id AS user_id, CAST(MIN({RANK_SQL}) AS BIGINT) AS status_rank \
-         FROM users u \
-         LEFT JOIN track_assignments a ON a.user_id = u.id AND a.assigned_at_ms <= ? \
-         LEFT JOIN learning_tracks t ON t.id = a.track_id \
-         LEFT JOIN (SELECT user_id, track_id, MAX(completed_at_ms) AS done \
-                    FROM track_completions WHERE tenant = ? AND completed_at_ms <= ? \
-                    GROUP BY user_id, track_id) c \
-           ON c.user_id = a.user_id AND c.track_id = a.track_id \
-         WHERE u.tenant = ? \
-         GROUP BY u.id"
-    );
-    // The three of the rank, the assignments' instant, the completions' tenant and
-    // instant, the users' tenant.
-    let values = vec![
-        as_of_ms.into(),
-        as_of_ms.into(),
-        as_of_ms.into(),
-        as_of_ms.into(),
-        tenant.as_str().into(),
-        as_of_ms.into(),
-        tenant.as_str().into(),
-    ];
-    (sql, values)
-}
-
 fn rank_of(overall: Overall) -> Option<i64> {
     match overall {
         Overall::Track(status) => Some(status as i64),
@@ -576,15 +354,8 @@ pub async fn summary(
     tenant: &TenantId,
     as_of_ms: i64,
 ) -> Result<HashMap<Overall, i64>, DbErr> {
-    let (ranked, values) = ranked_users(tenant, as_of_ms);
-    let sql = format!("SELECT s.status_rank, COUNT(*) FROM ({ranked}) s GROUP BY s.status_rank");
     let mut counts = HashMap::new();
-    for row in conn
-        .query_all_raw(db::statement(conn.get_database_backend(), &sql, values))
-        .await?
-    {
-        let rank: Option<i64> = row.try_get_by_index(0)?;
-        let count: i64 = row.try_get_by_index(1)?;
+    for (rank, count) in store::rank_counts(conn, tenant, as_of_ms).await? {
         let overall = match rank {
             Some(1) => Overall::Track(Status::NotCompliant),
             Some(2) => Overall::Track(Status::ExpiringSoon),
@@ -604,30 +375,5 @@ pub fn status_condition(
     overall: Overall,
     as_of_ms: i64,
 ) -> sea_orm::sea_query::SimpleExpr {
-    let (ranked, mut values) = ranked_users(tenant, as_of_ms);
-    let test = match rank_of(overall) {
-        Some(rank) => {
-            values.push(rank.into());
-            "r.status_rank = ?"
-        }
-        None => "r.status_rank IS NULL",
-    };
-    let sql = format!("\"users\".\"id\" IN (SELECT r.user_id FROM ({ranked}) r WHERE {test})");
-    // sea-query numbers custom placeholders itself on PostgreSQL, as `$1…` of this
-    // expression's own values.
-    let sql = db::statement(backend, &sql, Vec::new()).sql;
-    sea_orm::sea_query::Expr::cust_with_values(sql, values)
+    store::rank_condition(backend, tenant, rank_of(overall), as_of_ms)
 }
-
-/// [`status`] in SQL over `a` (assignment), `t` (track) and `c.done` (newest completion);
-/// its three `?` are the instant. `NULL` when the user has no assignment.
-const RANK_SQL: &str = "CASE \
-    WHEN a.track_id IS NULL THEN NULL \
-    WHEN c.done IS NOT NULL AND t.validity_days IS NOT NULL \
-         AND ? >= c.done + CAST(t.validity_days AS BIGINT) * 86400000 THEN 1 \
-    WHEN c.done IS NOT NULL AND t.validity_days IS NOT NULL \
-         AND ? >= c.done + CAST(t.validity_days - t.expiring_soon_days AS BIGINT) * 86400000 THEN 2 \
-    WHEN c.done IS NOT NULL THEN 4 \
-    WHEN t.due_days IS NOT NULL \
-         AND ? >= a.assigned_at_ms + CAST(t.due_days AS BIGINT) * 86400000 THEN 1 \
-    ELSE 3 END";
