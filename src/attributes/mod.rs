@@ -3,13 +3,14 @@
 //! in `graphql`.
 
 pub mod graphql;
+mod store;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::Utc;
-use entity::{user_attributes, users};
+use entity::users;
+use sea_orm::DatabaseConnection;
 use sea_orm::sea_query::LockType;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::auth::TenantId;
 use crate::db;
@@ -17,7 +18,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::users::domain::{Problem, Problems, required_text};
 use crate::users::lookup::UserKey;
 use crate::users::profile::{Attribute, RawAttribute, check_attribute};
-use crate::users::store;
+use crate::users::store as users_store;
 
 /// Most changes in one call.
 pub const MAX_CHANGES: usize = 10_000;
@@ -141,22 +142,11 @@ pub async fn set_user_attributes(
         .iter()
         .filter_map(|c| c.user.as_ref().ok())
         .collect();
-    let found = store::find_many(&txn, tenant, &keys, Some(LockType::Update)).await?;
+    let found = users_store::find_many(&txn, tenant, &keys, Some(LockType::Update)).await?;
     let mut ids: Vec<i64> = found.values().map(|u| u.id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut state: HashMap<i64, BTreeMap<String, Attribute>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        for (id, attributes) in store::attributes_of(&txn, tenant, chunk).await? {
-            state.insert(
-                id,
-                attributes
-                    .into_iter()
-                    .map(|a| (a.name.clone(), a))
-                    .collect(),
-            );
-        }
-    }
+    let mut state = store::current(&txn, tenant, &ids).await?;
     let before = state.clone();
 
     let mut results = Vec::with_capacity(changes.len());
@@ -223,7 +213,7 @@ pub async fn set_user_attributes(
         })
         .map(|(id, _)| *id)
         .collect();
-    write(&txn, tenant, &changed, &state, now).await?;
+    store::write(&txn, tenant, &changed, &state, now).await?;
     txn.commit().await?;
     for result in &mut results {
         if let Some(user) = &mut result.user
@@ -233,34 +223,4 @@ pub async fn set_user_attributes(
         }
     }
     Ok(results)
-}
-
-/// Replaces the attributes of the `changed` users with their new sets and moves their
-/// `updated_at`.
-async fn write(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    changed: &[i64],
-    state: &HashMap<i64, BTreeMap<String, Attribute>>,
-    now: chrono::DateTime<Utc>,
-) -> Result<(), DbErr> {
-    for chunk in changed.chunks(CHUNK) {
-        user_attributes::Entity::delete_many()
-            .filter(user_attributes::Column::Tenant.eq(tenant.as_str()))
-            .filter(user_attributes::Column::UserId.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
-        store::touch_many(conn, tenant, chunk, now).await?;
-    }
-    let rows: Vec<user_attributes::ActiveModel> = changed
-        .iter()
-        .flat_map(|id| {
-            state
-                .get(id)
-                .into_iter()
-                .flat_map(|attributes| attributes.values())
-                .map(|attribute| store::attribute_row(tenant, *id, attribute))
-        })
-        .collect();
-    crate::db::insert_in_chunks(conn, rows).await
 }
