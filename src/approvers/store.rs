@@ -39,16 +39,7 @@ async fn chains(
     let mut managers = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let sql = format!(
-            "WITH RECURSIVE chain (user_id, approver_id) AS ( \
-               SELECT user_id, approver_id FROM approver_links \
-               WHERE tenant = ? AND label = ? AND user_id IN ({marks}) \
-             UNION \
-               SELECT l.user_id, l.approver_id FROM approver_links l \
-               JOIN chain c ON l.user_id = c.approver_id \
-               WHERE l.tenant = ? AND l.label = ? \
-             ) SELECT user_id, approver_id FROM chain"
-        );
+        let sql = include_str!("manager_chains.sql").replace("{users}", &marks);
         let manager = Label::Manager.as_str();
         let mut values: Vec<Value> = vec![tenant.as_str().into(), manager.into()];
         values.extend(chunk.iter().map(|&id| Value::from(id)));
