@@ -2,23 +2,23 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 
 use super::AppState;
-use super::graphql::{authenticate, error_response, unauthorized};
+use super::caller::Authenticated;
+use super::graphql::error_response;
 use super::negotiate::ResponseFormat;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::jobs::failed_rows;
 use crate::users::export;
 
 /// `GET /exports/users.csv`: every user of the caller's tenant, streamed (any role).
-pub async fn users_csv(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(principal) => principal,
-        Err(error) => return unauthorized(ResponseFormat::Json, &error),
-    };
+pub async fn users_csv(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Response {
     match export::users_csv(state.db.clone(), principal.tenant).await {
         Ok(chunks) => csv_download(chunks, "users.csv"),
         Err(error) => internal_error(&error),
@@ -30,12 +30,8 @@ pub async fn users_csv(State(state): State<AppState>, headers: HeaderMap) -> Res
 pub async fn failed_rows_csv(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Authenticated(principal): Authenticated,
 ) -> Response {
-    let principal = match authenticate(&state, &headers) {
-        Ok(principal) => principal,
-        Err(error) => return unauthorized(ResponseFormat::Json, &error),
-    };
     let not_found = || {
         error_response(
             StatusCode::NOT_FOUND,

@@ -16,21 +16,27 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::AppState;
+use super::caller::Caller;
 use super::negotiate::{Accepted, BodyKind, ResponseFormat, body_kind, negotiate};
-use crate::auth::{AuthError, Principal};
+use crate::auth::Principal;
 use crate::error::ErrorCode;
 use crate::graphql::{ExecutionMarker, request_data};
 use crate::jobs::graphql::users_variable::{self, DecodedUsers};
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Response {
     let format = match negotiate(&headers, true) {
         Accepted::Html => return super::graphiql::page(),
         Accepted::NotAcceptable => return not_acceptable(),
         Accepted::Graphql(format) => format,
     };
-    let principal = match authenticate(&state, &headers) {
+    let principal = match caller.principal(format) {
         Ok(principal) => principal,
-        Err(error) => return unauthorized(format, &error),
+        Err(refused) => return refused.into_response(),
     };
     let params: GetParams = match serde_urlencoded::from_str(query.0.as_deref().unwrap_or("")) {
         Ok(params) => params,
@@ -56,14 +62,19 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, query: RawQu
     execute(&state, principal, request, format, timeout).await
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let format = match negotiate(&headers, false) {
         Accepted::Graphql(format) => format,
         _ => return not_acceptable(),
     };
-    let principal = match authenticate(&state, &headers) {
+    let principal = match caller.principal(format) {
         Ok(principal) => principal,
-        Err(error) => return unauthorized(format, &error),
+        Err(refused) => return refused.into_response(),
     };
     let Some(kind) = body_kind(&headers) else {
         return error_response(
@@ -496,41 +507,6 @@ fn is_mutation(request: &GraphQLRequest, max_tokens: usize) -> bool {
         }),
     };
     operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
-}
-
-pub(super) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, AuthError> {
-    // A header that is not visible ASCII cannot hold a token: treat it as malformed.
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
-        .transpose()?;
-    state.auth.authenticate_header(header)
-}
-
-/// HTTP 401 with the RFC 6750 challenge and a GraphQL-shaped body.
-pub fn unauthorized(format: ResponseFormat, error: &AuthError) -> Response {
-    let challenge = match error {
-        AuthError::Missing => "Bearer".to_owned(),
-        AuthError::Malformed => {
-            format!("Bearer error=\"invalid_request\", error_description=\"{error}\"")
-        }
-        AuthError::Invalid(_) => {
-            format!("Bearer error=\"invalid_token\", error_description=\"{error}\"")
-        }
-    }
-    .replace(['`'], "'");
-    let mut response = error_response(
-        StatusCode::UNAUTHORIZED,
-        format,
-        ErrorCode::Unauthenticated,
-        error.to_string(),
-    );
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
 }
 
 fn bad_request(format: ResponseFormat, message: impl Into<String>) -> Response {

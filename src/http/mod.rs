@@ -1,6 +1,7 @@
 //! Routes, middleware and the shared application state.
 
 mod admin;
+mod caller;
 mod exports;
 mod graphiql;
 mod graphql;

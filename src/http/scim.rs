@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::AppState;
-use super::graphql::authenticate;
+use super::caller::authenticate;
 use crate::auth::{AuthError, Principal, Role};
 use crate::scim::service::{self, Context, MAX_RESULTS};
 use crate::scim::{ScimError, ScimResult, ScimType};
