@@ -70,13 +70,13 @@ pub enum AppError {
         field_errors: Vec<FieldError>,
     },
     /// SQLite's write lock stayed taken by another transaction for all of the busy
-    /// timeout; the write was not made.
+    /// timeout; the write was not made. Keeps the database's error for the log.
     #[error(
         "the database stayed busy with another write for {} (on SQLite a dryRun or atomic \
          job holds it until the job ends); nothing was written, try again",
         humantime::format_duration(crate::db::SQLITE_BUSY_TIMEOUT)
     )]
-    Busy,
+    Busy(Arc<sea_orm::DbErr>),
     /// Never shown: logged with its whole chain, answered with a generic message.
     #[error("internal error")]
     Internal(Arc<anyhow::Error>),
@@ -90,7 +90,7 @@ impl AppError {
             Self::BadUserInput { .. } => ErrorCode::BadUserInput,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict { .. } => ErrorCode::Conflict,
-            Self::Busy => ErrorCode::Timeout,
+            Self::Busy(_) => ErrorCode::Timeout,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -139,7 +139,7 @@ impl From<sea_orm::DbErr> for AppError {
     fn from(error: sea_orm::DbErr) -> Self {
         if crate::db::is_busy(&error) {
             tracing::warn!(%error, "the database stayed busy");
-            return Self::Busy;
+            return Self::Busy(Arc::new(error));
         }
         Self::Internal(Arc::new(error.into()))
     }

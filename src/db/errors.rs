@@ -18,7 +18,7 @@ impl UsersKey {
     const ALL: [Self; 3] = [Self::Email, Self::Login, Self::ExternalId];
 
     /// The constraint's name, as the migration creates it and PostgreSQL reports it.
-    pub const fn constraint(self) -> &'static str {
+    const fn constraint(self) -> &'static str {
         match self {
             Self::Email => "ux_users_tenant_email_key",
             Self::Login => "ux_users_tenant_login_key",
@@ -89,20 +89,6 @@ mod tests {
 
     use super::*;
     use crate::db::scratch_sqlite;
-
-    #[tokio::test]
-    async fn a_unique_key_of_another_table_is_no_key_of_users() {
-        let (_dir, db) = scratch_sqlite().await;
-        db.execute_unprepared("CREATE TABLE t (a TEXT UNIQUE); INSERT INTO t VALUES ('email_key')")
-            .await
-            .expect("a table");
-        let error = db
-            .execute_unprepared("INSERT INTO t VALUES ('email_key')")
-            .await
-            .expect_err("taken");
-        assert!(is_unique_violation(&error));
-        assert_eq!(taken_users_key(&error), None);
-    }
 
     #[tokio::test]
     async fn a_write_that_waits_out_the_lock_is_busy() {

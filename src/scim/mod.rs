@@ -172,7 +172,10 @@ impl From<AppError> for ScimError {
                 tracing::error!(?error, "SCIM request failed");
                 Self::status(500, "internal error")
             }
-            AppError::Busy => Self::status(500, "internal error"),
+            AppError::Busy(error) => {
+                tracing::error!(?error, "SCIM request failed");
+                Self::status(500, "internal error")
+            }
         }
     }
 }

@@ -162,29 +162,64 @@ async fn a_write_that_finds_sqlite_busy_is_a_timeout_and_writes_nothing() {
     assert_eq!(response.data()["importUser"]["action"], "CREATED");
 }
 
+/// A row of `users` as SQL: `id` (none: the next), `externalId`, email and login keys.
+fn user_row(id: Option<i64>, external_id: &str, email: &str, login: &str) -> String {
+    let (column, value) = match id {
+        Some(id) => ("id, ", format!("{id}, ")),
+        None => ("", String::new()),
+    };
+    format!(
+        "INSERT INTO users ({column}tenant, source, external_id, email, email_key, login, \
+         login_key, first_name, last_name, active, search_key, created_at, updated_at) \
+         VALUES ({value}'acme', 'hr', '{external_id}', 'x', '{email}', 'x', '{login}', 'A', \
+         'B', true, 'a', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+    )
+}
+
 db_test! {
     /// A unique key of `users` found taken is told by its constraint, on both databases
     /// (PostgreSQL names the constraint in its error, SQLite only its columns).
     async fn a_taken_unique_key_of_users_is_told_by_its_constraint(app) {
-        use roster::db::{UsersKey, taken_users_key};
+        use roster::db::{UsersKey, is_busy, taken_users_key};
         use sea_orm::ConnectionTrait;
         let db = app.connect().await;
-        let user = |id: &str, email: &str, login: &str| {
-            format!(
-                "INSERT INTO users (tenant, source, external_id, email, email_key, login, \
-                 login_key, first_name, last_name, active, search_key, created_at, updated_at) \
-                 VALUES ('acme', 'hr', '{id}', 'x', '{email}', 'x', '{login}', 'A', 'B', true, \
-                 'a', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
-            )
-        };
-        db.execute_unprepared(&user("1", "a@x", "a")).await.expect("the first user");
+        db.execute_unprepared(&user_row(None, "1", "a@x", "a")).await.expect("the first user");
         for (row, key) in [
-            (user("2", "a@x", "b"), UsersKey::Email),
-            (user("2", "b@x", "a"), UsersKey::Login),
-            (user("1", "b@x", "b"), UsersKey::ExternalId),
+            (user_row(None, "2", "a@x", "b"), UsersKey::Email),
+            (user_row(None, "2", "b@x", "a"), UsersKey::Login),
+            (user_row(None, "1", "b@x", "b"), UsersKey::ExternalId),
         ] {
             let error = db.execute_unprepared(&row).await.expect_err("taken");
             assert_eq!(taken_users_key(&error), Some(key), "{error}");
+            assert!(!is_busy(&error), "{error}");
+        }
+        let _ = db.close().await;
+    }
+}
+
+db_test! {
+    /// A taken key that is none of the unique keys of `users` (its id, or another table's
+    /// key over columns of the same names) is a unique violation, but no key of `users`.
+    async fn a_taken_key_of_another_kind_is_no_key_of_users(app) {
+        use roster::db::{is_unique_violation, taken_users_key};
+        use sea_orm::ConnectionTrait;
+        let db = app.connect().await;
+        db.execute_unprepared(&user_row(Some(7), "1", "a@x", "a")).await.expect("a user");
+        db.execute_unprepared(
+            "CREATE TABLE old_users (tenant TEXT, email_key TEXT, UNIQUE (tenant, email_key))",
+        )
+        .await
+        .expect("a table");
+        db.execute_unprepared("INSERT INTO old_users VALUES ('acme', 'a@x')")
+            .await
+            .expect("a row");
+        for row in [
+            user_row(Some(7), "2", "b@x", "b"),
+            "INSERT INTO old_users VALUES ('acme', 'a@x')".to_owned(),
+        ] {
+            let error = db.execute_unprepared(&row).await.expect_err("taken");
+            assert!(is_unique_violation(&error), "{error}");
+            assert_eq!(taken_users_key(&error), None, "{error}");
         }
         let _ = db.close().await;
     }

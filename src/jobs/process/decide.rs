@@ -287,6 +287,11 @@ async fn decide_in_savepoint(
                 Ok((changes, _)) => import::write_error(error, changes),
                 Err(_) => error.into(),
             };
+            // A database failure, busy or not, is the row's internal error.
+            let error = match error {
+                AppError::Busy(cause) => AppError::internal(anyhow::anyhow!("{cause}")),
+                other => other,
+            };
             if let AppError::Internal(cause) = &error {
                 tracing::warn!(error = %format!("{cause:#}"), "a job row failed to write");
             }
@@ -313,7 +318,7 @@ fn row_result(
     let decision = match decision {
         Ok(decision) => decision,
         Err(AppError::Internal(error)) => return Err(DbErr::Custom(format!("{error:#}"))),
-        Err(error @ AppError::Busy) => return Err(DbErr::Custom(error.to_string())),
+        Err(AppError::Busy(error)) => return Err(DbErr::Custom(format!("{error}"))),
         Err(error) => return Ok(failed(&error)),
     };
     let (action, blocked, unblocked) = import::counts(&decision, false);
@@ -392,8 +397,8 @@ pub(in crate::jobs) async fn set_links(
                     Err(AppError::Internal(error)) => {
                         return Err(Stop::Failed(anyhow::anyhow!("{error:#}")));
                     }
-                    Err(error @ AppError::Busy) => {
-                        return Err(Stop::Failed(anyhow::anyhow!(error)));
+                    Err(AppError::Busy(error)) => {
+                        return Err(Stop::Failed(anyhow::anyhow!("{error}")));
                     }
                     Err(error) => Err(row_errors(&error)),
                 }
