@@ -12,6 +12,7 @@ mod cli;
 mod connections;
 mod failures;
 mod formulas;
+mod guards;
 mod http;
 mod import_command;
 mod import_following;
