@@ -6,7 +6,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{GraphQLResponse, TestApp, db_test};
+use crate::helpers::{GraphQLResponse, TestApp, db_test, person};
 
 const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
     importUsers(users: $users, options: $options) { id }
@@ -20,10 +20,6 @@ const JOB: &str = "query($id: ID!) { importJob(id: $id) {
     status summary { created failed }
     rows(first: 10) { edges { node { lookupKey action errors { field code } } } }
 } }";
-
-fn person(id: &str) -> Value {
-    json!({ "externalId": id, "email": format!("{id}@example.com"), "firstName": "A", "lastName": "B" })
-}
 
 /// What became of one row: `(lookupKey, action, [(field, code)])`.
 type Outcome = (String, String, Vec<(String, String)>);

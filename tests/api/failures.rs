@@ -10,19 +10,14 @@ use entity::import_jobs;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, each_backend, spawn_app_with};
+use crate::helpers::{self, Backend, TestApp, each_backend, spawn_app_with};
 
 const JOB: &str = "query($id: ID!) { importJob(id: $id) {
     status processed errorMessage summary { created failed }
 } }";
 
 fn person(i: usize) -> Value {
-    json!({
-        "externalId": format!("f{i}"),
-        "email": format!("f{i}@example.com"),
-        "firstName": "F",
-        "lastName": format!("{i}"),
-    })
+    helpers::person(&format!("f{i}"))
 }
 
 fn people(count: usize) -> Value {

@@ -784,3 +784,22 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A user as sent, with the fields a user needs: `{id}@example.com`, first name `A`, last
+/// name `id`.
+pub fn person(id: &str) -> Value {
+    json!({
+        "externalId": id, "email": format!("{id}@example.com"), "firstName": "A", "lastName": id,
+    })
+}
+
+/// The `i`th user of a staff feed (`{prefix}{i}`): a department, two tags (one of five
+/// teams) and a numeric attribute, as HR systems send them.
+pub fn staff(prefix: &str, i: usize) -> Value {
+    json!({
+        "externalId": format!("{prefix}{i}"), "email": format!("{prefix}{i}@example.com"),
+        "firstName": prefix.to_uppercase(), "lastName": format!("{i}"), "department": "Sales",
+        "tags": ["staff", format!("team-{}", i % 5)],
+        "attributes": [{ "name": "grade", "value": format!("{}", i % 4), "type": "NUMBER" }],
+    })
+}

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, db_test};
+use crate::helpers::{TestApp, db_test, staff};
 
 const JOB: &str = "query($id: ID!) { importJob(id: $id) {
     status total summary { created updated unchanged failed }
@@ -19,12 +19,7 @@ const IMPORT_ONE: &str = "mutation($u: UserImportInput!) { importUser(user: $u) 
 
 /// Person `i` of a feed: tags and an attribute, no approvers.
 fn person(i: usize) -> Value {
-    json!({
-        "externalId": format!("d{i}"), "email": format!("d{i}@example.com"),
-        "firstName": "D", "lastName": format!("{i}"), "department": "Sales",
-        "tags": ["staff", format!("team-{}", i % 5)],
-        "attributes": [{ "name": "grade", "value": format!("{}", i % 4), "type": "NUMBER" }],
-    })
+    staff("d", i)
 }
 
 async fn import(app: &TestApp, users: &[Value]) -> (String, Value) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Database, FromQueryResult, JsonValue, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, ServerProcess, TEST_SECRET, TestApp, TestDatabase, db_test};
+use crate::helpers::{Backend, ServerProcess, TEST_SECRET, TestApp, TestDatabase, db_test, staff};
 
 const SUBMIT: &str = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {
     importUsers(users: $users, options: $options) { id }
@@ -29,12 +29,7 @@ const REVERT: &str = "mutation($id: ID!) { revertImportJob(id: $id) { id } }";
 /// Person `i` of a feed: tags, an attribute, and a manager 700 rows later (in another
 /// chunk of 500).
 fn person(i: usize) -> Value {
-    let mut person = json!({
-        "externalId": format!("w{i}"), "email": format!("w{i}@example.com"),
-        "firstName": "W", "lastName": format!("{i}"), "department": "Sales",
-        "tags": ["staff", format!("team-{}", i % 5)],
-        "attributes": [{ "name": "grade", "value": format!("{}", i % 4), "type": "NUMBER" }],
-    });
+    let mut person = staff("w", i);
     if i + 700 < 20_000 {
         person["managerExternalId"] = json!(format!("w{}", i + 700));
     }

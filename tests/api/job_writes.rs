@@ -4,7 +4,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, db_test};
+use crate::helpers::{TestApp, db_test, staff};
 
 const JOB: &str = "query($id: ID!) { importJob(id: $id) {
     status total summary { created updated unchanged failed }
@@ -31,12 +31,7 @@ const TABLES: [&str; 9] = [
 
 /// Person `i` of a feed: tags, attributes and a manager (the person ten before).
 fn person(i: usize) -> Value {
-    let mut person = json!({
-        "externalId": format!("w{i}"), "email": format!("w{i}@example.com"),
-        "firstName": "W", "lastName": format!("{i}"), "department": "Sales",
-        "tags": ["staff", format!("team-{}", i % 5)],
-        "attributes": [{ "name": "grade", "value": format!("{}", i % 4), "type": "NUMBER" }],
-    });
+    let mut person = staff("w", i);
     if i >= 10 {
         person["managerExternalId"] = json!(format!("w{}", i - 10));
     }

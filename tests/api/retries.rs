@@ -3,7 +3,7 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, spawn_app_with};
+use crate::helpers::{self, Backend, GraphQLResponse, TestApp, db_test, spawn_app_with};
 
 const RETRY: &str = "mutation($id: ID!) {
     retryImportJob(id: $id) { id status total description retryOf { id } }
@@ -16,9 +16,7 @@ const JOB: &str = "query($id: ID!) { importJob(id: $id) {
 } }";
 
 fn person(id: &str, manager: Option<&str>) -> Value {
-    let mut user = json!({
-        "externalId": id, "email": format!("{id}@example.com"), "firstName": "A", "lastName": id,
-    });
+    let mut user = helpers::person(id);
     if let Some(manager) = manager {
         user["managerExternalId"] = json!(manager);
     }

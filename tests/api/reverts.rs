@@ -4,7 +4,9 @@
 use roster::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GraphQLResponse, TestApp, db_test, each_backend, spawn_app_with};
+use crate::helpers::{
+    Backend, GraphQLResponse, TestApp, db_test, each_backend, person, spawn_app_with,
+};
 
 const REVERT: &str = "mutation($id: ID!) {
     revertImportJob(id: $id) { id kind status total description revertOf { id } }
@@ -23,12 +25,6 @@ const EVERYONE: &str = "query { users(first: 100) { edges { node {
     attributes { name value type }
     approvers { label canApprove approver { externalId } }
 } } } }";
-
-fn person(id: &str) -> Value {
-    json!({
-        "externalId": id, "email": format!("{id}@example.com"), "firstName": "A", "lastName": id,
-    })
-}
 
 fn with(mut user: Value, fields: Value) -> Value {
     for (key, value) in fields.as_object().unwrap() {
