@@ -224,3 +224,72 @@ db_test! {
         let _ = db.close().await;
     }
 }
+
+/// With JSON logs, a job's lines can be followed as one story: each chunk's line carries
+/// the job's id and the chunk's first row and pass, as spans.
+#[tokio::test]
+async fn a_jobs_log_lines_carry_its_id_and_their_chunk() {
+    use crate::helpers::ServerProcess;
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let server = ServerProcess::start(
+        &database.url,
+        &[
+            ("ROSTER_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,roster=debug"),
+            ("ROSTER_JOB_CHUNK", "2"),
+        ],
+    );
+    let users: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            let mut user = crate::helpers::person(&format!("l{i}"));
+            if i > 0 {
+                user["managerExternalId"] = json!(format!("l{}", i - 1));
+            }
+            user
+        })
+        .collect();
+    let submitted = server
+        .graphql(
+            "mutation($u: [UserImportInput!]!) { importUsers(users: $u) { id } }",
+            json!({ "u": users }),
+        )
+        .await;
+    let id = submitted.data()["importUsers"]["id"]
+        .as_str()
+        .expect("a job")
+        .to_owned();
+    let mut chunks = Vec::new();
+    loop {
+        let line = server.next_line();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        match event["message"].as_str() {
+            Some("chunk committed") => chunks.push(event),
+            Some("job finished") => break,
+            _ => {}
+        }
+    }
+    let job: i64 = id.parse().expect("a numeric id");
+    let mut seen = Vec::new();
+    for event in &chunks {
+        let spans = event["spans"].as_array().expect("the event's spans");
+        assert_eq!(spans[0]["name"], "job", "{event}");
+        assert_eq!(spans[0]["job_id"], job, "{event}");
+        let chunk = spans.last().expect("the chunk's span");
+        assert_eq!(chunk["name"], "chunk", "{event}");
+        seen.push((
+            chunk["pass"].as_str().unwrap_or("").to_owned(),
+            chunk["chunk"].clone(),
+        ));
+    }
+    let users: Vec<_> = seen.iter().filter(|(pass, _)| pass == "users").collect();
+    assert_eq!(users.len(), 3, "5 rows in chunks of 2: {seen:?}");
+    for first in [0, 2, 4] {
+        assert!(
+            users.iter().any(|(_, chunk)| chunk == &json!(first)),
+            "{seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|(pass, _)| pass == "links"), "{seen:?}");
+}

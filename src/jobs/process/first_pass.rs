@@ -42,6 +42,7 @@ pub(in crate::jobs) enum Wait {
 impl Runner<'_> {
     /// Helps with the first pass of a job another worker holds, while it has chunks this
     /// worker may take; answers how many it wrote.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = job.id, kind = %job.kind))]
     pub async fn help(&self, job: &jobs::Model) -> Result<usize, Stop> {
         let inputs = Arc::new(Inputs::of(job)?);
         let context = digest::context(job, &user_options(job));
@@ -133,6 +134,11 @@ impl Runner<'_> {
     /// as a unique value taken by a concurrent `importUser`, fails only its row). Answers
     /// the job as it then stands; `None` when the chunk was not written (another worker
     /// wrote it, or it waits for the chunks before it).
+    #[tracing::instrument(
+        name = "chunk",
+        skip_all,
+        fields(chunk = batch.first_idx, pass = "users")
+    )]
     async fn users_chunk(
         &self,
         job: &jobs::Model,

@@ -90,6 +90,8 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Runs the job to its end. Its log lines, and its chunks', carry the job's id.
+    #[tracing::instrument(name = "job", skip_all, fields(job_id = job.id, kind = %job.kind))]
     pub async fn run(&self, job: jobs::Model) -> Result<(), Stop> {
         if (job.dry_run || job.atomic) && JobKind::from_stored(&job.kind) != JobKind::Revert {
             self.run_whole(job).await
@@ -235,6 +237,11 @@ impl Runner<'_> {
     }
 
     /// Sets the approvers of one chunk of rows whose users are written.
+    #[tracing::instrument(
+        name = "chunk",
+        skip_all,
+        fields(chunk = batch.results.first().map(|row| row.index), pass = "links")
+    )]
     async fn links_chunk(
         &self,
         job: jobs::Model,
@@ -337,7 +344,14 @@ impl Runner<'_> {
     }
 
     pub(super) fn committed(&self, job: &jobs::Model, started: Instant) {
-        metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        tracing::debug!(
+            processed = job.processed,
+            links_processed = job.links_processed,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "chunk committed"
+        );
+        metrics::histogram!(telemetry::JOB_CHUNK_DURATION).record(elapsed.as_secs_f64());
         self.queue.published(job);
     }
 }
