@@ -18,3 +18,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod tracks;
 pub mod users;
+pub mod validate;

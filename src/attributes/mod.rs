@@ -15,10 +15,10 @@ use sea_orm::sea_query::LockType;
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::users::domain::{Problem, Problems, required_text};
 use crate::users::lookup::UserKey;
 use crate::users::profile::{Attribute, RawAttribute, check_attribute};
 use crate::users::store as users_store;
+use crate::validate::{Problem, Problems, required_text};
 
 /// Most changes in one call.
 pub const MAX_CHANGES: usize = 10_000;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Principal, Role, TenantId};
 use crate::config::JwtConfig;
-use crate::users::domain::{Lines, check_characters};
+use crate::validate::{Lines, check_characters};
 
 /// The claims Roster reads. `role` and `sub` are required; a token without them does not parse.
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use super::{
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::users::domain::Problems;
 use crate::users::import::ImportRow;
+use crate::validate::Problems;
 
 /// Who submits a job.
 pub struct Submitter<'a> {

@@ -8,8 +8,8 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{images, store};
 use crate::auth::TenantId;
-use crate::users::domain::{Lines, Problem, check_characters};
 use crate::users::store as user_store;
+use crate::validate::{Lines, Problem, check_characters};
 
 /// What sync mode does at the end of a job.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use entity::import_jobs;
 
 use crate::error::{AppError, AppResult, FieldError};
-use crate::users::domain::{Lines, Problem, Problems, check_characters};
 use crate::users::import::{ImportMode, MatchBy, RowAction, UserImportOptions};
+use crate::validate::{Lines, Problem, Problems, check_characters};
 
 /// Longest idempotency key and description.
 const KEY_MAX_LEN: usize = 255;

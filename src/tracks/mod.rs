@@ -28,9 +28,10 @@ pub use store::{Scope, sync, users_with_completions};
 use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::users::domain::{Problem, Problems, Tags, required_text};
+use crate::users::domain::Tags;
 use crate::users::lookup::UserKey;
 use crate::users::store as users;
+use crate::validate::{Problem, Problems, required_text};
 
 pub const DAY_MS: i64 = 86_400_000;
 

@@ -12,7 +12,6 @@ use sea_orm::sea_query::LockType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 
-use super::domain::escaped;
 use super::lookup::UserKey;
 use super::profile::{PreparedPassword, Profile, RawUser, UserChanges};
 use super::store;
@@ -22,6 +21,7 @@ use crate::auth::TenantId;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::tracks;
+use crate::validate::escaped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ImportMode {

@@ -1,8 +1,9 @@
 //! `UserLookup`: one user named by exactly one of its keys.
 
-use super::domain::{Email, Problem, Problems, required_text};
+use super::domain::Email;
 use super::profile::DEFAULT_SOURCE;
 use crate::error::AppError;
+use crate::validate::{Problem, Problems, required_text};
 
 /// How a single user is found.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -13,11 +13,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
 
-use super::domain::{
-    AttributeType, Email, Lines, PasswordHashString, Phone, Problem, Problems, Tags,
-    check_characters, optional_text, parse_date, required_text,
-};
+use super::domain::{AttributeType, Email, PasswordHashString, Phone, Tags, parse_date};
 use crate::error::FieldError;
+use crate::validate::{Lines, Problem, Problems, check_characters, optional_text, required_text};
 
 /// One optional input field: left out, sent as `null`, or sent with a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,7 +16,8 @@ use super::profile::{Attribute, CustomInfo, Gender, Language, Profile};
 use crate::auth::TenantId;
 use crate::db::UsersKey;
 use crate::error::AppError;
-use crate::users::domain::{AttributeType, Lines, Problem, Problems, check_characters};
+use crate::users::domain::AttributeType;
+use crate::validate::{Lines, Problem, Problems, check_characters};
 
 /// Values per `IN (…)` list: far below the bind-parameter limits of SQLite (32,766) and
 /// PostgreSQL (65,535).
