@@ -215,6 +215,26 @@ pub async fn list(conn: &impl ConnectionTrait, tenant: &TenantId) -> AppResult<V
         .collect())
 }
 
+/// Brings the assignments of the users a write retagged in line with their tags, as of
+/// `now`: what every write of users' tags runs next, in its transaction.
+pub async fn follow(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    retagged: users::Retagged,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if retagged.ids().is_empty() {
+        return Ok(());
+    }
+    sync(
+        conn,
+        tenant,
+        Scope::Users(retagged.ids()),
+        now.timestamp_millis(),
+    )
+    .await
+}
+
 /// One completion as sent.
 #[derive(Debug, Clone)]
 pub struct CompletionEntry {

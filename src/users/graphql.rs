@@ -393,7 +393,12 @@ pub struct UserFilter {
 
 impl UserFilter {
     /// The domain filter; a status filter is judged at `asOf`, else at `now`.
-    fn into_domain(self, now: DateTime<Utc>) -> DomainFilter {
+    fn into_domain(
+        self,
+        now: DateTime<Utc>,
+        backend: sea_orm::DatabaseBackend,
+        tenant: &TenantId,
+    ) -> DomainFilter {
         let at = self.as_of.unwrap_or(now).timestamp_millis();
         DomainFilter {
             search: self.search,
@@ -401,7 +406,9 @@ impl UserFilter {
             tag: self.tag,
             department: self.department,
             source: self.source,
-            learning_track_status: self.learning_track_status.map(|status| (status.into(), at)),
+            within: self
+                .learning_track_status
+                .map(|status| crate::tracks::status_condition(backend, tenant, status.into(), at)),
         }
     }
 }
@@ -753,7 +760,11 @@ impl UsersQuery {
         let principal = principal(ctx)?;
         let db = ctx.data_unchecked::<DatabaseConnection>();
         let page = PageArgs::check(first, DEFAULT_PAGE, MAX_PAGE, after)?;
-        let filter = filter.unwrap_or_default().into_domain(request_now(ctx));
+        let filter = filter.unwrap_or_default().into_domain(
+            request_now(ctx),
+            db.get_database_backend(),
+            &principal.tenant,
+        );
         filter.check()?;
         let mut rows =
             store::page(db, &principal.tenant, &filter, page.after, page.limit + 1).await?;

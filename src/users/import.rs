@@ -546,16 +546,18 @@ pub async fn apply(
     decision: &Decision,
     now: DateTime<Utc>,
 ) -> Result<Option<users::Model>, DbErr> {
-    Ok(Some(match decision {
+    let (user, retagged) = match decision {
         Decision::Create(profile) => store::insert(conn, tenant, profile, now).await?,
         Decision::Update {
             user,
             before,
             after,
         } => store::update(conn, tenant, user, before, after, now).await?,
-        Decision::Unchanged(user) => user.clone(),
+        Decision::Unchanged(user) => return Ok(Some(user.clone())),
         Decision::Skip(_) => return Ok(None),
-    }))
+    };
+    crate::tracks::follow(conn, tenant, retagged, now).await?;
+    Ok(Some(user))
 }
 
 /// What a decision counts as: its action, and whether it blocks or unblocks the user.

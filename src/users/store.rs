@@ -39,8 +39,9 @@ pub struct UserFilter {
     /// Exact department name.
     pub department: Option<String>,
     pub source: Option<String>,
-    /// Users whose overall learning-track status is this one at the given instant (ms).
-    pub learning_track_status: Option<(crate::tracks::Overall, i64)>,
+    /// A condition on `users.id` built by the caller from another domain: a learning-track
+    /// status at an instant (`crate::tracks::status_condition`).
+    pub within: Option<sea_orm::sea_query::SimpleExpr>,
 }
 
 impl UserFilter {
@@ -653,17 +654,35 @@ fn columns(tenant: &TenantId, p: &Profile, now: DateTime<Utc>) -> users::ActiveM
     }
 }
 
+/// Users whose tags a write of this module stored: the learning tracks their tags assign
+/// must follow, in the same transaction (`crate::tracks::follow`). The writes leave that
+/// to their caller, rather than reaching into learning tracks themselves.
+#[must_use = "the learning tracks of users whose tags were written must follow them"]
+#[derive(Debug, Default)]
+pub struct Retagged(Vec<i64>);
+
+impl Retagged {
+    pub fn ids(&self) -> &[i64] {
+        &self.0
+    }
+
+    /// These users and `other`'s.
+    pub fn and(mut self, other: Retagged) -> Retagged {
+        self.0.extend(other.0);
+        self
+    }
+}
+
+/// Inserts one user, its tags and attributes; answers it as stored.
 pub async fn insert(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     profile: &Profile,
     now: DateTime<Utc>,
-) -> Result<users::Model, DbErr> {
-    let id = insert_many(conn, tenant, &[profile], &[], now)
-        .await?
-        .pop()
-        .ok_or(DbErr::RecordNotInserted)?;
-    stored(conn, tenant, id).await
+) -> Result<(users::Model, Retagged), DbErr> {
+    let (mut ids, retagged) = insert_many(conn, tenant, &[profile], &[], now).await?;
+    let id = ids.pop().ok_or(DbErr::RecordNotInserted)?;
+    Ok((stored(conn, tenant, id).await?, retagged))
 }
 
 /// The user `id` as stored now.
@@ -678,7 +697,7 @@ async fn stored(
 }
 
 /// Inserts new users, their tags and attributes, with multi-row statements; returns their
-/// ids in the order given. `digests` holds each user's import digest, in the same order
+/// ids in the order given, and the users whose tags it wrote. `digests` holds each user's import digest, in the same order
 /// (see `crate::jobs::digest`); users past its end have none.
 pub async fn insert_many(
     conn: &impl ConnectionTrait,
@@ -686,7 +705,7 @@ pub async fn insert_many(
     profiles: &[&Profile],
     digests: &[Option<i64>],
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<(Vec<i64>, Retagged), DbErr> {
     let rows: Vec<users::ActiveModel> = profiles
         .iter()
         .enumerate()
@@ -731,8 +750,8 @@ pub async fn insert_many(
         .copied()
         .zip(profiles.iter().copied())
         .collect();
-    write_related(conn, tenant, Related::New, &all, &all, now).await?;
-    Ok(inserted)
+    let retagged = write_related(conn, tenant, Related::New, &all, &all).await?;
+    Ok((inserted, retagged))
 }
 
 /// Puts back users that were removed, each with its old id and `created_at` (`(id,
@@ -742,7 +761,7 @@ pub async fn reinsert_many(
     tenant: &TenantId,
     users: &[(i64, DateTime<Utc>, &Profile)],
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Retagged, DbErr> {
     let rows: Vec<users::ActiveModel> = users
         .iter()
         .map(|(id, created_at, profile)| {
@@ -754,7 +773,7 @@ pub async fn reinsert_many(
         .collect();
     crate::db::insert_in_chunks(conn, rows).await?;
     let all: Vec<(i64, &Profile)> = users.iter().map(|(id, _, p)| (*id, *p)).collect();
-    write_related(conn, tenant, Related::New, &all, &all, now).await
+    write_related(conn, tenant, Related::New, &all, &all).await
 }
 
 /// Removes users; their tags, attributes, approver links (both ways), track assignments
@@ -782,13 +801,14 @@ pub async fn update(
     before: &Profile,
     after: &Profile,
     now: DateTime<Utc>,
-) -> Result<users::Model, DbErr> {
-    update_many(conn, tenant, &[(user, before, after)], &[], now).await?;
-    stored(conn, tenant, user.id).await
+) -> Result<(users::Model, Retagged), DbErr> {
+    let retagged = update_many(conn, tenant, &[(user, before, after)], &[], now).await?;
+    Ok((stored(conn, tenant, user.id).await?, retagged))
 }
 
 /// Updates users (each `(stored row, before, after)`) with multi-row upserts on their ids;
-/// tags and attributes are rewritten only for users whose tags or attributes changed.
+/// tags and attributes are rewritten only for users whose tags or attributes changed (the
+/// users it answers).
 /// `digests` holds each user's new import digest, as for [`insert_many`]; a user past its
 /// end loses the one it had.
 pub async fn update_many(
@@ -797,7 +817,7 @@ pub async fn update_many(
     updates: &[(&users::Model, &Profile, &Profile)],
     digests: &[Option<i64>],
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Retagged, DbErr> {
     use sea_orm::{IdenStatic, Iterable};
     let keep = [
         users::Column::Id,
@@ -832,7 +852,7 @@ pub async fn update_many(
         .filter(|(_, before, after)| before.attributes != after.attributes)
         .map(|(user, _, after)| (user.id, *after))
         .collect();
-    write_related(conn, tenant, Related::Replace, &tags, &attributes, now).await
+    write_related(conn, tenant, Related::Replace, &tags, &attributes).await
 }
 
 /// The stored row of one attribute of the user `user_id`.
@@ -861,15 +881,14 @@ enum Related {
 }
 
 /// Writes the tags of the users in `tags` and the attributes of those in `attributes`;
-/// the learning tracks the tags assign follow at once.
+/// answers the users whose tags it wrote.
 async fn write_related(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
     related: Related,
     tags: &[(i64, &Profile)],
     attributes: &[(i64, &Profile)],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Retagged, DbErr> {
     for chunk in tags.chunks(IN_CHUNK) {
         if related == Related::Replace {
             user_tags::Entity::delete_many()
@@ -907,17 +926,7 @@ async fn write_related(
             .collect();
         crate::db::insert_in_chunks(conn, rows).await?;
     }
-    if !tags.is_empty() {
-        let ids: Vec<i64> = tags.iter().map(|(id, _)| *id).collect();
-        crate::tracks::sync(
-            conn,
-            tenant,
-            crate::tracks::Scope::Users(&ids),
-            now.timestamp_millis(),
-        )
-        .await?;
-    }
-    Ok(())
+    Ok(Retagged(tags.iter().map(|(id, _)| *id).collect()))
 }
 
 /// Moves `updated_at` of a user whose related rows (its approvers) changed.
@@ -1017,7 +1026,7 @@ pub fn unique_violation_field(error: &DbErr) -> Option<&'static str> {
     })
 }
 
-fn filter_condition(backend: DatabaseBackend, tenant: &TenantId, filter: &UserFilter) -> Condition {
+fn filter_condition(tenant: &TenantId, filter: &UserFilter) -> Condition {
     let mut condition = Condition::all().add(users::Column::Tenant.eq(tenant.as_str()));
     if let Some(search) = &filter.search {
         for word in search.split_whitespace() {
@@ -1035,10 +1044,8 @@ fn filter_condition(backend: DatabaseBackend, tenant: &TenantId, filter: &UserFi
     if let Some(source) = &filter.source {
         condition = condition.add(users::Column::Source.eq(source.trim()));
     }
-    if let Some((status, as_of_ms)) = filter.learning_track_status {
-        condition = condition.add(crate::tracks::status_condition(
-            backend, tenant, status, as_of_ms,
-        ));
+    if let Some(within) = &filter.within {
+        condition = condition.add(within.clone());
     }
     if let Some(tag) = &filter.tag {
         condition = condition.add(
@@ -1076,11 +1083,7 @@ pub async fn page(
     after: Option<i64>,
     limit: u64,
 ) -> Result<Vec<users::Model>, DbErr> {
-    let mut query = users::Entity::find().filter(filter_condition(
-        conn.get_database_backend(),
-        tenant,
-        filter,
-    ));
+    let mut query = users::Entity::find().filter(filter_condition(tenant, filter));
     if let Some(after) = after {
         query = query.filter(users::Column::Id.gt(after));
     }
@@ -1097,11 +1100,7 @@ pub async fn count(
     filter: &UserFilter,
 ) -> Result<u64, DbErr> {
     users::Entity::find()
-        .filter(filter_condition(
-            conn.get_database_backend(),
-            tenant,
-            filter,
-        ))
+        .filter(filter_condition(tenant, filter))
         .count(conn)
         .await
 }

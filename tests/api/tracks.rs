@@ -344,3 +344,64 @@ db_test! {
         assert_eq!(listed("UNCOMPLETED", Some(later)).await["users"]["totalCount"], 0);
     }
 }
+
+/// The names of the tracks `id` is assigned now.
+async fn assigned(app: &TestApp, id: &str) -> Vec<String> {
+    progress(app, id, Utc::now()).await["user"]["learningTracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .map(|t| t["track"]["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+const JOB: &str = "query($id: ID!) { importJob(id: $id) { status } }";
+
+db_test! {
+    /// A bulk job's users take the tracks their tags call for, as an `importUser` does:
+    /// new users, and users whose tags the job changes.
+    async fn a_jobs_users_follow_their_tags_into_tracks(app) {
+        track(&app, json!({ "name": "Safety", "tags": ["safety"], "expiringSoonDays": 0 })).await;
+        person(&app, "kept", json!(["safety"])).await;
+        let user = |id: &str, tags: Value| {
+            json!({ "externalId": id, "email": format!("{id}@example.com"), "firstName": id,
+                    "lastName": "P", "tags": tags })
+        };
+        let id = app
+            .submit_job(json!([user("new", json!(["Safety"])), user("kept", json!(["other"]))]), Value::Null)
+            .await;
+        assert_eq!(app.finished_job(JOB, &json!(id)).await["status"], "COMPLETED");
+
+        assert_eq!(assigned(&app, "new").await, ["Safety"], "a new user with the tag");
+        assert!(assigned(&app, "kept").await.is_empty(), "a user who lost the tag");
+    }
+}
+
+db_test! {
+    /// A revert puts a user's tags back, and the tracks they call for with them.
+    async fn a_revert_brings_the_tracks_back_with_the_tags(app) {
+        track(&app, json!({ "name": "Safety", "tags": ["safety"], "expiringSoonDays": 0 })).await;
+        person(&app, "u", json!(["safety"])).await;
+        let id = app
+            .submit_job(
+                json!([{ "externalId": "u", "email": "u@example.com", "firstName": "u",
+                         "lastName": "P", "tags": [] }]),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(app.finished_job(JOB, &json!(id)).await["status"], "COMPLETED");
+        assert!(assigned(&app, "u").await.is_empty());
+
+        let revert = app
+            .graphql(
+                &app.token(Role::Admin),
+                "mutation($id: ID!) { revertImportJob(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+        let revert = revert.data()["revertImportJob"]["id"].clone();
+        assert_eq!(app.finished_job(JOB, &revert).await["status"], "COMPLETED");
+
+        assert_eq!(assigned(&app, "u").await, ["Safety"]);
+    }
+}

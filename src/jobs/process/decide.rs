@@ -18,6 +18,7 @@ use crate::jobs::digest;
 use crate::jobs::images::{self, Image, Taken};
 use crate::jobs::input::Inputs;
 use crate::jobs::{RowResult, Summary, row_errors};
+use crate::tracks;
 use crate::users::import::{self, Decision, RowAction, UserImportOptions, plan_links};
 use crate::users::profile::UserChanges;
 use crate::users::store as user_store;
@@ -99,10 +100,12 @@ async fn decide_and_write(
         }
         let updated: Vec<i64> = updates.iter().map(|(user, _, _)| user.id).collect();
         let mut sets = approvers::store::sets_of(conn, tenant, &updated).await?;
-        let mut created = user_store::insert_many(conn, tenant, &creates, &create_digests, now)
-            .await?
-            .into_iter();
-        user_store::update_many(conn, tenant, &updates, &update_digests, now).await?;
+        let (created, retagged) =
+            user_store::insert_many(conn, tenant, &creates, &create_digests, now).await?;
+        let mut created = created.into_iter();
+        let retagged = retagged
+            .and(user_store::update_many(conn, tenant, &updates, &update_digests, now).await?);
+        tracks::follow(conn, tenant, retagged, now).await?;
         // Users found unchanged the long way (written before digests, or by another path
         // since) take this row's digest, so that the next import finds them by it.
         let stamps: Vec<(i64, i64)> = run

@@ -201,8 +201,10 @@ impl<'r, 'a> Reverter<'r, 'a> {
         } else {
             let updates: Vec<(&users::Model, &Profile, &Profile)> =
                 restores.iter().map(|(u, b, a)| (*u, b, *a)).collect();
-            user_store::update_many(&txn, tenant, &updates, &[], now).await?;
-            user_store::reinsert_many(&txn, tenant, &reinserts, now).await?;
+            let retagged = user_store::update_many(&txn, tenant, &updates, &[], now)
+                .await?
+                .and(user_store::reinsert_many(&txn, tenant, &reinserts, now).await?);
+            tracks::follow(&txn, tenant, retagged, now).await?;
         }
         let failed: std::collections::HashSet<i64> = rows
             .iter()
@@ -238,9 +240,13 @@ impl<'r, 'a> Reverter<'r, 'a> {
         let mut failures = Vec::new();
         for (user, before, after) in restores {
             let savepoint = txn.begin().await?;
-            match user_store::update_many(&savepoint, tenant, &[(user, before, after)], &[], now)
-                .await
-            {
+            let written = async {
+                let retagged =
+                    user_store::update_many(&savepoint, tenant, &[(user, before, after)], &[], now)
+                        .await?;
+                tracks::follow(&savepoint, tenant, retagged, now).await
+            };
+            match written.await {
                 Ok(()) => savepoint.commit().await?,
                 Err(error) => {
                     savepoint.rollback().await?;
@@ -250,9 +256,13 @@ impl<'r, 'a> Reverter<'r, 'a> {
         }
         for one in reinserts {
             let savepoint = txn.begin().await?;
-            match user_store::reinsert_many(&savepoint, tenant, std::slice::from_ref(one), now)
-                .await
-            {
+            let written = async {
+                let retagged =
+                    user_store::reinsert_many(&savepoint, tenant, std::slice::from_ref(one), now)
+                        .await?;
+                tracks::follow(&savepoint, tenant, retagged, now).await
+            };
+            match written.await {
                 Ok(()) => savepoint.commit().await?,
                 Err(error) => {
                     savepoint.rollback().await?;
