@@ -697,8 +697,9 @@ async fn stored(
 }
 
 /// Inserts new users, their tags and attributes, with multi-row statements; returns their
-/// ids in the order given, and the users whose tags it wrote. `digests` holds each user's import digest, in the same order
-/// (see `crate::jobs::digest`); users past its end have none.
+/// ids in the order given, and the users whose tags it wrote. `digests` holds each user's
+/// import digest, in the same order (see `crate::jobs::digest`); users past its end have
+/// none.
 pub async fn insert_many(
     conn: &impl ConnectionTrait,
     tenant: &TenantId,
