@@ -234,6 +234,18 @@ impl TestApp {
         GraphQLResponse::read(response).await
     }
 
+    /// Asks for the revert of job `id` as an admin; answers the revert's id.
+    pub async fn revert_job(&self, id: &str) -> Value {
+        let response = self
+            .graphql(
+                &self.token(Role::Admin),
+                "mutation($id: ID!) { revertImportJob(id: $id) { id } }",
+                json!({ "id": id }),
+            )
+            .await;
+        response.data()["revertImportJob"]["id"].clone()
+    }
+
     /// Submits `users` with `importUsers` and `options` as an admin; answers the job's id.
     pub async fn submit_job(&self, users: Value, options: Value) -> String {
         let query = "mutation($users: [UserImportInput!]!, $options: ImportOptions) {

@@ -392,14 +392,7 @@ db_test! {
         assert_eq!(app.finished_job(JOB, &json!(id)).await["status"], "COMPLETED");
         assert!(assigned(&app, "u").await.is_empty());
 
-        let revert = app
-            .graphql(
-                &app.token(Role::Admin),
-                "mutation($id: ID!) { revertImportJob(id: $id) { id } }",
-                json!({ "id": id }),
-            )
-            .await;
-        let revert = revert.data()["revertImportJob"]["id"].clone();
+        let revert = app.revert_job(&id).await;
         assert_eq!(app.finished_job(JOB, &revert).await["status"], "COMPLETED");
 
         assert_eq!(assigned(&app, "u").await, ["Safety"]);
